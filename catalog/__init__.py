@@ -1,0 +1,1 @@
+"""The software catalog: Backstage-compatible entities, relations, queries, locations."""

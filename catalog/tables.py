@@ -1,0 +1,1 @@
+"""Catalog tables (SQLModel). Filled in by the catalog work."""

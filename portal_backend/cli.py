@@ -1,0 +1,143 @@
+"""The `ragportal` command line (typer)."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from portal_backend.db import make_engine, make_session_factory, session_scope, upgrade_database
+from portal_backend.logging import configure_logging
+from portal_backend.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="rag-portal: the developer portal for private RAG assistants.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a clear error and return the exit to raise (exit code 2, like usage errors)."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(
+        None, help="Interface to bind (default from RAGPORTAL_HOST, 127.0.0.1)."
+    ),
+    port: int = typer.Option(None, help="Port (default from RAGPORTAL_PORT, 7007)."),
+) -> None:
+    """Apply migrations and start the portal (API + UI)."""
+    import uvicorn
+
+    from portal_backend.app import create_app
+
+    settings = _settings()
+    upgrade_database(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,  # structlog owns logging
+        proxy_headers=True,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    settings = _settings()
+    upgrade_database(settings, revision)
+    console.print(f"database at {revision}")
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Option(..., "--name", help="A name you will recognise the token by."),
+    scope: str = typer.Option("read", "--scope", help="read, write or admin."),
+    subject: str = typer.Option(
+        "user:default/admin", "--subject", help="User entity ref the token acts as."
+    ),
+    group: str | None = typer.Option(
+        None, "--group", help="Owning group ref: writes are limited to what it owns."
+    ),
+    expires_in_days: int | None = typer.Option(None, "--expires-in-days", min=1),
+) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    from catalog.errors import PortalError
+    from portal_backend.auth.service import create_token
+
+    settings = _settings()
+    upgrade_database(settings)
+    factory = make_session_factory(make_engine(settings.database_url))
+    try:
+        with session_scope(factory) as session:
+            created = create_token(
+                session,
+                name=name,
+                scope=scope,
+                subject=subject,
+                owner_group=group,
+                created_by="cli",
+                expires_in_days=expires_in_days,
+            )
+            token_id = created.record.id
+    except PortalError as exc:
+        raise fail(exc.message) from exc
+    err_console.print(f"created token {token_id} ({scope}); store it now, it is not shown again:")
+    typer.echo(created.token)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List active tokens (never their values)."""
+    from rich.table import Table
+
+    from portal_backend.auth.service import list_tokens
+
+    settings = _settings()
+    factory = make_session_factory(make_engine(settings.database_url))
+    table = Table("id", "name", "prefix", "scope", "purpose", "subject", "group")
+    with session_scope(factory) as session:
+        for t in list_tokens(session):
+            table.add_row(
+                t.id, t.name, t.token_prefix, t.scope, t.purpose, t.subject, t.owner_group or ""
+            )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token by id."""
+    from catalog.errors import PortalError
+    from portal_backend.auth.service import revoke_token
+
+    settings = _settings()
+    factory = make_session_factory(make_engine(settings.database_url))
+    try:
+        with session_scope(factory) as session:
+            revoke_token(session, token_id)
+    except PortalError as exc:
+        raise fail(exc.message) from exc
+    console.print(f"revoked {token_id}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

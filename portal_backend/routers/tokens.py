@@ -1,0 +1,69 @@
+"""API tokens over HTTP (admin): create (shown once), list, revoke."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from portal_backend.auth.deps import AdminPrincipal
+from portal_backend.auth.models import ApiToken
+from portal_backend.auth.service import Principal, create_token, list_tokens, revoke_token
+from portal_backend.db import session_scope
+
+router = APIRouter(prefix="/api/auth/tokens", tags=["auth"])
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    scope: str = Field(pattern="^(read|write|admin)$")
+    subject: str | None = Field(default=None, description="user entity ref the token acts as")
+    owner_group: str | None = None
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class TokenView(BaseModel):
+    id: str
+    name: str
+    token_prefix: str
+    scope: str
+    purpose: str
+    subject: str
+    owner_group: str | None
+    service_ref: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, record: ApiToken) -> TokenView:
+        return cls.model_validate(record, from_attributes=True)
+
+
+@router.post("", status_code=201)
+def create(body: TokenCreate, request: Request, principal: Principal = AdminPrincipal) -> dict:
+    with session_scope(request.app.state.session_factory) as session:
+        created = create_token(
+            session,
+            name=body.name,
+            scope=body.scope,
+            subject=body.subject or principal.subject,
+            owner_group=body.owner_group,
+            created_by=principal.subject,
+            expires_in_days=body.expires_in_days,
+        )
+        view = TokenView.of(created.record).model_dump(mode="json")
+    return {**view, "token": created.token}
+
+
+@router.get("")
+def list_all(request: Request, _: Principal = AdminPrincipal) -> dict:
+    with session_scope(request.app.state.session_factory) as session:
+        return {"items": [TokenView.of(t).model_dump(mode="json") for t in list_tokens(session)]}
+
+
+@router.delete("/{token_id}", status_code=204)
+def revoke(token_id: str, request: Request, _: Principal = AdminPrincipal) -> None:
+    with session_scope(request.app.state.session_factory) as session:
+        revoke_token(session, token_id)

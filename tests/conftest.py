@@ -1,0 +1,195 @@
+"""Shared fixtures: both databases, a live portal over real HTTP, tokens.
+
+Every test that touches the database runs twice: on SQLite and on the real PostgreSQL
+(``RAGPORTAL_TEST_POSTGRES_URL``, default 127.0.0.1:5432 database ``test``). Each test
+session gets its own PostgreSQL schema, so parallel runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from sqlalchemy import text
+
+from portal_backend.app import create_app
+from portal_backend.auth.service import create_token
+from portal_backend.db import make_engine, make_session_factory, session_scope, upgrade_database
+from portal_backend.models import metadata
+from portal_backend.settings import Settings
+
+POSTGRES_URL = os.environ.get(
+    "RAGPORTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("RAGPORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+BOOTSTRAP_TOKEN = "test-bootstrap-admin-token"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the test database for this pytest session, dropped at the end."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield schema
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def postgres_url_for(schema: str) -> str:
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+def make_settings(
+    backend: str, data_dir: Path, postgres_schema: str | None, **overrides
+) -> Settings:
+    values: dict = {
+        "data_dir": data_dir,
+        "bootstrap_token": BOOTSTRAP_TOKEN,
+        "log_json": False,
+        "log_level": "WARNING",
+    }
+    if backend == "postgresql":
+        assert postgres_schema is not None
+        values["database_url_override"] = postgres_url_for(postgres_schema)
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def migrated_settings(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Settings:
+    """Settings for one backend with the schema at head (once per session and backend)."""
+    schema = request.getfixturevalue("postgres_schema") if backend == "postgresql" else None
+    settings = make_settings(backend, tmp_path_factory.mktemp(f"data-{backend}"), schema)
+    upgrade_database(settings)
+    return settings
+
+
+def truncate_all(settings: Settings) -> None:
+    engine = make_engine(settings.database_url)
+    with engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(migrated_settings: Settings) -> Iterator[Settings]:
+    """Migrated settings with every table emptied before the test."""
+    truncate_all(migrated_settings)
+    yield migrated_settings
+
+
+@pytest.fixture
+def session_factory(settings: Settings):  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+    app: object
+
+    def client(self, token: str | None = BOOTSTRAP_TOKEN, **kwargs) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # threads cannot own signal handlers
+        pass
+
+
+def start_live_server(settings: Settings) -> tuple[LiveServer, _Server, threading.Thread]:
+    app = create_app(settings)
+    port = free_port()
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("portal test server did not start")
+        time.sleep(0.02)
+    return LiveServer(f"http://127.0.0.1:{port}", settings, app), server, thread
+
+
+@pytest.fixture(scope="session")
+def _live_server_session(migrated_settings: Settings) -> Iterator[LiveServer]:
+    live, server, thread = start_live_server(migrated_settings)
+    yield live
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(_live_server_session: LiveServer, settings: Settings) -> LiveServer:
+    """The portal served over real HTTP on 127.0.0.1, tables emptied before each test."""
+    return _live_server_session
+
+
+@pytest.fixture
+def admin_client(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with live_server.client() as client:
+        yield client
+
+
+@pytest.fixture
+def anon_client(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with live_server.client(token=None) as client:
+        yield client
+
+
+@pytest.fixture
+def make_token(session_factory):  # type: ignore[no-untyped-def]
+    """Creates a real API token in the database and returns its plain value."""
+
+    def _make(scope: str, subject: str = "user:default/tester", group: str | None = None) -> str:
+        with session_scope(session_factory) as session:
+            return create_token(
+                session, name=f"{scope}-token", scope=scope, subject=subject, owner_group=group
+            ).token
+
+    return _make
+
+
+def table_names(settings: Settings) -> set[str]:
+    engine = make_engine(settings.database_url)
+    with engine.connect() as connection:
+        if settings.is_sqlite:
+            rows = connection.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
+        else:
+            rows = connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            )
+        names = {r[0] for r in rows}
+    engine.dispose()
+    return names
