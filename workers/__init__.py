@@ -1,0 +1,1 @@
+"""Celery workers: scaffolder steps, provisioning, collectors."""
