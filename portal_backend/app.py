@@ -15,6 +15,7 @@ from portal_backend.logging import get_logger
 from portal_backend.metrics import metrics_middleware
 from portal_backend.routers import health, tokens
 from portal_backend.settings import Settings, get_settings
+from portal_backend.web import mount_web
 
 log = get_logger(__name__)
 
@@ -53,4 +54,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(tokens.router)
+    mount_web(app, settings)  # web UI at `/`; after the API routers
     return app

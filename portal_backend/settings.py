@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     )
     bootstrap_token: str | None = None
     anonymous_read: bool = False
+    # Signs the web UI's session cookie; generated and kept in the data folder when unset.
+    session_secret: str | None = None
 
     host: str = "127.0.0.1"
     port: int = 7007

@@ -1,0 +1,11 @@
+"""Page routes, one module per area, mounted at `/`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from portal_backend.web.routes import admin, auth, home
+
+router = APIRouter(include_in_schema=False)
+for module in (auth, home, admin):
+    router.include_router(module.router)
