@@ -1,1 +1,89 @@
-"""Catalog tables (SQLModel). Filled in by the catalog work."""
+"""Catalog tables.
+
+- ``catalog_entities``: one row per entity, the document as JSON text plus the
+  columns queries sort and look up by (ref, kind, namespace, lowercase name).
+- ``catalog_search``: flattened (key, value) rows per entity, indexed on
+  (key, value, entity_uid) so filters and facets are index scans.
+- ``catalog_relations``: (source, type, target) rows, both directions, owned by the
+  entity whose spec produced them (deleted with it).
+- ``catalog_locations``: registered ``url``/``file`` targets.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, String, Text
+from sqlmodel import Field, SQLModel
+
+
+class CatalogEntity(SQLModel, table=True):
+    __tablename__ = "catalog_entities"
+    __table_args__ = (
+        Index("ix_catalog_entities_kind_name_uid", "kind", "name", "uid"),
+        Index("ix_catalog_entities_name_uid", "name", "uid"),
+    )
+
+    uid: str = Field(primary_key=True, max_length=36)
+    # Canonical lowercase ref, unique: names are unique per kind+namespace ignoring case.
+    entity_ref: str = Field(max_length=400, unique=True)
+    kind: str = Field(max_length=63)
+    namespace: str = Field(max_length=63)
+    name: str = Field(max_length=63)
+    etag: str = Field(max_length=64)
+    # The document (without relations, which are read from catalog_relations).
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    location_key: str | None = Field(default=None, max_length=2100, index=True)
+    created_at: datetime
+    updated_at: datetime
+
+
+class CatalogSearch(SQLModel, table=True):
+    __tablename__ = "catalog_search"
+    __table_args__ = (Index("ix_catalog_search_key_value_uid", "key", "value", "entity_uid"),)
+
+    entity_uid: str = Field(
+        sa_column=Column(
+            String(36),
+            ForeignKey("catalog_entities.uid", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    key: str = Field(primary_key=True, max_length=200)
+    value: str = Field(primary_key=True, max_length=200)
+    original_value: str = Field(max_length=200)
+
+
+class CatalogRelation(SQLModel, table=True):
+    __tablename__ = "catalog_relations"
+    __table_args__ = (
+        Index("ix_catalog_relations_target_type", "target_ref", "type"),
+        Index("ix_catalog_relations_source", "source_ref"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    originating_uid: str = Field(
+        sa_column=Column(
+            String(36),
+            ForeignKey("catalog_entities.uid", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    source_ref: str = Field(max_length=400)
+    type: str = Field(max_length=63)
+    target_ref: str = Field(max_length=400)
+
+
+class CatalogLocation(SQLModel, table=True):
+    __tablename__ = "catalog_locations"
+
+    id: str = Field(primary_key=True, max_length=36)
+    type: str = Field(max_length=16)
+    target: str = Field(max_length=2048)
+    # "type:target", the value entities carry in backstage.io/managed-by-location.
+    location_key: str = Field(max_length=2100, unique=True)
+    managed_by: str | None = Field(default=None, max_length=255)
+    created_at: datetime
+    refreshed_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

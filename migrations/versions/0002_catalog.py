@@ -1,4 +1,4 @@
-"""catalog tables (placeholder in the chain until that domain defines its tables).
+"""Catalog: entities, flattened search rows, relations, locations.
 
 Revision ID: 0002_catalog
 Revises: 0001_api_tokens
@@ -7,6 +7,9 @@ Create Date: 2026-11-28
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = "0002_catalog"
 down_revision: str | None = "0001_api_tokens"
 branch_labels: str | Sequence[str] | None = None
@@ -14,8 +17,85 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "catalog_entities",
+        sa.Column("uid", sa.String(length=36), primary_key=True),
+        sa.Column("entity_ref", sa.String(length=400), nullable=False),
+        sa.Column("kind", sa.String(length=63), nullable=False),
+        sa.Column("namespace", sa.String(length=63), nullable=False),
+        sa.Column("name", sa.String(length=63), nullable=False),
+        sa.Column("etag", sa.String(length=64), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("location_key", sa.String(length=2100), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("entity_ref"),
+    )
+    op.create_index("ix_catalog_entities_location_key", "catalog_entities", ["location_key"])
+    op.create_index(
+        "ix_catalog_entities_kind_name_uid", "catalog_entities", ["kind", "name", "uid"]
+    )
+    op.create_index("ix_catalog_entities_name_uid", "catalog_entities", ["name", "uid"])
+
+    op.create_table(
+        "catalog_search",
+        sa.Column(
+            "entity_uid",
+            sa.String(length=36),
+            sa.ForeignKey("catalog_entities.uid", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("value", sa.String(length=200), nullable=False),
+        sa.Column("original_value", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("entity_uid", "key", "value"),
+    )
+    op.create_index(
+        "ix_catalog_search_key_value_uid", "catalog_search", ["key", "value", "entity_uid"]
+    )
+
+    op.create_table(
+        "catalog_relations",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column(
+            "originating_uid",
+            sa.String(length=36),
+            sa.ForeignKey("catalog_entities.uid", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("source_ref", sa.String(length=400), nullable=False),
+        sa.Column("type", sa.String(length=63), nullable=False),
+        sa.Column("target_ref", sa.String(length=400), nullable=False),
+    )
+    op.create_index(
+        "ix_catalog_relations_originating_uid", "catalog_relations", ["originating_uid"]
+    )
+    op.create_index("ix_catalog_relations_source", "catalog_relations", ["source_ref"])
+    op.create_index("ix_catalog_relations_target_type", "catalog_relations", ["target_ref", "type"])
+
+    op.create_table(
+        "catalog_locations",
+        sa.Column("id", sa.String(length=36), primary_key=True),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("target", sa.String(length=2048), nullable=False),
+        sa.Column("location_key", sa.String(length=2100), nullable=False),
+        sa.Column("managed_by", sa.String(length=255), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.UniqueConstraint("location_key"),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("catalog_locations")
+    op.drop_index("ix_catalog_relations_target_type", table_name="catalog_relations")
+    op.drop_index("ix_catalog_relations_source", table_name="catalog_relations")
+    op.drop_index("ix_catalog_relations_originating_uid", table_name="catalog_relations")
+    op.drop_table("catalog_relations")
+    op.drop_index("ix_catalog_search_key_value_uid", table_name="catalog_search")
+    op.drop_table("catalog_search")
+    op.drop_index("ix_catalog_entities_name_uid", table_name="catalog_entities")
+    op.drop_index("ix_catalog_entities_kind_name_uid", table_name="catalog_entities")
+    op.drop_index("ix_catalog_entities_location_key", table_name="catalog_entities")
+    op.drop_table("catalog_entities")

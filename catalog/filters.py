@@ -1,0 +1,103 @@
+"""Backstage filter syntax, parsed and compiled to SQL over the search index.
+
+``filter=kind=component,spec.type=service`` (comma = AND) and repeated ``filter``
+parameters (OR). ``key`` alone means the key exists; the same key twice in one
+filter means any of the values. Keys and values match case-insensitively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
+
+from catalog.errors import ErrorDetail, InputError
+from catalog.relations import CANONICAL_TYPE
+from catalog.tables import CatalogEntity, CatalogRelation, CatalogSearch
+
+# One AND-group: key -> accepted values (None: the key only has to exist).
+Conditions = dict[str, list[str] | None]
+
+# Keys answered from entity columns instead of the search rows.
+_COLUMNS = {
+    "kind": CatalogEntity.kind,
+    "metadata.namespace": CatalogEntity.namespace,
+    "metadata.name": CatalogEntity.name,
+    "metadata.uid": CatalogEntity.uid,
+}
+
+
+def parse_filter_param(text: str, *, param: str = "filter") -> Conditions:
+    conditions: Conditions = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if not key:
+            raise InputError(
+                f"invalid {param} {text!r}: each condition is 'key=value' or 'key'",
+                [ErrorDetail(param, f"condition {part!r} has no key")],
+            )
+        if not sep:
+            conditions[key] = None
+            continue
+        existing = conditions.get(key, [])
+        if existing is None:  # key already required to exist; a value narrows it
+            existing = []
+        existing.append(value.strip().lower())
+        conditions[key] = existing
+    return conditions
+
+
+def parse_filters(params: Sequence[str]) -> list[Conditions]:
+    return [c for c in (parse_filter_param(p) for p in params) if c]
+
+
+def conditions_from_mapping(filter: Mapping[str, str | Sequence[str] | None]) -> Conditions:
+    conditions: Conditions = {}
+    for key, value in filter.items():
+        if value is None:
+            conditions[key.lower()] = None
+        elif isinstance(value, str):
+            conditions[key.lower()] = [value.lower()]
+        else:
+            conditions[key.lower()] = [str(v).lower() for v in value]
+    return conditions
+
+
+def _condition(key: str, values: list[str] | None) -> ColumnElement[bool]:
+    if key.startswith("relations."):
+        relation = key[len("relations.") :]
+        sub = select(CatalogRelation.source_ref).where(
+            CatalogRelation.type == CANONICAL_TYPE.get(relation, relation)
+        )
+        if values:
+            sub = sub.where(CatalogRelation.target_ref.in_(values))
+        return CatalogEntity.entity_ref.in_(sub)
+    column = _COLUMNS.get(key)
+    if column is not None:
+        return column.in_(values) if values else true()
+    sub = select(CatalogSearch.entity_uid).where(CatalogSearch.key == key)
+    if values:
+        sub = sub.where(CatalogSearch.value.in_(values))
+    return CatalogEntity.uid.in_(sub)
+
+
+def compile_filters(alternatives: list[Conditions]) -> ColumnElement[bool]:
+    """OR of AND-groups; no groups at all matches everything."""
+    if not alternatives:
+        return true()
+    groups = [and_(*[_condition(k, v) for k, v in group.items()]) for group in alternatives]
+    return or_(*groups) if groups else false()
+
+
+def full_text_condition(term: str, fields: Sequence[str]) -> ColumnElement[bool]:
+    """Entities where any of ``fields`` contains ``term`` (case-insensitive substring)."""
+    escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    sub = select(CatalogSearch.entity_uid).where(
+        CatalogSearch.key.in_([f.lower() for f in fields]),
+        CatalogSearch.value.like(f"%{escaped}%", escape="\\"),
+    )
+    return CatalogEntity.uid.in_(sub)

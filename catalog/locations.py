@@ -1,0 +1,167 @@
+"""Reading location targets (``url`` and ``file``) safely.
+
+URL targets: http(s) only; every address the host resolves to is checked (private,
+loopback, link-local, multicast and reserved ranges are refused unless the policy
+allows them), redirects are followed by hand so each hop is checked again, and the
+fetch is capped in size and time. File targets: only under the allowed roots.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from catalog.errors import ErrorDetail, InputError, NotAllowedError, PayloadTooLargeError
+
+LOCATION_TYPES = ("url", "file")
+MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class LocationPolicy:
+    allow_private_urls: bool = False
+    # None: any path (trusted in-process callers); the HTTP API always passes roots.
+    file_roots: tuple[Path, ...] | None = None
+    max_bytes: int = 5 * 1024 * 1024
+    timeout_s: float = 10.0
+
+
+def location_key(location_type: str, target: str) -> str:
+    return f"{location_type}:{target}"
+
+
+def _refused_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+def check_url(url: str, policy: LocationPolicy) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise InputError(
+            f"location target {url!r} must be an http(s) URL",
+            [ErrorDetail("target", "only http and https URLs are accepted")],
+        )
+    if not parts.hostname:
+        raise InputError(f"location target {url!r} has no host", [ErrorDetail("target", "no host")])
+    if policy.allow_private_urls:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError(
+            f"cannot resolve host {parts.hostname!r} of {url!r}",
+            [ErrorDetail("target", f"host does not resolve: {exc}")],
+        ) from exc
+    for info in infos:
+        if _refused_address(str(info[4][0])):
+            raise InputError(
+                f"location target {url!r} resolves to a private, loopback or link-local "
+                f"address ({info[4][0]}); such targets are refused "
+                "(RAGPORTAL_ALLOW_PRIVATE_URLS=true allows them)",
+                [ErrorDetail("target", "private, loopback or link-local address refused")],
+            )
+
+
+def check_file(target: str, policy: LocationPolicy) -> Path:
+    path = Path(target).expanduser()
+    if not path.is_absolute():
+        raise InputError(
+            f"file location {target!r} must be an absolute path",
+            [ErrorDetail("target", "use an absolute path")],
+        )
+    resolved = path.resolve()
+    if policy.file_roots is not None and not any(
+        resolved.is_relative_to(root) for root in policy.file_roots
+    ):
+        roots = ", ".join(str(r) for r in policy.file_roots)
+        raise NotAllowedError(
+            f"file location {target!r} is outside the allowed roots ({roots}); "
+            "set RAGPORTAL_ALLOWED_FILE_ROOTS to allow more",
+            [ErrorDetail("target", "outside the allowed file roots")],
+        )
+    return resolved
+
+
+def check_target(location_type: str, target: str, policy: LocationPolicy) -> None:
+    if location_type not in LOCATION_TYPES:
+        raise InputError(
+            f"location type {location_type!r} is not supported; use 'url' or 'file'",
+            [ErrorDetail("type", "must be 'url' or 'file'")],
+        )
+    if not isinstance(target, str) or not target.strip():
+        raise InputError("location target is required", [ErrorDetail("target", "required")])
+    if location_type == "url":
+        check_url(target, policy)
+    else:
+        check_file(target, policy)
+
+
+def _fetch_url(url: str, policy: LocationPolicy) -> str:
+    deadline = time.monotonic() + policy.timeout_s
+    current = url
+    with httpx.Client(timeout=policy.timeout_s, follow_redirects=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            check_url(current, policy)
+            try:
+                with client.stream("GET", current) as response:
+                    if response.is_redirect:
+                        current = urljoin(current, response.headers.get("location", ""))
+                        continue
+                    if response.status_code != 200:
+                        raise InputError(
+                            f"fetching {current} returned HTTP {response.status_code}",
+                            [ErrorDetail("target", f"HTTP {response.status_code}")],
+                        )
+                    chunks: list[bytes] = []
+                    size = 0
+                    for chunk in response.iter_bytes():
+                        size += len(chunk)
+                        if size > policy.max_bytes:
+                            raise PayloadTooLargeError(
+                                f"{current} is larger than the limit of {policy.max_bytes} bytes"
+                            )
+                        if time.monotonic() > deadline:
+                            raise InputError(
+                                f"fetching {current} took longer than {policy.timeout_s}s"
+                            )
+                        chunks.append(chunk)
+                    return b"".join(chunks).decode("utf-8", errors="replace")
+            except httpx.HTTPError as exc:
+                raise InputError(
+                    f"could not fetch {current}: {type(exc).__name__}: {exc}",
+                    [ErrorDetail("target", "fetch failed")],
+                ) from exc
+    raise InputError(f"{url} redirected more than {MAX_REDIRECTS} times")
+
+
+def read_target(location_type: str, target: str, policy: LocationPolicy) -> str:
+    """The text at a location, after the safety checks; raises a 4xx PortalError."""
+    check_target(location_type, target, policy)
+    if location_type == "url":
+        return _fetch_url(target, policy)
+    path = check_file(target, policy)
+    if not path.is_file():
+        raise InputError(
+            f"file location {target!r} does not exist or is not a file",
+            [ErrorDetail("target", "no such file")],
+        )
+    size = path.stat().st_size
+    if size > policy.max_bytes:
+        raise PayloadTooLargeError(f"{target} is {size} bytes; the limit is {policy.max_bytes}")
+    return path.read_text(encoding="utf-8", errors="replace")

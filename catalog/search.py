@@ -1,0 +1,50 @@
+"""Flattened search rows: one (key, value) row per leaf of an entity.
+
+Filters, facets and full-text search read these rows through indexes instead of
+loading and scanning whole entity documents (Backstage's ``search`` table design).
+Keys are dotted lowercase paths (``spec.type``, ``metadata.tags``,
+``metadata.annotations.backstage.io/kubernetes-id``); list items share their key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Longer values are not indexed (as in Backstage): nobody filters on a whole document.
+MAX_VALUE_LENGTH = 200
+MAX_KEY_LENGTH = 200
+_SKIPPED_TOP_LEVEL = {"relations"}
+
+
+def _scalar(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    return None
+
+
+def search_rows(entity: dict) -> list[tuple[str, str, str]]:
+    """(key, lowercase value, original value) rows, de-duplicated."""
+    rows: dict[tuple[str, str], str] = {}
+
+    def visit(path: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(f"{path}.{key}" if path else str(key), item)
+        elif isinstance(value, list):
+            for item in value:
+                visit(path, item)
+        else:
+            text = _scalar(value)
+            if text is None or len(text) > MAX_VALUE_LENGTH or len(path) > MAX_KEY_LENGTH:
+                return
+            rows.setdefault((path.lower(), text.lower()), text)
+
+    for key, value in entity.items():
+        if key not in _SKIPPED_TOP_LEVEL:
+            visit(key, value)
+    metadata = entity.get("metadata") or {}
+    if not metadata.get("namespace"):
+        rows.setdefault(("metadata.namespace", "default"), "default")
+    return [(key, value, original) for (key, value), original in rows.items()]

@@ -1,0 +1,827 @@
+"""CatalogService: the catalog's Python API (HTTP routes, CLI and other domains use it).
+
+It works on the caller's SQLAlchemy session and never commits: the caller's unit of
+work decides, so a failed import leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from catalog import query as engine
+from catalog.bulk import insert_rows
+from catalog.cursor import Cursor
+from catalog.errors import (
+    ConflictError,
+    ErrorDetail,
+    InputError,
+    NotAllowedError,
+    NotFoundError,
+)
+from catalog.filters import (
+    Conditions,
+    compile_filters,
+    conditions_from_mapping,
+    full_text_condition,
+    parse_filters,
+)
+from catalog.locations import LocationPolicy, check_target, location_key, read_target
+from catalog.refs import RefError, normalize_ref, parse_ref, ref_of
+from catalog.relations import compute_relations
+from catalog.search import search_rows
+from catalog.tables import CatalogEntity, CatalogLocation, CatalogRelation, CatalogSearch
+from catalog.validation import validate_entity
+from catalog.yaml_loader import load_documents
+
+MANAGED_BY_LOCATION = "backstage.io/managed-by-location"
+MANAGED_BY_ORIGIN_LOCATION = "backstage.io/managed-by-origin-location"
+ORPHAN = "backstage.io/orphan"
+_CHUNK = 1000
+
+_ENTITY_COLUMNS = (
+    "uid",
+    "entity_ref",
+    "kind",
+    "namespace",
+    "name",
+    "etag",
+    "body",
+    "location_key",
+    "created_at",
+    "updated_at",
+)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _etag(body: dict) -> str:
+    content = {k: v for k, v in body.items() if k != "relations"}
+    metadata = {k: v for k, v in content.get("metadata", {}).items() if k not in ("uid", "etag")}
+    content["metadata"] = metadata
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:40]
+
+
+def project(entity: dict, fields: Sequence[str] | None) -> dict:
+    """Only the dotted ``fields`` of ``entity`` (all of it when none are given)."""
+    if not fields:
+        return entity
+    result: dict = {}
+    for path in fields:
+        parts = path.split(".")
+        source: Any = entity
+        for part in parts:
+            if not isinstance(source, dict) or part not in source:
+                source = _MISSING
+                break
+            source = source[part]
+        if source is _MISSING:
+            continue
+        target = result
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = source
+    return result
+
+
+_MISSING = object()
+
+
+def location_view(location: CatalogLocation) -> dict[str, str]:
+    return {"id": location.id, "type": location.type, "target": location.target}
+
+
+class CatalogService:
+    def __init__(self, session: Session, *, policy: LocationPolicy | None = None) -> None:
+        self.session = session
+        self.policy = policy or LocationPolicy()
+
+    # -- validation -------------------------------------------------------------------
+
+    def validate_entity(self, entity: Any) -> list[ErrorDetail]:
+        return validate_entity(entity)
+
+    def _validate_all(self, entities: Sequence[Any], prefix: str) -> None:
+        problems: list[ErrorDetail] = []
+        seen: dict[str, int] = {}
+        for index, entity in enumerate(entities):
+            where = f"{prefix}[{index}]"
+            found = validate_entity(entity)
+            problems += [
+                ErrorDetail(f"{where}.{d.path}" if d.path else where, d.message) for d in found
+            ]
+            if not found:
+                ref = ref_of(entity)
+                if ref in seen:
+                    problems.append(
+                        ErrorDetail(
+                            f"{where}.metadata.name",
+                            f"{ref} appears twice (also at {prefix}[{seen[ref]}]); "
+                            "names are unique per kind and namespace, ignoring case",
+                        )
+                    )
+                seen[ref] = index
+        if problems:
+            bad = len({p.path.split("]")[0] for p in problems})
+            raise InputError(
+                f"{bad} of {len(entities)} entities are invalid; nothing was written: "
+                + "; ".join(f"{p.path}: {p.message}" for p in problems[:10]),
+                problems,
+            )
+
+    # -- writes -----------------------------------------------------------------------
+
+    def upsert_entities(
+        self,
+        entities: list[dict],
+        *,
+        location_key: str | None = None,
+        owner_group: str | None = None,
+        _prefix: str = "entities",
+    ) -> list[dict]:
+        """Validate all, then insert or update them in one go; returns the stored entities."""
+        self._validate_all(entities, _prefix)
+        refs = self._write(entities, location_key=location_key, owner_group=owner_group)
+        return self.get_by_refs(refs)  # type: ignore[return-value]
+
+    def _existing(self, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(refs)):
+            rows = self.session.execute(
+                select(
+                    CatalogEntity.entity_ref,
+                    CatalogEntity.uid,
+                    CatalogEntity.etag,
+                    CatalogEntity.location_key,
+                    CatalogEntity.body,
+                    CatalogEntity.created_at,
+                ).where(CatalogEntity.entity_ref.in_(chunk))
+            )
+            for ref, uid, etag, loc, body, created in rows:
+                found[ref] = {
+                    "uid": uid,
+                    "etag": etag,
+                    "location_key": loc,
+                    "body": body,
+                    "created_at": created,
+                }
+        return found
+
+    def _check_owner(self, entity: dict, owner_group: str, path: str) -> None:
+        group = normalize_ref(owner_group, "group")
+        owner = (entity.get("spec") or {}).get("owner")
+        namespace = (entity.get("metadata") or {}).get("namespace") or "default"
+        actual = None
+        if isinstance(owner, str):
+            try:
+                actual = str(parse_ref(owner, default_kind="group", default_namespace=namespace))
+            except RefError:
+                actual = None
+        if actual != group:
+            raise NotAllowedError(
+                f"this token may only write entities owned by {group}; "
+                f"{ref_of(entity)} is owned by {actual or 'nobody'}",
+                [ErrorDetail(path, f"spec.owner must be {group}")],
+            )
+
+    def _write(
+        self,
+        entities: Sequence[dict],
+        *,
+        location_key: str | None,
+        owner_group: str | None,
+    ) -> list[str]:
+        now = datetime.now(UTC)
+        refs = [ref_of(e) for e in entities]
+        existing = self._existing(refs)
+        if owner_group:
+            for index, entity in enumerate(entities):
+                self._check_owner(entity, owner_group, f"entities[{index}].spec.owner")
+                if refs[index] in existing:
+                    self._check_owner(
+                        json.loads(existing[refs[index]]["body"]),
+                        owner_group,
+                        f"entities[{index}]",
+                    )
+        conflicts = [
+            ErrorDetail(
+                f"entities[{i}]",
+                f"{ref} is already managed by {existing[ref]['location_key']}",
+            )
+            for i, ref in enumerate(refs)
+            if location_key
+            and ref in existing
+            and existing[ref]["location_key"]
+            and existing[ref]["location_key"] != location_key
+        ]
+        if conflicts:
+            raise ConflictError(
+                "entities already registered from another location: "
+                + "; ".join(d.message for d in conflicts),
+                conflicts,
+            )
+        new_rows: list[tuple[Any, ...]] = []
+        changed: list[dict[str, Any]] = []
+        written: list[tuple[str, dict]] = []
+        for entity, ref in zip(entities, refs, strict=True):
+            previous = existing.get(ref)
+            body = self._prepare(entity, previous, location_key)
+            uid = previous["uid"] if previous else str(uuid.uuid4())
+            etag = _etag(body)
+            if previous and previous["etag"] == etag:
+                continue  # unchanged: keep uid, etag, search rows and relations as they are
+            body["metadata"]["uid"] = uid
+            body["metadata"]["etag"] = etag
+            parsed = parse_ref(ref)
+            text = json.dumps(body, separators=(",", ":"))
+            keep_location = location_key or (previous or {}).get("location_key")
+            if previous:
+                changed.append(
+                    {
+                        "b_uid": uid,
+                        "etag": etag,
+                        "body": text,
+                        "location_key": keep_location,
+                        "updated_at": now,
+                    }
+                )
+            else:
+                new_rows.append(
+                    (
+                        uid,
+                        ref,
+                        parsed.kind,
+                        parsed.namespace,
+                        parsed.name,
+                        etag,
+                        text,
+                        keep_location,
+                        now,
+                        now,
+                    )
+                )
+            written.append((uid, body))
+        self._store(new_rows, changed, written)
+        return refs
+
+    def _prepare(self, entity: dict, previous: dict[str, Any] | None, location: str | None) -> dict:
+        body = json.loads(json.dumps(entity))  # a private deep copy
+        body.pop("relations", None)
+        metadata = body["metadata"]
+        metadata.pop("uid", None)
+        metadata.pop("etag", None)
+        metadata.setdefault("namespace", "default")
+        annotations = dict(metadata.get("annotations") or {})
+        annotations.pop(ORPHAN, None)
+        if location:
+            annotations[MANAGED_BY_LOCATION] = location
+            annotations.setdefault(MANAGED_BY_ORIGIN_LOCATION, location)
+        if annotations or "annotations" in metadata:
+            metadata["annotations"] = annotations
+        # Status sections written by the portal survive a re-import of the YAML.
+        if previous:
+            old_status = json.loads(previous["body"]).get("status") or {}
+            if old_status:
+                body["status"] = {**old_status, **(body.get("status") or {})}
+        return body
+
+    def _store(
+        self,
+        new_rows: list[tuple[Any, ...]],
+        changed: list[dict[str, Any]],
+        written: list[tuple[str, dict]],
+    ) -> None:
+        table = CatalogEntity.__table__  # type: ignore[attr-defined]
+        if changed:
+            uids = [c["b_uid"] for c in changed]
+            for chunk in _chunks(uids):
+                self.session.execute(
+                    delete(CatalogSearch).where(CatalogSearch.entity_uid.in_(chunk))
+                )
+                self.session.execute(
+                    delete(CatalogRelation).where(CatalogRelation.originating_uid.in_(chunk))
+                )
+            from sqlalchemy import bindparam
+
+            self.session.connection().execute(
+                update(table)
+                .where(table.c.uid == bindparam("b_uid"))
+                .values(
+                    etag=bindparam("etag"),
+                    body=bindparam("body"),
+                    location_key=bindparam("location_key"),
+                    updated_at=bindparam("updated_at"),
+                ),
+                changed,
+            )
+        insert_rows(self.session, table, _ENTITY_COLUMNS, new_rows)
+        search: list[tuple[str, str, str, str]] = []
+        relations: list[tuple[str, str, str, str]] = []
+        for uid, body in written:
+            search.extend((uid, k, v, o) for k, v, o in search_rows(body))
+            relations.extend((uid, s, t, r) for s, t, r in compute_relations(body))
+        insert_rows(
+            self.session,
+            CatalogSearch.__table__,  # type: ignore[attr-defined]
+            ("entity_uid", "key", "value", "original_value"),
+            search,
+        )
+        insert_rows(
+            self.session,
+            CatalogRelation.__table__,  # type: ignore[attr-defined]
+            ("originating_uid", "source_ref", "type", "target_ref"),
+            relations,
+        )
+
+    def _delete_uids(self, uids: Sequence[str]) -> None:
+        for chunk in _chunks(list(uids)):
+            self.session.execute(delete(CatalogSearch).where(CatalogSearch.entity_uid.in_(chunk)))
+            self.session.execute(
+                delete(CatalogRelation).where(CatalogRelation.originating_uid.in_(chunk))
+            )
+            self.session.execute(delete(CatalogEntity).where(CatalogEntity.uid.in_(chunk)))
+
+    def _row_for_delete(self, where: Any, owner_group: str | None) -> CatalogEntity | None:
+        row = self.session.execute(
+            select(CatalogEntity.uid, CatalogEntity.body).where(where)
+        ).first()
+        if row is None:
+            return None
+        if owner_group:
+            self._check_owner(json.loads(row.body), owner_group, "entity")
+        return row  # type: ignore[return-value]
+
+    def delete_by_ref(self, ref: str, *, owner_group: str | None = None) -> bool:
+        row = self._row_for_delete(CatalogEntity.entity_ref == self._ref(ref), owner_group)
+        if row is None:
+            return False
+        self._delete_uids([row.uid])
+        return True
+
+    def delete_by_uid(self, uid: str, *, owner_group: str | None = None) -> bool:
+        row = self._row_for_delete(CatalogEntity.uid == uid, owner_group)
+        if row is None:
+            return False
+        self._delete_uids([row.uid])
+        return True
+
+    def set_status(self, ref: str, section: str, value: dict) -> dict:
+        """Replace ``status.<section>`` of an entity (filterable as ``status.<section>.*``)."""
+        if not isinstance(section, str) or not section or "." in section:
+            raise InputError("status section must be a non-empty name without dots")
+        if not isinstance(value, dict):
+            raise InputError(f"status.{section} must be an object")
+        canonical = self._ref(ref)
+        row = self.session.execute(
+            select(CatalogEntity.uid, CatalogEntity.body).where(
+                CatalogEntity.entity_ref == canonical
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"no entity {canonical}")
+        body = json.loads(row.body)
+        body["status"] = {**(body.get("status") or {}), section: value}
+        etag = _etag(body)
+        body["metadata"]["etag"] = etag
+        self.session.execute(
+            update(CatalogEntity)
+            .where(CatalogEntity.uid == row.uid)
+            .values(
+                body=json.dumps(body, separators=(",", ":")),
+                etag=etag,
+                updated_at=datetime.now(UTC),
+            )
+        )
+        self.session.execute(delete(CatalogSearch).where(CatalogSearch.entity_uid == row.uid))
+        insert_rows(
+            self.session,
+            CatalogSearch.__table__,  # type: ignore[attr-defined]
+            ("entity_uid", "key", "value", "original_value"),
+            [(row.uid, k, v, o) for k, v, o in search_rows(body)],
+        )
+        return self._hydrate([(row.uid, canonical, json.dumps(body))])[0]
+
+    # -- reads ------------------------------------------------------------------------
+
+    @staticmethod
+    def _ref(ref: str) -> str:
+        try:
+            return normalize_ref(ref)
+        except RefError as exc:
+            raise InputError(f"invalid entity ref {ref!r}: {exc}") from exc
+
+    def _relations_for(self, refs: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+        found: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for chunk in _chunks(list(refs)):
+            rows = self.session.execute(
+                select(
+                    CatalogRelation.source_ref, CatalogRelation.type, CatalogRelation.target_ref
+                ).where(CatalogRelation.source_ref.in_(chunk))
+            )
+            for source, type_, target in rows:
+                found[source].add((type_, target))
+        return {
+            ref: [{"type": t, "targetRef": target} for t, target in sorted(pairs)]
+            for ref, pairs in found.items()
+        }
+
+    def _hydrate(self, rows: Iterable[tuple[str, str, str]]) -> list[dict]:
+        rows = list(rows)
+        relations = self._relations_for([ref for _, ref, _ in rows])
+        result = []
+        for _uid, ref, body in rows:
+            entity = json.loads(body)
+            entity["relations"] = relations.get(ref, [])
+            result.append(entity)
+        return result
+
+    def get_by_ref(self, ref: str) -> dict | None:
+        canonical = self._ref(ref)
+        row = self.session.execute(
+            select(CatalogEntity.uid, CatalogEntity.entity_ref, CatalogEntity.body).where(
+                CatalogEntity.entity_ref == canonical
+            )
+        ).first()
+        return self._hydrate([tuple(row)])[0] if row else None  # type: ignore[list-item]
+
+    def get_by_name(self, kind: str, namespace: str, name: str) -> dict | None:
+        return self.get_by_ref(f"{kind}:{namespace}/{name}")
+
+    def get_by_uid(self, uid: str) -> dict | None:
+        row = self.session.execute(
+            select(CatalogEntity.uid, CatalogEntity.entity_ref, CatalogEntity.body).where(
+                CatalogEntity.uid == uid
+            )
+        ).first()
+        return self._hydrate([tuple(row)])[0] if row else None  # type: ignore[list-item]
+
+    def get_by_refs(
+        self, refs: Sequence[str], *, filters: Sequence[str] = (), fields: Sequence[str] = ()
+    ) -> list[dict | None]:
+        """Entities in the order of ``refs``; None where missing or not matching ``filters``."""
+        canonical: list[str | None] = []
+        for ref in refs:
+            try:
+                canonical.append(normalize_ref(ref))
+            except RefError:
+                canonical.append(None)
+        wanted = [c for c in canonical if c]
+        where = compile_filters(parse_filters(filters))
+        rows: dict[str, tuple[str, str, str]] = {}
+        for chunk in _chunks(sorted(set(wanted))):
+            for row in self.session.execute(
+                select(CatalogEntity.uid, CatalogEntity.entity_ref, CatalogEntity.body).where(
+                    CatalogEntity.entity_ref.in_(chunk), where
+                )
+            ):
+                rows[row.entity_ref] = tuple(row)  # type: ignore[assignment]
+        hydrated = {e_ref: e for e_ref, e in zip(rows, self._hydrate(rows.values()), strict=True)}
+        return [project(hydrated[c], fields) if c in hydrated else None for c in canonical]
+
+    def query_refs(self, filter: Mapping[str, str | Sequence[str] | None]) -> list[str]:
+        """Refs of the entities matching every condition (same semantics as the API)."""
+        where = compile_filters([conditions_from_mapping(filter)] if filter else [])
+        return sorted(self.session.scalars(select(CatalogEntity.entity_ref).where(where)))
+
+    def _where(
+        self, filters: Sequence[str] | list[Conditions], term: str | None, fields: Sequence[str]
+    ) -> Any:
+        alternatives = (
+            parse_filters(filters)  # type: ignore[arg-type]
+            if all(isinstance(f, str) for f in filters)
+            else list(filters)
+        )
+        where = compile_filters(alternatives)  # type: ignore[arg-type]
+        if term and term.strip():
+            where = where & full_text_condition(
+                term.strip(), fields or engine.DEFAULT_FULL_TEXT_FIELDS
+            )
+        return where
+
+    def query_entities(
+        self,
+        *,
+        filters: Sequence[str] = (),
+        order_field: str | None = None,
+        order: str = "asc",
+        term: str | None = None,
+        term_fields: Sequence[str] = (),
+        cursor: str | None = None,
+        limit: int | None = None,
+        fields: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Backstage's ``queryEntities``: {items, totalItems, pageInfo}."""
+        size = engine.check_limit(limit, default=20) or 0
+        if cursor:
+            state = Cursor.decode(cursor)
+        else:
+            if order not in ("asc", "desc"):
+                raise InputError(
+                    "order must be 'asc' or 'desc'", [ErrorDetail("orderField", order)]
+                )
+            state = Cursor(
+                filters=list(filters),
+                order_field=order_field,
+                order=order,
+                term=term,
+                term_fields=list(term_fields),
+            )
+        where = self._where(state.filters, state.term, state.term_fields)
+        total = state.total if state.total is not None else engine.count(self.session, where)
+        rows = engine.page(
+            self.session,
+            where,
+            order_field=state.order_field,
+            order=state.order,
+            position=state.position,
+            direction=state.direction,
+            limit=size + 1,
+        )
+        more = len(rows) > size
+        if more:
+            rows = rows[1:] if state.direction == "prev" else rows[:size]
+        page_info: dict[str, str] = {}
+
+        def at(row: engine.Row, direction: str) -> str:
+            return Cursor(
+                **{
+                    **state.__dict__,
+                    "position": [row.sort_value, row.uid],
+                    "direction": direction,
+                    "total": total,
+                }
+            ).encode()
+
+        if rows:
+            has_next = more if state.direction == "next" else True
+            has_prev = (state.position is not None) if state.direction == "next" else more
+            if has_next:
+                page_info["nextCursor"] = at(rows[-1], "next")
+            if has_prev:
+                page_info["prevCursor"] = at(rows[0], "prev")
+        items = [
+            project(e, fields) for e in self._hydrate((r.uid, r.entity_ref, r.body) for r in rows)
+        ]
+        return {"items": items, "totalItems": total, "pageInfo": page_info}
+
+    def iter_entities(
+        self,
+        *,
+        filters: Sequence[str] = (),
+        order_field: str | None = None,
+        order: str = "asc",
+        fields: Sequence[str] = (),
+        offset: int = 0,
+        limit: int | None = None,
+        after: str | None = None,
+        batch: int = 500,
+    ) -> Iterator[dict]:
+        """Every matching entity in order, read in keyset batches (for streaming)."""
+        if after:
+            state = Cursor.decode(after, param="after")
+            filters, order_field, order = state.filters, state.order_field, state.order
+            position = state.position
+        else:
+            position = None
+        where = self._where(filters, None, ())
+        remaining = limit
+        skip = max(offset, 0)
+        while remaining is None or remaining > 0:
+            size = batch if remaining is None else min(batch, remaining + skip)
+            rows = engine.page(
+                self.session,
+                where,
+                order_field=order_field,
+                order=order,
+                position=position,
+                direction="next",
+                limit=size,
+            )
+            if not rows:
+                return
+            position = [rows[-1].sort_value, rows[-1].uid]
+            if skip:
+                dropped = min(skip, len(rows))
+                skip -= dropped
+                rows = rows[dropped:]
+            if remaining is not None:
+                rows = rows[:remaining]
+                remaining -= len(rows)
+            for entity in self._hydrate((r.uid, r.entity_ref, r.body) for r in rows):
+                yield project(entity, fields)
+            if len(rows) == 0 and skip == 0 and remaining is not None:
+                return
+
+    def next_cursor_after(
+        self, entity: dict, *, filters: Sequence[str], order_field: str | None, order: str
+    ) -> str:
+        """An ``after`` cursor continuing a list right after ``entity``."""
+        uid = entity["metadata"]["uid"]
+        sort = engine.sort_expression(order_field)
+        value = self.session.scalar(select(sort).where(CatalogEntity.uid == uid))
+        return Cursor(
+            filters=list(filters),
+            order_field=order_field,
+            order=order,
+            position=[str(value or ""), uid],
+        ).encode()
+
+    def facets(self, keys: Sequence[str], filters: Sequence[str] = ()) -> dict[str, Any]:
+        where = self._where(filters, None, ()) if filters else None
+        return {"facets": engine.facets(self.session, keys, where)}
+
+    # -- locations --------------------------------------------------------------------
+
+    def _read_documents(self, location_type: str, target: str) -> list[Any]:
+        text = read_target(location_type, target, self.policy)
+        return load_documents(
+            text, source=f"{location_type}:{target}", max_bytes=self.policy.max_bytes
+        )
+
+    def _entities_of(self, documents: list[Any], key: str) -> list[dict]:
+        """Validate every document; all-or-nothing: one bad document rejects the lot."""
+        problems: list[ErrorDetail] = []
+        good: list[str] = []
+        for index, document in enumerate(documents):
+            found = validate_entity(document)
+            if found:
+                problems += [
+                    ErrorDetail(f"documents[{index}].{d.path}".rstrip("."), d.message)
+                    for d in found
+                ]
+            else:
+                good.append(f"documents[{index}] ({ref_of(document)})")
+        if problems:
+            raise InputError(
+                f"{key}: {len(documents) - len(good)} of {len(documents)} documents are "
+                "invalid, so nothing was written. Valid: "
+                + (", ".join(good) or "none")
+                + ". Invalid: "
+                + "; ".join(f"{p.path}: {p.message}" for p in problems[:10]),
+                problems,
+            )
+        return documents
+
+    def add_location(
+        self,
+        type: str,
+        target: str,
+        *,
+        dry_run: bool = False,
+        managed_by: str | None = None,
+        owner_group: str | None = None,
+    ) -> dict:
+        """Register a location and import its entities (or, with dry_run, only check)."""
+        check_target(type, target, self.policy)
+        key = location_key(type, target)
+        existing = self.session.scalars(
+            select(CatalogLocation).where(CatalogLocation.location_key == key)
+        ).first()
+        if existing is not None and not dry_run:
+            raise ConflictError(f"location {key} is already registered (id {existing.id})")
+        entities = self._entities_of(self._read_documents(type, target), key)
+        if dry_run:
+            self._validate_all(entities, "documents")
+            if owner_group:
+                for index, entity in enumerate(entities):
+                    self._check_owner(entity, owner_group, f"documents[{index}].spec.owner")
+            view = (
+                location_view(existing)
+                if existing
+                else {"id": str(uuid.uuid4()), "type": type, "target": target}
+            )
+            preview = [self._prepare(e, None, key) for e in entities]
+            return {"exists": existing is not None, "location": view, "entities": preview}
+        location = CatalogLocation(
+            id=str(uuid.uuid4()),
+            type=type,
+            target=target,
+            location_key=key,
+            managed_by=managed_by,
+            created_at=datetime.now(UTC),
+            refreshed_at=datetime.now(UTC),
+        )
+        self.session.add(location)
+        self.session.flush()
+        stored = self.upsert_entities(
+            entities, location_key=key, owner_group=owner_group, _prefix="documents"
+        )
+        return {"location": location_view(location), "entities": stored}
+
+    def _location(self, location_id: str) -> CatalogLocation:
+        location = self.session.get(CatalogLocation, location_id)
+        if location is None:
+            raise NotFoundError(f"no location with id {location_id}")
+        return location
+
+    def get_location(self, location_id: str) -> dict:
+        return location_view(self._location(location_id))
+
+    def list_locations(self) -> list[dict]:
+        rows = self.session.scalars(select(CatalogLocation).order_by(CatalogLocation.created_at))
+        return [location_view(r) for r in rows]
+
+    def refresh_location(self, location_id: str) -> dict:
+        """Re-read a location: upsert what is there, flag what disappeared as orphan.
+
+        A location that no longer reads or validates keeps its entities as they were;
+        the error is raised (and kept on the location) instead.
+        """
+        location = self._location(location_id)
+        try:
+            entities = self._entities_of(
+                self._read_documents(location.type, location.target), location.location_key
+            )
+            self._validate_all(entities, "documents")
+        except Exception as exc:
+            location.last_error = str(exc)[:2000]
+            raise
+        refs = set(self._write(entities, location_key=location.location_key, owner_group=None))
+        orphaned = self._flag_orphans(location.location_key, refs)
+        location.refreshed_at = datetime.now(UTC)
+        location.last_error = None
+        return {"location": location_view(location), "entities": sorted(refs), "orphaned": orphaned}
+
+    def _flag_orphans(self, key: str, present: set[str]) -> list[str]:
+        rows = self.session.execute(
+            select(CatalogEntity.entity_ref, CatalogEntity.body).where(
+                CatalogEntity.location_key == key
+            )
+        ).all()
+        orphans: list[dict] = []
+        for ref, body in rows:
+            if ref in present:
+                continue
+            entity = json.loads(body)
+            annotations = entity["metadata"].setdefault("annotations", {})
+            if annotations.get(ORPHAN) == "true":
+                continue
+            annotations[ORPHAN] = "true"
+            orphans.append(entity)
+        for entity in orphans:
+            # Orphans keep their location (so a refresh that brings them back clears it).
+            body = {k: v for k, v in entity.items() if k != "relations"}
+            etag = _etag(body)
+            body["metadata"]["etag"] = etag
+            uid = body["metadata"]["uid"]
+            self.session.execute(
+                update(CatalogEntity)
+                .where(CatalogEntity.uid == uid)
+                .values(
+                    body=json.dumps(body, separators=(",", ":")),
+                    etag=etag,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+            self.session.execute(delete(CatalogSearch).where(CatalogSearch.entity_uid == uid))
+            insert_rows(
+                self.session,
+                CatalogSearch.__table__,  # type: ignore[attr-defined]
+                ("entity_uid", "key", "value", "original_value"),
+                [(uid, k, v, o) for k, v, o in search_rows(body)],
+            )
+        return sorted(ref_of(e) for e in orphans)
+
+    def delete_location(self, location_id: str, *, owner_group: str | None = None) -> None:
+        """Remove a location and the entities it manages."""
+        location = self._location(location_id)
+        rows = self.session.execute(
+            select(CatalogEntity.uid, CatalogEntity.body).where(
+                CatalogEntity.location_key == location.location_key
+            )
+        ).all()
+        if owner_group:
+            for row in rows:
+                self._check_owner(json.loads(row.body), owner_group, "location")
+        self._delete_uids([r.uid for r in rows])
+        self.session.delete(location)
+        self.session.flush()
+
+    def refresh_entity(self, ref: str) -> dict | None:
+        """Refresh the location an entity came from (nothing to do if it has none)."""
+        canonical = self._ref(ref)
+        key = self.session.scalar(
+            select(CatalogEntity.location_key).where(CatalogEntity.entity_ref == canonical)
+        )
+        if key is None:
+            if self.get_by_ref(canonical) is None:
+                raise NotFoundError(f"no entity {canonical}")
+            return None
+        location = self.session.scalars(
+            select(CatalogLocation).where(CatalogLocation.location_key == key)
+        ).first()
+        return self.refresh_location(location.id) if location else None
+
+    def location_ids(self) -> list[str]:
+        return list(self.session.scalars(select(CatalogLocation.id)))

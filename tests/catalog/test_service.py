@@ -1,0 +1,151 @@
+"""CatalogService on both databases: upserts, relations, status, filters, deletes."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog.errors import ConflictError, InputError, NotAllowedError, NotFoundError
+from catalog.service import CatalogService
+from portal_backend.db import session_scope
+from tests.catalog.factories import component, group, resource, system
+
+
+def test_upsert_sets_uid_etag_and_relations_both_ways(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(session_factory) as session:
+        stored = CatalogService(session).upsert_entities(
+            [
+                group("team-a"),
+                system("search"),
+                component("web", system="search", dependsOn=["resource:default/db"]),
+                resource("db"),
+            ]
+        )
+    assert [e["metadata"]["name"] for e in stored] == ["team-a", "search", "web", "db"]
+    web = stored[2]
+    assert web["metadata"]["uid"] and web["metadata"]["etag"]
+    assert web["metadata"]["namespace"] == "default"
+    assert {"type": "ownedBy", "targetRef": "group:default/team-a"} in web["relations"]
+    assert {"type": "partOf", "targetRef": "system:default/search"} in web["relations"]
+    assert {"type": "dependsOn", "targetRef": "resource:default/db"} in web["relations"]
+
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        team = service.get_by_ref("group:team-a")
+        db = service.get_by_name("resource", "default", "DB")
+    assert {"type": "ownerOf", "targetRef": "component:default/web"} in team["relations"]
+    assert {"type": "dependencyOf", "targetRef": "component:default/web"} in db["relations"]
+
+
+def test_etag_changes_only_when_entity_changes(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(session_factory) as session:
+        first = CatalogService(session).upsert_entities([component("web")])[0]
+    with session_scope(session_factory) as session:
+        same = CatalogService(session).upsert_entities([component("web")])[0]
+    with session_scope(session_factory) as session:
+        changed = CatalogService(session).upsert_entities([component("web", type="website")])[0]
+    assert same["metadata"]["uid"] == first["metadata"]["uid"]
+    assert same["metadata"]["etag"] == first["metadata"]["etag"]
+    assert changed["metadata"]["uid"] == first["metadata"]["uid"]
+    assert changed["metadata"]["etag"] != first["metadata"]["etag"]
+
+
+def test_invalid_batch_reports_every_problem_and_writes_nothing(session_factory) -> None:  # type: ignore[no-untyped-def]
+    bad = component("-bad-", tags=["Not_OK"])
+    del bad["spec"]["owner"]
+    unknown = {"apiVersion": "backstage.io/v1alpha1", "kind": "Gizmo", "metadata": {"name": "x"}}
+    with session_scope(session_factory) as session:
+        with pytest.raises(InputError) as raised:
+            CatalogService(session).upsert_entities([component("good"), bad, unknown])
+    paths = {d.path for d in raised.value.details}
+    assert {
+        "entities[1].metadata.name",
+        "entities[1].metadata.tags[0]",
+        "entities[1].spec.owner",
+        "entities[2].kind",
+    } <= paths
+    with session_scope(session_factory) as session:
+        assert CatalogService(session).get_by_ref("component:default/good") is None
+
+
+def test_names_are_unique_ignoring_case(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities([component("Web")])
+    with session_scope(session_factory) as session:
+        stored = CatalogService(session).upsert_entities([component("WEB", type="website")])
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        assert service.query_refs({"kind": "component"}) == ["component:default/web"]
+    assert stored[0]["metadata"]["name"] == "WEB"
+
+
+def test_set_status_is_filterable_and_survives_reimport(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        service.upsert_entities([component("web"), component("api")])
+        before = service.get_by_ref("component:default/web")["metadata"]["etag"]
+        updated = service.set_status("component:default/web", "slo", {"state": "breached"})
+    assert updated["status"]["slo"] == {"state": "breached"}
+    assert updated["metadata"]["etag"] != before
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        assert service.query_refs({"status.slo.state": "BREACHED"}) == ["component:default/web"]
+        service.upsert_entities([component("web", description="re-imported")])
+        assert service.get_by_ref("component:default/web")["status"]["slo"]["state"] == "breached"
+        with pytest.raises(NotFoundError):
+            service.set_status("component:default/nope", "slo", {"state": "ok"})
+
+
+def test_query_refs_and_semantics(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        service.upsert_entities(
+            [
+                component("a", tags=["python"], annotations={"rag-portal.io/service": "a"}),
+                component("b", type="website", tags=["python"]),
+                component("c", owner="team-b"),
+            ]
+        )
+        assert service.query_refs({"kind": "Component", "spec.type": "Service"}) == [
+            "component:default/a",
+            "component:default/c",
+        ]
+        assert service.query_refs({"metadata.tags": "python", "spec.type": "website"}) == [
+            "component:default/b"
+        ]
+        assert service.query_refs({"metadata.annotations.rag-portal.io/service": None}) == [
+            "component:default/a"
+        ]
+        assert service.query_refs({"relations.ownedby": "group:default/team-b"}) == [
+            "component:default/c"
+        ]
+
+
+def test_delete_and_owner_group_restriction(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        service.upsert_entities([component("mine"), component("theirs", owner="team-b")])
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        with pytest.raises(NotAllowedError):
+            service.delete_by_ref("component:default/theirs", owner_group="group:default/team-a")
+        with pytest.raises(NotAllowedError):
+            service.upsert_entities([component("theirs", owner="team-a")], owner_group="team-a")
+        assert service.delete_by_ref("component:default/mine", owner_group="team-a") is True
+        assert service.delete_by_ref("component:default/mine") is False
+        assert service.query_refs({}) == ["component:default/theirs"]
+
+
+def test_location_conflict_between_locations(session_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    one = tmp_path / "one.yaml"
+    two = tmp_path / "two.yaml"
+    import yaml
+
+    one.write_text(yaml.safe_dump(component("web")))
+    two.write_text(yaml.safe_dump(component("web")))
+    with session_scope(session_factory) as session:
+        added = CatalogService(session).add_location("file", str(one))
+    entity = added["entities"][0]
+    assert entity["metadata"]["annotations"]["backstage.io/managed-by-location"] == f"file:{one}"
+    with session_scope(session_factory) as session:
+        with pytest.raises(ConflictError):
+            CatalogService(session).add_location("file", str(two))
