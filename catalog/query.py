@@ -56,6 +56,7 @@ def page(
     position: Sequence[str] | None,
     direction: str,
     limit: int,
+    offset: int = 0,
 ) -> list[Row]:
     """Up to ``limit`` rows after (next) or before (prev) ``position``, in display order."""
     sort = sort_expression(order_field).label("sort_value")
@@ -71,6 +72,8 @@ def page(
         query = query.order_by(sort_expression(order_field).asc(), CatalogEntity.uid.asc())
     else:
         query = query.order_by(sort_expression(order_field).desc(), CatalogEntity.uid.desc())
+    if offset:
+        query = query.offset(offset)
     rows = [Row(*r) for r in session.execute(query.limit(limit))]
     if direction == "prev":
         rows.reverse()

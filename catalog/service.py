@@ -519,9 +519,14 @@ class CatalogService:
         term_fields: Sequence[str] = (),
         cursor: str | None = None,
         limit: int | None = None,
+        offset: int = 0,
         fields: Sequence[str] = (),
+        include_total: bool = True,
     ) -> dict[str, Any]:
-        """Backstage's ``queryEntities``: {items, totalItems, pageInfo}."""
+        """Backstage's ``queryEntities``: {items, totalItems, pageInfo}.
+
+        ``offset`` only applies to the first page; later pages follow the cursor's keyset.
+        """
         size = engine.check_limit(limit, default=20) or 0
         if cursor:
             state = Cursor.decode(cursor)
@@ -538,7 +543,9 @@ class CatalogService:
                 term_fields=list(term_fields),
             )
         where = self._where(state.filters, state.term, state.term_fields)
-        total = state.total if state.total is not None else engine.count(self.session, where)
+        total = state.total
+        if total is None and include_total:
+            total = engine.count(self.session, where)
         rows = engine.page(
             self.session,
             where,
@@ -547,6 +554,7 @@ class CatalogService:
             position=state.position,
             direction=state.direction,
             limit=size + 1,
+            offset=0 if cursor else offset,
         )
         more = len(rows) > size
         if more:
@@ -565,7 +573,8 @@ class CatalogService:
 
         if rows:
             has_next = more if state.direction == "next" else True
-            has_prev = (state.position is not None) if state.direction == "next" else more
+            started = state.position is not None or (offset > 0 and not cursor)
+            has_prev = started if state.direction == "next" else more
             if has_next:
                 page_info["nextCursor"] = at(rows[-1], "next")
             if has_prev:
@@ -573,7 +582,10 @@ class CatalogService:
         items = [
             project(e, fields) for e in self._hydrate((r.uid, r.entity_ref, r.body) for r in rows)
         ]
-        return {"items": items, "totalItems": total, "pageInfo": page_info}
+        result: dict[str, Any] = {"items": items, "pageInfo": page_info}
+        if total is not None:
+            result["totalItems"] = total
+        return result
 
     def iter_entities(
         self,
@@ -822,6 +834,26 @@ class CatalogService:
             select(CatalogLocation).where(CatalogLocation.location_key == key)
         ).first()
         return self.refresh_location(location.id) if location else None
+
+    def find_location(self, location_type: str, target: str) -> dict | None:
+        location = self.session.scalars(
+            select(CatalogLocation).where(
+                CatalogLocation.location_key == location_key(location_type, target)
+            )
+        ).first()
+        return location_view(location) if location else None
+
+    def location_of(self, ref: str) -> dict | None:
+        """The location that manages an entity, if any."""
+        key = self.session.scalar(
+            select(CatalogEntity.location_key).where(CatalogEntity.entity_ref == self._ref(ref))
+        )
+        if key is None:
+            return None
+        location = self.session.scalars(
+            select(CatalogLocation).where(CatalogLocation.location_key == key)
+        ).first()
+        return location_view(location) if location else None
 
     def location_ids(self) -> list[str]:
         return list(self.session.scalars(select(CatalogLocation.id)))

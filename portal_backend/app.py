@@ -13,6 +13,7 @@ from portal_backend.db import make_engine, make_session_factory
 from portal_backend.errors import error_response, install_error_handlers
 from portal_backend.logging import get_logger
 from portal_backend.metrics import metrics_middleware
+from portal_backend.routers import catalog as catalog_router
 from portal_backend.routers import health, tokens
 from portal_backend.settings import Settings, get_settings
 from portal_backend.web import mount_web
@@ -54,5 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(tokens.router)
+    app.include_router(catalog_router.router)
     mount_web(app, settings)  # web UI at `/`; after the API routers
     return app

@@ -1,0 +1,385 @@
+"""Catalog API, shaped like Backstage's catalog backend (``/api/catalog``).
+
+Thin: parse parameters, check who may do what, call ``CatalogService``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from catalog.errors import ErrorDetail, InputError, NotAllowedError, NotFoundError
+from catalog.filters import parse_filters
+from catalog.locations import LocationPolicy
+from catalog.service import CatalogService
+from portal_backend.auth.deps import ReadPrincipal, WritePrincipal
+from portal_backend.auth.service import Principal
+from portal_backend.db import session_scope
+from portal_backend.settings import Settings
+
+router = APIRouter(prefix="/api/catalog", tags=["catalog"])
+
+
+def policy_for(settings: Settings, *, restrict_files: bool = True) -> LocationPolicy:
+    return LocationPolicy(
+        allow_private_urls=settings.allow_private_urls,
+        file_roots=tuple(settings.file_roots()) if restrict_files else None,
+        max_bytes=settings.location_fetch_max_bytes,
+        timeout_s=settings.location_fetch_timeout_s,
+    )
+
+
+def _session(request: Request):  # type: ignore[no-untyped-def]
+    return session_scope(request.app.state.session_factory)
+
+
+def _split(values: list[str]) -> list[str]:
+    """``a,b`` and repeated parameters alike, as one list."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _int(value: str | None, name: str, *, default: int | None = None) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise InputError(
+            f"{name} must be a whole number, got {value!r}", [ErrorDetail(name, "not an integer")]
+        ) from None
+    if number < 0:
+        raise InputError(f"{name} must be >= 0", [ErrorDetail(name, "must be >= 0")])
+    return number
+
+
+def _order_fields(values: list[str], *, separator: str, param: str) -> tuple[str | None, str]:
+    """The first ``field,asc`` (by-query) or ``asc:field`` (GET /entities) directive."""
+    if not values:
+        return None, "asc"
+    directive = values[0]
+    if separator == ",":
+        field, _, order = directive.partition(",")
+    else:
+        order, _, field = directive.partition(":")
+        if not field:  # a bare field name
+            field, order = order, "asc"
+    order = (order or "asc").strip().lower()
+    if not field.strip() or order not in ("asc", "desc"):
+        example = "metadata.name,asc" if separator == "," else "asc:metadata.name"
+        raise InputError(
+            f"invalid {param} {directive!r}; use e.g. {example}",
+            [ErrorDetail(param, f"expected {example}")],
+        )
+    return field.strip(), order
+
+
+def _check_filters(filters: list[str]) -> None:
+    parse_filters(filters)  # raises InputError with the offending condition
+
+
+@router.get("/entities")
+def get_entities(
+    request: Request,
+    filter: list[str] = Query(default=[]),
+    fields: list[str] = Query(default=[]),
+    order: list[str] = Query(default=[]),
+    limit: str | None = None,
+    offset: str | None = None,
+    after: str | None = None,
+    _: Principal = ReadPrincipal,
+) -> Response:
+    """A JSON array of entities, streamed; ``limit`` + ``after`` pages with a Link header."""
+    _check_filters(filter)
+    field_list = _split(fields)
+    order_field, direction = _order_fields(order, separator=":", param="order")
+    size = _int(limit, "limit")
+    skip = _int(offset, "offset", default=0) or 0
+    if after:
+        from catalog.cursor import Cursor
+
+        Cursor.decode(after, param="after")  # fail with 400 before streaming starts
+    factory = request.app.state.session_factory
+
+    if size is not None:
+        with session_scope(factory) as session:
+            service = CatalogService(session)
+            items = list(
+                service.iter_entities(
+                    filters=filter,
+                    order_field=order_field,
+                    order=direction,
+                    offset=skip,
+                    limit=size + 1,
+                    after=after,
+                )
+            )
+            headers = {}
+            if len(items) > size and size > 0:
+                cursor = service.next_cursor_after(
+                    items[size - 1], filters=filter, order_field=order_field, order=direction
+                )
+                headers["Link"] = f'<{request.url.path}?limit={size}&after={cursor}>; rel="next"'
+            page = [_project(e, field_list) for e in items[:size]]
+        return JSONResponse(page, headers=headers)
+
+    def stream() -> Iterator[bytes]:
+        with session_scope(factory) as session:
+            first = True
+            yield b"["
+            for entity in CatalogService(session).iter_entities(
+                filters=filter,
+                order_field=order_field,
+                order=direction,
+                fields=field_list,
+                offset=skip,
+                after=after,
+            ):
+                yield (b"" if first else b",") + json.dumps(entity).encode()
+                first = False
+            yield b"]"
+
+    return StreamingResponse(stream(), media_type="application/json")
+
+
+def _project(entity: dict, fields: list[str]) -> dict:
+    from catalog.service import project
+
+    return project(entity, fields)
+
+
+@router.get("/entities/by-query")
+def get_entities_by_query(
+    request: Request,
+    filter: list[str] = Query(default=[]),
+    fields: list[str] = Query(default=[]),
+    orderField: list[str] = Query(default=[]),  # noqa: N803 - Backstage's parameter name
+    cursor: str | None = None,
+    limit: str | None = None,
+    offset: str | None = None,
+    totalItems: str | None = None,  # noqa: N803
+    fullTextFilterTerm: str | None = None,  # noqa: N803
+    fullTextFilterFields: list[str] = Query(default=[]),  # noqa: N803
+    _: Principal = ReadPrincipal,
+) -> dict[str, Any]:
+    if cursor is None:
+        _check_filters(filter)
+    order_field, order = _order_fields(orderField, separator=",", param="orderField")
+    if totalItems not in (None, "include", "exclude"):
+        raise InputError("totalItems must be 'include' or 'exclude'")
+    with _session(request) as session:
+        return CatalogService(session).query_entities(
+            filters=filter,
+            order_field=order_field,
+            order=order,
+            term=fullTextFilterTerm,
+            term_fields=_split(fullTextFilterFields),
+            cursor=cursor,
+            limit=_int(limit, "limit"),
+            offset=_int(offset, "offset", default=0) or 0,
+            fields=_split(fields),
+            include_total=totalItems != "exclude",
+        )
+
+
+@router.post("/entities/by-refs")
+def get_entities_by_refs(
+    request: Request,
+    payload: Any = Body(default=None),
+    filter: list[str] = Query(default=[]),
+    _: Principal = ReadPrincipal,
+) -> dict[str, Any]:
+    if not isinstance(payload, dict) or not isinstance(payload.get("entityRefs"), list):
+        raise InputError(
+            "body must be {entityRefs: [...], fields?: [...]}",
+            [ErrorDetail("entityRefs", "a list of entity refs is required")],
+        )
+    refs = payload["entityRefs"]
+    if not all(isinstance(r, str) for r in refs):
+        raise InputError("entityRefs must be strings", [ErrorDetail("entityRefs", "strings")])
+    fields = payload.get("fields") or []
+    if not isinstance(fields, list):
+        raise InputError("fields must be a list", [ErrorDetail("fields", "a list of paths")])
+    _check_filters(filter)
+    with _session(request) as session:
+        items = CatalogService(session).get_by_refs(refs, filters=filter, fields=fields)
+    return {"items": items}
+
+
+@router.get("/entities/by-name/{kind}/{namespace}/{name}")
+def get_entity_by_name(
+    kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
+) -> dict:
+    with _session(request) as session:
+        entity = CatalogService(session).get_by_name(kind, namespace, name)
+    if entity is None:
+        raise NotFoundError(f"No entity named '{name}' found, with kind '{kind}' in '{namespace}'")
+    return entity
+
+
+@router.get("/entities/by-uid/{uid}")
+def get_entity_by_uid(uid: str, request: Request, _: Principal = ReadPrincipal) -> dict:
+    with _session(request) as session:
+        entity = CatalogService(session).get_by_uid(uid)
+    if entity is None:
+        raise NotFoundError(f"No entity with uid {uid}")
+    return entity
+
+
+@router.delete("/entities/by-uid/{uid}", status_code=204)
+def delete_entity_by_uid(uid: str, request: Request, principal: Principal = WritePrincipal) -> None:
+    with _session(request) as session:
+        if not CatalogService(session).delete_by_uid(uid, owner_group=principal.group):
+            raise NotFoundError(f"No entity with uid {uid}")
+
+
+@router.get("/entity-facets")
+def get_entity_facets(
+    request: Request,
+    facet: list[str] = Query(default=[]),
+    filter: list[str] = Query(default=[]),
+    _: Principal = ReadPrincipal,
+) -> dict[str, Any]:
+    if not facet:
+        raise InputError(
+            "at least one facet is required, e.g. ?facet=spec.type",
+            [ErrorDetail("facet", "required")],
+        )
+    _check_filters(filter)
+    with _session(request) as session:
+        return CatalogService(session).facets(facet, filter)
+
+
+@router.post("/locations", status_code=201)
+def create_location(
+    request: Request,
+    payload: Any = Body(default=None),
+    dryRun: str | None = None,  # noqa: N803
+    onConflict: str | None = None,  # noqa: N803
+    principal: Principal = WritePrincipal,
+) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise InputError("body must be {type, target}", [ErrorDetail("", "an object")])
+    location_type = payload.get("type", "url")
+    target = payload.get("target")
+    if not isinstance(location_type, str) or not isinstance(target, str) or not target:
+        raise InputError(
+            "body must be {type: 'url'|'file', target: string}",
+            [ErrorDetail("target", "required string")],
+        )
+    if location_type == "file" and not principal.is_admin:
+        raise NotAllowedError(
+            "file locations need an admin token (as in Backstage, the API accepts url "
+            "locations from everyone else)",
+            [ErrorDetail("type", "file needs admin")],
+        )
+    if onConflict not in (None, "reject", "refresh"):
+        raise InputError("onConflict must be 'reject' or 'refresh'")
+    dry_run = (dryRun or "").lower() in ("true", "1", "yes")
+    settings = request.app.state.settings
+    with _session(request) as session:
+        service = CatalogService(session, policy=policy_for(settings))
+        if onConflict == "refresh" and not dry_run:
+            existing = service.find_location(location_type, target)
+            if existing is not None:
+                refreshed = service.refresh_location(existing["id"])
+                return {
+                    "location": refreshed["location"],
+                    "entities": [e for e in service.get_by_refs(refreshed["entities"]) if e],
+                    "exists": True,
+                }
+        return service.add_location(
+            location_type,
+            target,
+            dry_run=dry_run,
+            managed_by=principal.subject,
+            owner_group=principal.group,
+        )
+
+
+@router.get("/locations")
+def list_locations(request: Request, _: Principal = ReadPrincipal) -> list[dict]:
+    with _session(request) as session:
+        return [{"data": location} for location in CatalogService(session).list_locations()]
+
+
+@router.get("/locations/by-entity/{kind}/{namespace}/{name}")
+def get_location_by_entity(
+    kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
+) -> dict:
+    with _session(request) as session:
+        location = CatalogService(session).location_of(f"{kind}:{namespace}/{name}")
+    if location is None:
+        raise NotFoundError(f"No location for entity {kind}:{namespace}/{name}")
+    return location
+
+
+@router.get("/locations/{location_id}")
+def get_location(location_id: str, request: Request, _: Principal = ReadPrincipal) -> dict:
+    with _session(request) as session:
+        return CatalogService(session).get_location(location_id)
+
+
+@router.delete("/locations/{location_id}", status_code=204)
+def delete_location(
+    location_id: str, request: Request, principal: Principal = WritePrincipal
+) -> None:
+    with _session(request) as session:
+        CatalogService(session).delete_location(location_id, owner_group=principal.group)
+
+
+@router.post("/refresh")
+def refresh(
+    request: Request, payload: Any = Body(default=None), _: Principal = WritePrincipal
+) -> Response:
+    if not isinstance(payload, dict) or not isinstance(payload.get("entityRef"), str):
+        raise InputError(
+            "body must be {entityRef: 'kind:namespace/name'}",
+            [ErrorDetail("entityRef", "required string")],
+        )
+    settings = request.app.state.settings
+    # The location passed its checks when registered; fetch-time URL checks still apply.
+    with _session(request) as session:
+        CatalogService(session, policy=policy_for(settings, restrict_files=False)).refresh_entity(
+            payload["entityRef"]
+        )
+    return Response(status_code=200)
+
+
+@router.post("/validate-entity")
+def validate_entity(
+    request: Request, payload: Any = Body(default=None), _: Principal = ReadPrincipal
+) -> Response:
+    if not isinstance(payload, dict) or "entity" not in payload:
+        raise InputError(
+            "body must be {entity: {...}, location: 'url:...'}",
+            [ErrorDetail("entity", "required")],
+        )
+    location = payload.get("location")
+    if location is not None and (not isinstance(location, str) or ":" not in location):
+        raise InputError(
+            "location must be a location ref such as 'url:https://...'",
+            [ErrorDetail("location", "expected type:target")],
+        )
+    with _session(request) as session:
+        problems = CatalogService(session).validate_entity(payload["entity"])
+    if not problems:
+        return Response(status_code=200)
+    errors = [
+        {"name": "InputError", "message": f"{p.path}: {p.message}", "path": p.path}
+        for p in problems
+    ]
+    body = {
+        "errors": errors,
+        "error": {
+            "name": "InputError",
+            "message": "; ".join(e["message"] for e in errors),
+            "details": [p.as_dict() for p in problems],
+        },
+        "request": {"method": request.method, "url": request.url.path},
+        "response": {"statusCode": 400},
+    }
+    return JSONResponse(body, status_code=400)
