@@ -9,12 +9,20 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
     return Path.cwd() / ".ragportal"
+
+
+class ClusterConfig(BaseModel):
+    """How the provisioner reaches one Kubernetes cluster."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = False
 
 
 class Settings(BaseSettings):
@@ -51,6 +59,57 @@ class Settings(BaseSettings):
     templates_dir: Path = Field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "scaffolder_templates"
     )
+
+    # Scaffolder: Celery queue name (one per deployment, or per test session), git hosts
+    # for publish:git ({"github.com": {"url": "https://x-access-token:{token}@github.com/
+    # {owner}/{repo}.git", "token": "..."}}), template folders whose cookiecutter hooks may
+    # run (templates_dir always may), and the worker-liveness timings of the engine.
+    celery_queue: str = "ragportal"
+    scaffolder_git_hosts: dict[str, dict[str, str]] = Field(default_factory=dict)
+    scaffolder_trusted_template_roots: list[Path] = Field(default_factory=list)
+    scaffolder_heartbeat_s: float = 5.0
+    scaffolder_stale_after_s: float = 30.0
+    scaffolder_requeue_after_s: float = 120.0
+    scaffolder_sweep_interval_s: float = 10.0
+
+    # SLA and cost (portal_backend/sla): where metrics come from, where alerts go.
+    # Cluster name -> Prometheus base URL (the "default" entry serves unnamed clusters).
+    sla_prometheus_urls: dict[str, str] = Field(default_factory=dict)
+    # PromQL label matchers selecting one service's series; {namespace} and {service} filled.
+    sla_prometheus_selector: str = 'namespace="{namespace}"'
+    # Cluster name -> OpenCost base URL; when set, cost comes from OpenCost's /allocation.
+    sla_opencost_urls: dict[str, str] = Field(default_factory=dict)
+    # Alert webhooks: [{"url": ..., "format": "alertmanager" | "slack"}].
+    sla_webhooks: list[dict[str, str]] = Field(default_factory=list)
+    sla_webhook_max_attempts: int = 8
+    # Raw usage records are kept this long (0 = only the rollups are stored).
+    sla_raw_retention_hours: int = 0
+    sla_minute_rollup_retention_days: int = 35
+    sla_hour_rollup_retention_days: int = 400
+    sla_batch_id_retention_days: int = 7
+    # Spike alert: last hour's spend above this multiple of its trailing 24 h average.
+    sla_spike_factor: float = 3.0
+    sla_collect_interval_s: float = 60.0
+    sla_evaluate_interval_s: float = 60.0
+
+    # Kubernetes provisioning (portal_backend/provisioning). Cluster name -> how to reach it:
+    # {"kubeconfig": "/path", "context": "ctx"} or {"in_cluster": true}. No cluster: bundles
+    # are rendered, validated and recorded as a plan. Secrets for the cluster are kept
+    # encrypted with provisioning_secret_key (generated in the data folder when unset).
+    clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
+    default_cluster: str | None = None
+    provisioning_secret_key: str | None = None
+    provision_poll_interval_s: float = 2.0
+    provision_ready_timeout_s: float = 900.0
+    # vLLM loading a 70B model from the Hugging Face cache takes a while.
+    provision_gpu_ready_timeout_s: float = 2400.0
+    provision_job_timeout_s: float = 3600.0
+    # How long a pod may stay unschedulable (autoscaler adding nodes) before it is a failure.
+    provision_unschedulable_grace_s: float = 120.0
+    provision_request_timeout_s: float = 30.0
+    provision_max_attempts: int = 6
+    provision_gpu_class_label: str = "nvidia.com/gpu.product"
+    reconcile_interval_s: float = 60.0
 
     @field_validator("data_dir", mode="after")
     @classmethod

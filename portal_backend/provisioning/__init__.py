@@ -1,0 +1,1 @@
+"""Kubernetes provisioning: render a generated service's bundle, apply it, watch it."""
