@@ -39,7 +39,7 @@ def yaml_server(tmp_path: Path) -> Iterator[YamlServer]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield YamlServer(root, f"http://127.0.0.1:{server.server_address[1]}")
     server.shutdown()
