@@ -1,0 +1,1 @@
+"""{{ cookiecutter.service_name }}: RAG API over the team's documents."""

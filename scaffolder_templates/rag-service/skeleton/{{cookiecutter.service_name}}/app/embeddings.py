@@ -1,0 +1,94 @@
+"""Embedding models chosen by settings (local sentence-transformers or an endpoint)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+
+from app.local_models import packaged_minilm
+from app.settings import Settings
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+class HashingEmbeddings(Embeddings):
+    """Lexical embeddings by feature hashing: offline, deterministic, no model.
+
+    Texts sharing words get similar vectors, so retrieval behaves sensibly in unit
+    tests and on machines without the real model. Not meant for production quality.
+    """
+
+    def __init__(self, dimension: int = 384) -> None:
+        self.dimension = dimension
+
+    def _embed(self, text: str) -> list[float]:
+        vector = [0.0] * self.dimension
+        for token in _TOKEN.findall(text.lower()):
+            digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
+            slot = int.from_bytes(digest[:4], "little") % self.dimension
+            vector[slot] += 1.0 if digest[4] & 1 else -1.0
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        return [v / norm for v in vector]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self._embed(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embed(text)
+
+
+def resolve_local_model(name_or_path: str) -> str:
+    """A folder path as is; all-MiniLM-L6-v2 from an offline PyPI package when installed.
+
+    Anything else is handed to sentence-transformers by name (which downloads it once
+    in environments that allow that).
+    """
+    if Path(name_or_path).is_dir():
+        return name_or_path
+    if name_or_path.rsplit("/", 1)[-1].lower() == "all-minilm-l6-v2":
+        packaged = packaged_minilm()
+        if packaged is not None:
+            return str(packaged)
+    return name_or_path
+
+
+def make_embeddings(settings: Settings) -> Embeddings:
+    if settings.embedding_provider == "hashing":
+        return HashingEmbeddings(settings.embedding_dimension)
+    if settings.embedding_provider == "openai":
+        from langchain_openai import OpenAIEmbeddings
+
+        return OpenAIEmbeddings(
+            model=settings.embedding_model,
+            base_url=settings.embedding_base_url or None,
+            api_key=settings.embedding_api_key,
+            chunk_size=settings.embedding_batch_size,
+            # vLLM/TEI endpoints take plain strings, not OpenAI's pre-tokenized input.
+            check_embedding_ctx_length=False,
+        )
+    return SentenceTransformerEmbeddings(
+        resolve_local_model(settings.embedding_model), settings.embedding_batch_size
+    )
+
+
+class SentenceTransformerEmbeddings(Embeddings):
+    """sentence-transformers in-process, normalized vectors for cosine distance."""
+
+    def __init__(self, model: str, batch_size: int = 64) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(model, device="cpu")
+        self.batch_size = batch_size
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        vectors = self.model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return vectors.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]

@@ -1,0 +1,81 @@
+"""Runtime settings, read from the environment (or a .env file).
+
+Defaults come from the answers given in the rag-portal form; every value can be
+overridden per environment without touching code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_NAME = "{{ cookiecutter.service_name }}"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    service_name: str = SERVICE_NAME
+
+    # Vector store: a Qdrant server when QDRANT_URL is set, else Qdrant local mode
+    # (a folder on disk) for `make dev` and tests.
+    qdrant_url: str = ""
+    qdrant_api_key: str = ""
+    qdrant_path: Path = REPO_ROOT / ".qdrant"
+    collection_name: str = SERVICE_NAME
+
+    # Embeddings: "local" runs sentence-transformers in-process (model by name or path),
+    # "openai" calls an OpenAI-compatible /v1/embeddings endpoint, "hashing" is a
+    # dependency-free lexical embedding for offline tests.
+    embedding_provider: Literal["local", "openai", "hashing"] = "local"
+    embedding_model: str = "{{ cookiecutter.embedding_model }}"
+    embedding_dimension: int = {{ cookiecutter.embedding_dimension }}
+    embedding_base_url: str = ""
+    embedding_api_key: str = "unused"
+    embedding_batch_size: int = Field(default=64, ge=1)
+
+    # LLM: the vLLM OpenAI-compatible endpoint, with a CPU (llama.cpp) fallback.
+    llm_base_url: str = "http://vllm:8000/v1"
+    llm_model: str = "{{ cookiecutter.model }}"
+    llm_api_key: str = "unused"
+    llm_timeout_s: float = 60.0
+    fallback_llm_base_url: str = "{{ 'http://llama-cpp:8080/v1' if cookiecutter.cpu_fallback_enabled == 'true' else '' }}"
+    fallback_llm_model: str = "{{ cookiecutter.model }}-cpu"
+    fallback_llm_api_key: str = "unused"
+    max_tokens: int = Field(default=512, ge=1)
+    temperature: float = 0.0
+
+    # Retrieval and request limits.
+    retrieval_k: int = Field(default=4, ge=1, le=50)
+    # Chunks scoring below this cosine similarity are not context; when none pass,
+    # the API answers "I don't know" without calling the LLM.
+    relevance_threshold: float = 0.3
+    max_question_chars: int = Field(default=2000, ge=1)
+
+    # Ingestion.
+    chunk_size: int = Field(default={{ cookiecutter.chunk_size }}, ge=50)
+    chunk_overlap: int = Field(default={{ cookiecutter.chunk_overlap }}, ge=0)
+    max_document_bytes: int = Field(default=20_000_000, ge=1)
+    sources_file: Path = REPO_ROOT / "sources.json"
+    source_cache_dir: Path = REPO_ROOT / ".sources"
+
+    # Usage push to rag-portal (optional): batched records to POST /api/sla/usage.
+    ragportal_url: str = "{{ cookiecutter.portal_url }}"
+    ragportal_ingest_token: str = ""
+    usage_batch_size: int = Field(default=100, ge=1)
+    usage_flush_interval_s: float = Field(default=10.0, gt=0)
+
+    # Evaluation judge (hallucination rate); defaults to the serving LLM when empty.
+    judge_base_url: str = ""
+    judge_model: str = ""
+    judge_api_key: str = "unused"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

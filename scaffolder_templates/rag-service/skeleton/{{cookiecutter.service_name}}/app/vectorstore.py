@@ -1,0 +1,63 @@
+"""Qdrant access shared by the API and ingestion: server by URL or local mode by path."""
+
+from __future__ import annotations
+
+import warnings
+
+from langchain_core.embeddings import Embeddings
+from langchain_qdrant import QdrantVectorStore
+from qdrant_client import QdrantClient
+from qdrant_client.http import models as qm
+
+from app.settings import Settings
+
+# Payload layout of langchain-qdrant, so ingestion writes what the retriever reads.
+CONTENT_KEY = "page_content"
+METADATA_KEY = "metadata"
+
+
+class CollectionMismatch(RuntimeError):
+    """The collection exists with another vector size (embedding model changed)."""
+
+
+def make_client(settings: Settings) -> QdrantClient:
+    if settings.qdrant_url:
+        return QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key or None)
+    if str(settings.qdrant_path) == ":memory:":
+        return QdrantClient(location=":memory:")
+    settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+    return QdrantClient(path=str(settings.qdrant_path))
+
+
+def ensure_collection(client: QdrantClient, name: str, dimension: int) -> None:
+    if client.collection_exists(name):
+        vectors = client.get_collection(name).config.params.vectors
+        size = vectors.size if isinstance(vectors, qm.VectorParams) else None
+        if size is not None and size != dimension:
+            raise CollectionMismatch(
+                f"collection {name!r} holds {size}-dimensional vectors but the embedding "
+                f"model gives {dimension}; re-create the collection or use the old model"
+            )
+        return
+    client.create_collection(
+        name, vectors_config=qm.VectorParams(size=dimension, distance=qm.Distance.COSINE)
+    )
+    # Ingestion filters by source; local mode ignores payload indexes (and warns).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        client.create_payload_index(
+            name, f"{METADATA_KEY}.source", field_schema=qm.PayloadSchemaType.KEYWORD
+        )
+
+
+def make_vector_store(
+    client: QdrantClient, settings: Settings, embeddings: Embeddings
+) -> QdrantVectorStore:
+    ensure_collection(client, settings.collection_name, settings.embedding_dimension)
+    return QdrantVectorStore(
+        client=client,
+        collection_name=settings.collection_name,
+        embedding=embeddings,
+        content_payload_key=CONTENT_KEY,
+        metadata_payload_key=METADATA_KEY,
+    )

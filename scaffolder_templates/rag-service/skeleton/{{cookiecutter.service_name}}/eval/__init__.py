@@ -1,0 +1,1 @@
+"""Offline evaluation: retrieval hit@k and MRR, and the hallucination rate."""

@@ -1,0 +1,1 @@
+"""Ingestion: load the sources, chunk, embed and sync them into Qdrant."""

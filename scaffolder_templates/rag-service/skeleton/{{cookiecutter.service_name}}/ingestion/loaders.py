@@ -1,0 +1,153 @@
+"""Turn files and web pages into Markdown documents with source metadata.
+
+Every failure is a LoadProblem the run reports; none stops the run.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bs4 import BeautifulSoup
+from markdownify import markdownify
+from pypdf import PdfReader
+from pypdf.errors import PdfReadError
+
+MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx", ".txt"}
+HTML_SUFFIXES = {".html", ".htm"}
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+# Elements that never carry document text; scripts in particular must not be indexed.
+_DROPPED_TAGS = ("script", "style", "noscript", "iframe", "svg", "nav", "footer")
+
+
+@dataclass
+class LoadedDocument:
+    """One document (or one PDF page) ready to chunk."""
+
+    source: str
+    title: str
+    text: str
+    kind: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class LoadProblem(Exception):
+    """A document that could not be ingested; the message says why and what to do."""
+
+
+@dataclass
+class LoadResult:
+    documents: list[LoadedDocument]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _decode_text(data: bytes, source: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise LoadProblem("binary content (NUL bytes) in a text file; remove it from the sources")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LoadProblem(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+def _first_heading(markdown: str) -> str | None:
+    match = re.search(r"^#{1,6}\s+(.+?)\s*#*\s*$", markdown, flags=re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def load_markdown(data: bytes, source: str) -> LoadResult:
+    text = _decode_text(data, source)
+    if not text.strip():
+        raise LoadProblem("empty document")
+    title = _first_heading(text) or Path(source).stem.replace("-", " ").replace("_", " ")
+    return LoadResult([LoadedDocument(source, title, text, "markdown")])
+
+
+def load_html(data: bytes, source: str) -> LoadResult:
+    """HTML and Confluence export pages -> Markdown (markdownify), scripts removed."""
+    text = _decode_text(data, source)
+    soup = BeautifulSoup(text, "html.parser")
+    warnings = []
+    dropped = 0
+    for tag in soup.find_all(_DROPPED_TAGS):
+        if tag.name == "script":
+            dropped += 1
+        tag.decompose()
+    if dropped:
+        warnings.append(f"removed {dropped} <script> element(s)")
+    # Confluence exports wrap the page in #main-content and repeat breadcrumbs around it.
+    main = soup.select_one("#main-content") or soup.body or soup
+    title_tag = soup.select_one("#title-text") or soup.title
+    title = title_tag.get_text(" ", strip=True) if title_tag else ""
+    title = re.sub(r"^.*? : ", "", title) if soup.select_one("#title-text") else title
+    markdown = markdownify(str(main), heading_style="ATX", strip=["a", "img"])
+    markdown = re.sub(r"\n{3,}", "\n\n", markdown).strip()
+    if not markdown:
+        raise LoadProblem("no text left after removing markup")
+    title = title or _first_heading(markdown) or Path(source).stem
+    return LoadResult([LoadedDocument(source, title, markdown, "html")], warnings)
+
+
+def load_pdf(data: bytes, source: str) -> LoadResult:
+    """One document per page, so citations can name the page."""
+    if not data:
+        raise LoadProblem("empty PDF file (0 bytes)")
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise LoadProblem(f"unreadable PDF: {exc}") from exc
+    title = ""
+    try:
+        if reader.metadata and reader.metadata.title:
+            title = str(reader.metadata.title)
+    except (PdfReadError, ValueError, KeyError, TypeError):
+        title = ""
+    title = title or Path(source).stem
+    documents = [
+        LoadedDocument(source, title, text, "pdf", {"page": number})
+        for number, text in enumerate(pages, start=1)
+        if text.strip()
+    ]
+    if not documents:
+        raise LoadProblem(
+            f"no extractable text in {len(pages)} page(s) (scanned PDF?); add a text layer (OCR)"
+        )
+    return LoadResult(documents)
+
+
+def load_bytes(data: bytes, source: str, *, content_type: str = "", max_bytes: int) -> LoadResult:
+    if len(data) > max_bytes:
+        raise LoadProblem(
+            f"document is {len(data)} bytes, over the {max_bytes}-byte limit "
+            "(MAX_DOCUMENT_BYTES); split it or raise the limit"
+        )
+    suffix = Path(source.split("?", 1)[0]).suffix.lower()
+    if suffix in PDF_SUFFIXES or "pdf" in content_type:
+        return load_pdf(data, source)
+    if suffix in HTML_SUFFIXES or "html" in content_type:
+        return load_html(data, source)
+    if suffix in MARKDOWN_SUFFIXES or content_type.startswith("text/"):
+        return load_markdown(data, source)
+    raise LoadProblem(
+        f"unsupported file type {suffix or content_type or '(none)'}; "
+        f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+    )
+
+
+def load_file(path: Path, source: str, *, max_bytes: int) -> LoadResult:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise LoadProblem(
+                f"document is {size} bytes, over the {max_bytes}-byte limit "
+                "(MAX_DOCUMENT_BYTES); split it or raise the limit"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoadProblem(f"cannot read file: {exc.strerror or exc}") from exc
+    return load_bytes(data, source, max_bytes=max_bytes)

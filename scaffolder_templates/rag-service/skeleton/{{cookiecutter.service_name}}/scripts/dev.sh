@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Local stack without GPU or cluster: SmolLM2 on CPU through llama.cpp's
+# OpenAI-compatible server, Qdrant in local mode, the sample docs ingested, the API on
+# http://127.0.0.1:8000. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PY:-.venv/bin/python}"
+LLM_PORT="${LLM_PORT:-8080}"
+MODEL_PATH="${LOCAL_GGUF:-$("$PY" -c 'import app.local_models as m; print(m.smollm2_gguf())')}"
+
+"$PY" -m llama_cpp.server --model "$MODEL_PATH" --host 127.0.0.1 --port "$LLM_PORT" \
+  --n_ctx 4096 >.llama-server.log 2>&1 &
+LLM_PID=$!
+trap 'kill $LLM_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  curl -fs "http://127.0.0.1:$LLM_PORT/v1/models" >/dev/null && break
+  sleep 0.5
+done
+
+export LLM_BASE_URL="http://127.0.0.1:$LLM_PORT/v1" LLM_MODEL=smollm2 FALLBACK_LLM_BASE_URL=""
+"$PY" -m ingestion
+"$PY" -m uvicorn app.main:app --host 127.0.0.1 --port "${PORT:-8000}"
