@@ -1,0 +1,105 @@
+"""Template parameter pages -> schemas the browser form library (json-editor) renders.
+
+Templates carry Backstage's react-jsonschema-form hints (``ui:widget``, ``ui:help``,
+``ui:placeholder``, ``ui:field`` ...). json-editor spells the same ideas differently
+(``format``, ``options``), so the hints are translated here, once, on the server; the
+schema itself (types, enums, patterns, required) is passed through untouched so the
+browser validates exactly what the server's jsonschema validation will.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# ui:widget -> json-editor "format"
+_WIDGET_FORMATS = {
+    "textarea": "textarea",
+    "password": "password",
+    "radio": "radio",
+    "checkboxes": "checkbox",
+    "select": "select",
+    "email": "email",
+    "uri": "url",
+    "url": "url",
+    "date": "date",
+    "range": "range",
+    "updown": "number",
+    "color": "color",
+}
+
+
+def to_editor_schema(schema: dict[str, Any], owners: list[str] | None = None) -> dict[str, Any]:
+    """A deep copy of one page's JSON Schema with ``ui:*`` hints turned into json-editor's."""
+    page = copy.deepcopy(schema)
+    page.pop("title", None)  # the wizard shows the page title itself
+    page.pop("description", None)
+    converted = _convert(page, owners or [])
+    converted.setdefault("type", "object")
+    return converted
+
+
+def _convert(node: Any, owners: list[str]) -> Any:
+    if isinstance(node, list):
+        return [_convert(item, owners) for item in node]
+    if not isinstance(node, dict):
+        return node
+    hints = {k: node.pop(k) for k in [k for k in node if str(k).startswith("ui:")]}
+    for key, value in list(node.items()):
+        if key in ("properties", "definitions", "$defs", "dependencies", "patternProperties"):
+            if isinstance(value, dict):
+                node[key] = {name: _convert(sub, owners) for name, sub in value.items()}
+        elif key in ("items", "oneOf", "anyOf", "allOf", "additionalProperties", "not"):
+            node[key] = _convert(value, owners)
+    options: dict[str, Any] = node.setdefault("options", {})
+    widget = hints.get("ui:widget")
+    if widget == "hidden":
+        options["hidden"] = True
+    elif widget in _WIDGET_FORMATS:
+        node["format"] = _WIDGET_FORMATS[widget]
+        if widget == "checkboxes":
+            node.setdefault("uniqueItems", True)
+    if "ui:help" in hints:
+        options["infoText"] = str(hints["ui:help"])
+        if "description" not in node:
+            node["description"] = str(hints["ui:help"])
+    attributes: dict[str, Any] = {}
+    if "ui:placeholder" in hints:
+        attributes["placeholder"] = str(hints["ui:placeholder"])
+    if hints.get("ui:autofocus"):
+        attributes["autofocus"] = "autofocus"
+    ui_options = hints.get("ui:options") or {}
+    if isinstance(ui_options, dict) and "rows" in ui_options:
+        attributes["rows"] = str(ui_options["rows"])
+        node.setdefault("format", "textarea")
+    if attributes:
+        options["inputAttributes"] = attributes
+    if hints.get("ui:readonly") or hints.get("ui:disabled"):
+        node["readOnly"] = True
+    order = hints.get("ui:order")
+    if isinstance(order, list) and isinstance(node.get("properties"), dict):
+        for position, name in enumerate(n for n in order if n in node["properties"]):
+            node["properties"][name]["propertyOrder"] = position + 1
+    field = hints.get("ui:field")
+    if field in ("OwnerPicker", "OwnedEntityPicker") and owners and "enum" not in node:
+        # Offer the catalog's groups; a free-text owner would fail catalog validation later.
+        node["enum"] = owners
+    elif field in ("EntityPicker", "RepoUrlPicker", "EntityNamePicker") and "pattern" not in node:
+        attributes = options.setdefault("inputAttributes", {})
+        attributes.setdefault("placeholder", _PICKER_PLACEHOLDERS[field])
+    if not options:
+        node.pop("options")
+    return node
+
+
+_PICKER_PLACEHOLDERS = {
+    "EntityPicker": "kind:namespace/name",
+    "RepoUrlPicker": "host?owner=org&repo=name",
+    "EntityNamePicker": "lowercase-name",
+}
+
+
+def field_path(detail_path: str) -> str:
+    """Server error path (``values.sources.0.url``) -> json-editor path (``root.sources.0.url``)."""
+    path = detail_path.removeprefix("values").lstrip(".")
+    return "root" + (f".{path}" if path else "")

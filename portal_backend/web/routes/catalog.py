@@ -1,0 +1,116 @@
+"""Catalog list (filters, search, sort, facets, cursor paging) and the entity page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import RedirectResponse, Response
+
+from catalog.errors import NotAllowedError, NotFoundError
+from catalog.service import CatalogService
+from portal_backend.db import session_scope
+from portal_backend.web import panels
+from portal_backend.web.catalog_view import FACETS, PAGE_SIZES, SORTS, CatalogView
+from portal_backend.web.graph import relation_graph
+from portal_backend.web.security import check_csrf, require_page
+from portal_backend.web.templating import render
+
+router = APIRouter()
+
+
+@router.get("/catalog")
+def catalog(request: Request) -> Response:
+    require_page(request, "read")
+    view = CatalogView.from_query(request.query_params)
+    sort_field, order, _ = SORTS[view.sort]
+    with session_scope(request.app.state.session_factory) as session:
+        service = CatalogService(session)
+        result = service.query_entities(
+            filters=view.filters(),
+            order_field=sort_field,
+            order=order,
+            term=view.q or None,
+            cursor=view.cursor,
+            limit=view.limit,
+        )
+        # Each facet counts what the other filters leave, so a choice can be widened.
+        facets: dict[str, list[dict[str, Any]]] = {}
+        for name, (key, _label) in FACETS.items():
+            counted = service.facets([key], view.filters(without=name))["facets"][key]
+            facets[name] = counted[:30]
+    return render(
+        request,
+        "catalog.html",
+        {
+            "view": view,
+            "items": result["items"],
+            "total": result["totalItems"],
+            "page_info": result["pageInfo"],
+            "facets": facets,
+            "facet_labels": {name: label for name, (_k, label) in FACETS.items()},
+            "sorts": SORTS,
+            "page_sizes": PAGE_SIZES,
+        },
+    )
+
+
+def _entity(session: Any, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    entity = CatalogService(session).get_by_name(kind, namespace, name)
+    if entity is None:
+        raise NotFoundError(f"There is no {kind} named {namespace}/{name} in the catalog.")
+    return entity
+
+
+@router.get("/catalog/{namespace}/{kind}/{name}")
+def entity_page(
+    request: Request, namespace: str, kind: str, name: str, window: str = "24h"
+) -> Response:
+    principal = require_page(request, "read")
+    with session_scope(request.app.state.session_factory) as session:
+        entity = _entity(session, namespace, kind, name)
+        service_panels = panels.rag_panels(request, session, entity, window)
+    return render(
+        request,
+        "entity.html",
+        {
+            "entity": entity,
+            "graph": relation_graph(entity),
+            "rag": service_panels,
+            "can_delete": service_panels is not None and _may_delete(principal, entity),
+        },
+    )
+
+
+def _may_delete(principal: Any, entity: dict[str, Any]) -> bool:
+    if not principal.has_scope("write"):
+        return False
+    if principal.is_admin or principal.group is None:
+        return True
+    return (entity.get("spec") or {}).get("owner", "").lower() in {
+        principal.group.lower(),
+        principal.group.lower().removeprefix("group:default/"),
+    }
+
+
+@router.post("/catalog/{namespace}/{kind}/{name}/delete")
+def delete_service(
+    request: Request,
+    namespace: str,
+    kind: str,
+    name: str,
+    csrf: str = Form(""),
+    confirm_name: str = Form(""),
+) -> Response:
+    principal = require_page(request, "write")
+    check_csrf(request, csrf)
+    with session_scope(request.app.state.session_factory) as session:
+        entity = _entity(session, namespace, kind, name)
+        if not _may_delete(principal, entity):
+            raise NotAllowedError("only the owning group or an admin may delete this service")
+    if confirm_name.strip() != name:
+        return RedirectResponse(
+            f"/catalog/{namespace}/{kind}/{name}?delete_error=1#delete", status_code=303
+        )
+    panels.delete_service(request, entity, principal)
+    return RedirectResponse(f"/catalog?deleted={name}", status_code=303)
