@@ -23,7 +23,8 @@ def _label(ref: str) -> str:
 
 def relation_graph(entity: dict[str, Any]) -> dict[str, Any]:
     meta = entity.get("metadata") or {}
-    center_ref = f"{str(entity.get('kind', '')).lower()}:{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+    kind = str(entity.get("kind", "")).lower()
+    center_ref = f"{kind}:{meta.get('namespace', 'default')}/{meta.get('name', '')}"
     # One node per related entity; several relation types to it share the node.
     targets: dict[str, list[str]] = {}
     for relation in entity.get("relations") or []:
