@@ -16,6 +16,8 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
+catalog_app = typer.Typer(help="Software catalog: import locations.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -133,6 +135,59 @@ def token_revoke(token_id: str) -> None:
     except PortalError as exc:
         raise fail(exc.message) from exc
     console.print(f"revoked {token_id}")
+
+
+@catalog_app.command("import")
+def catalog_import(
+    target: str = typer.Argument(..., help="A catalog-info.yaml path or an http(s) URL."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate only, write nothing."),
+) -> None:
+    """Register PATH_OR_URL as a catalog location (or refresh it if already registered)."""
+    from pathlib import Path
+
+    from catalog.errors import PortalError
+    from catalog.locations import LocationPolicy
+    from catalog.service import CatalogService
+
+    settings = _settings()
+    upgrade_database(settings)
+    is_url = target.startswith(("http://", "https://")) or "://" in target
+    location_type = "url" if is_url else "file"
+    if location_type == "file":
+        target = str(Path(target).expanduser().resolve())
+    # The CLI runs on the server with its owner's rights: any local file may be imported.
+    policy = LocationPolicy(
+        allow_private_urls=settings.allow_private_urls,
+        file_roots=None,
+        max_bytes=settings.location_fetch_max_bytes,
+        timeout_s=settings.location_fetch_timeout_s,
+    )
+    factory = make_session_factory(make_engine(settings.database_url))
+    try:
+        with session_scope(factory) as session:
+            service = CatalogService(session, policy=policy)
+            existing = service.find_location(location_type, target)
+            if existing is not None and not dry_run:
+                result = service.refresh_location(existing["id"])
+                refs, verb = result["entities"], "refreshed"
+                if result["orphaned"]:
+                    err_console.print(f"orphaned: {', '.join(result['orphaned'])}")
+            else:
+                added = service.add_location(
+                    location_type, target, dry_run=dry_run, managed_by="cli"
+                )
+                refs = [
+                    f"{e['kind'].lower()}:{e['metadata']['namespace']}/{e['metadata']['name']}"
+                    for e in added["entities"]
+                ]
+                verb = "validated (dry run)" if dry_run else "imported"
+    except PortalError as exc:
+        for detail in exc.details:
+            err_console.print(f"  {detail.path}: {detail.message}")
+        raise fail(exc.message) from exc
+    console.print(f"{verb} {len(refs)} entities from {location_type}:{target}")
+    for ref in refs:
+        console.print(f"  {ref}")
 
 
 def main() -> None:
