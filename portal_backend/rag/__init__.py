@@ -1,0 +1,1 @@
+"""RAG-service domain knowledge shared by the API, the scaffolder and the template."""
