@@ -16,6 +16,7 @@ from portal_backend.metrics import metrics_middleware
 from portal_backend.routers import catalog as catalog_router
 from portal_backend.routers import health, tokens
 from portal_backend.routers import rag_sizing as rag_sizing_router
+from portal_backend.routers import sla as sla_router
 from portal_backend.settings import Settings, get_settings
 from portal_backend.web import mount_web
 
@@ -58,5 +59,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tokens.router)
     app.include_router(rag_sizing_router.router)
     app.include_router(catalog_router.router)
+    app.include_router(sla_router.router)
     mount_web(app, settings)  # web UI at `/`; after the API routers
     return app

@@ -1,0 +1,397 @@
+"""SLA and cost API, base ``/api/sla``: usage push, ingest tokens, SLO/cost reports,
+alerts, price table, budgets, evaluations. Thin: the work is in portal_backend.sla."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from catalog.errors import ErrorDetail, InputError, NotAllowedError, NotFoundError
+from portal_backend.auth.deps import (
+    AdminPrincipal,
+    ReadPrincipal,
+    WritePrincipal,
+    require_principal,
+)
+from portal_backend.auth.models import ApiToken
+from portal_backend.auth.service import Principal, create_token, revoke_token
+from portal_backend.db import session_scope
+from portal_backend.sla import costs, evaluations, ingest, reports, services
+from portal_backend.sla.alerts import list_alerts
+from portal_backend.sla.clock import utcnow
+from portal_backend.sla.refs import group_ref, normalize_ref
+from portal_backend.sla.tables import Budget, SlaService
+
+router = APIRouter(prefix="/api/sla", tags=["sla"])
+AnyPrincipal = Depends(require_principal())
+KNOWN_TTL_S = 60.0
+
+
+def _factory(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.session_factory
+
+
+def _known_services(request: Request) -> dict[str, float]:
+    cache = getattr(request.app.state, "sla_known_services", None)
+    if cache is None:
+        cache = request.app.state.sla_known_services = {}
+    return cache
+
+
+def _ensure_known(request: Request, refs: list[str], session) -> None:  # type: ignore[no-untyped-def]
+    """Every service exists (tracked or in the catalog); positive answers cached 60 s."""
+    cache = _known_services(request)
+    now = time.monotonic()
+    for ref in refs:
+        if cache.get(ref, 0) > now:
+            continue
+        if (
+            session.get(SlaService, ref) is None
+            and services.sync_one(session, ref, utcnow()) is None
+        ):
+            raise InputError(
+                f"records name {ref}, which is not in the catalog; register the service first",
+                [ErrorDetail("records.service", f"unknown service {ref}")],
+            )
+        cache[ref] = now + KNOWN_TTL_S
+
+
+def _push(request: Request, body: bytes, principal: Principal) -> dict:
+    batch = ingest.parse_batch(body)
+    service_map = ingest.batch_services(batch)
+    refs = set(service_map.values())
+    ingest.authorize_push(
+        refs,
+        token_service=principal.service_ref if principal.purpose == "ingest" else None,
+        is_admin=principal.is_admin,
+    )
+    settings = request.app.state.settings
+    with session_scope(_factory(request)) as session:
+        _ensure_known(request, sorted(refs), session)
+        result = ingest.ingest_batch(
+            session,
+            batch,
+            now=utcnow(),
+            service_map=service_map,
+            token_id=principal.token_id,
+            raw_retention_hours=settings.sla_raw_retention_hours,
+            max_age=_max_age(settings),
+        )
+    return {
+        "batchId": result.batch_id,
+        "accepted": result.accepted,
+        "duplicate": result.duplicate,
+        "services": result.services,
+    }
+
+
+def _max_age(settings):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    return timedelta(days=settings.sla_minute_rollup_retention_days)
+
+
+@router.post("/usage")
+async def push_usage(request: Request, principal: Principal = AnyPrincipal) -> dict:
+    """A batch of usage records; the same batch_id twice changes nothing."""
+    body = await request.body()
+    return await run_in_threadpool(_push, request, body, principal)
+
+
+# -- services ------------------------------------------------------------------------
+
+
+def _service(session, kind: str, namespace: str, name: str) -> SlaService:  # type: ignore[no-untyped-def]
+    ref = normalize_ref(f"{kind}:{namespace}/{name}", path="ref")
+    service = services.sync_one(session, ref, utcnow()) or session.get(SlaService, ref)
+    if service is None:
+        raise NotFoundError(f"no service {ref} in the catalog")
+    return service
+
+
+def _check_owner(principal: Principal, service: SlaService) -> None:
+    if principal.is_admin:
+        return
+    if principal.group and service.owner and group_ref(principal.group) == service.owner:
+        return
+    raise NotAllowedError(
+        f"only {service.owner or 'the owner group'} or an admin may do this for "
+        f"{service.service_ref}"
+    )
+
+
+@router.get("/services/{kind}/{namespace}/{name}")
+def service_status(
+    kind: str,
+    namespace: str,
+    name: str,
+    request: Request,
+    window: str = Query("24h"),
+    _: Principal = ReadPrincipal,
+) -> dict:
+    with session_scope(_factory(request)) as session:
+        service = _service(session, kind, namespace, name)
+        return reports.service_report(session, service, window, utcnow())
+
+
+class IngestTokenCreate(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+def _token_view(record: ApiToken) -> dict:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "tokenPrefix": record.token_prefix,
+        "serviceRef": record.service_ref,
+        "createdAt": record.created_at.isoformat(),
+        "revokedAt": record.revoked_at.isoformat() if record.revoked_at else None,
+    }
+
+
+@router.post("/services/{kind}/{namespace}/{name}/ingest-tokens", status_code=201)
+def issue_ingest_token(
+    kind: str,
+    namespace: str,
+    name: str,
+    request: Request,
+    body: IngestTokenCreate | None = None,
+    principal: Principal = WritePrincipal,
+) -> dict:
+    """A write-only token that may push usage for this service only (shown once)."""
+    with session_scope(_factory(request)) as session:
+        service = _service(session, kind, namespace, name)
+        _check_owner(principal, service)
+        created = create_token(
+            session,
+            name=(body.name if body and body.name else f"ingest {service.service_ref}"),
+            scope="write",
+            subject=principal.subject,
+            owner_group=service.owner,
+            purpose="ingest",
+            service_ref=service.service_ref,
+            created_by=principal.subject,
+            expires_in_days=body.expires_in_days if body else None,
+        )
+        return {**_token_view(created.record), "token": created.token}
+
+
+@router.get("/services/{kind}/{namespace}/{name}/ingest-tokens")
+def list_ingest_tokens(
+    kind: str, namespace: str, name: str, request: Request, principal: Principal = WritePrincipal
+) -> dict:
+    from sqlalchemy import select
+
+    with session_scope(_factory(request)) as session:
+        service = _service(session, kind, namespace, name)
+        _check_owner(principal, service)
+        rows = session.scalars(
+            select(ApiToken).where(
+                ApiToken.purpose == "ingest", ApiToken.service_ref == service.service_ref
+            )
+        )
+        return {"items": [_token_view(r) for r in rows]}
+
+
+@router.delete("/services/{kind}/{namespace}/{name}/ingest-tokens/{token_id}", status_code=204)
+def revoke_ingest_token(
+    kind: str,
+    namespace: str,
+    name: str,
+    token_id: str,
+    request: Request,
+    principal: Principal = WritePrincipal,
+) -> None:
+    with session_scope(_factory(request)) as session:
+        service = _service(session, kind, namespace, name)
+        _check_owner(principal, service)
+        record = session.get(ApiToken, token_id)
+        if (
+            record is None
+            or record.purpose != "ingest"
+            or record.service_ref != service.service_ref
+        ):
+            raise NotFoundError(f"no ingest token {token_id} for {service.service_ref}")
+        revoke_token(session, token_id)
+
+
+@router.post("/services/{kind}/{namespace}/{name}/evaluations", status_code=201)
+async def post_evaluation(
+    kind: str, namespace: str, name: str, request: Request, principal: Principal = AnyPrincipal
+) -> dict:
+    """An evaluation result (the JSON ``make eval`` writes): by the service's ingest
+    token, its owner group or an admin."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InputError("the body must be JSON (the output of `make eval`)") from None
+
+    def work() -> dict:
+        with session_scope(_factory(request)) as session:
+            service = _service(session, kind, namespace, name)
+            if principal.purpose == "ingest":
+                if normalize_ref(principal.service_ref or "") != service.service_ref:
+                    raise NotAllowedError(
+                        f"this ingest token belongs to {principal.service_ref}, "
+                        f"not {service.service_ref}"
+                    )
+            elif not principal.has_scope("write"):
+                raise NotAllowedError("posting an evaluation needs a write token")
+            else:
+                _check_owner(principal, service)
+            e = evaluations.record_evaluation(
+                session, service.service_ref, body, utcnow(), principal.subject
+            )
+            return {"id": e.id, "createdAt": e.created_at.isoformat(), "metrics": e.metrics}
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/services/{kind}/{namespace}/{name}/evaluations")
+def get_evaluations(
+    kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
+) -> dict:
+    with session_scope(_factory(request)) as session:
+        service = _service(session, kind, namespace, name)
+        return {
+            "items": [
+                {
+                    "id": e.id,
+                    "createdAt": e.created_at.isoformat(),
+                    "dataset": e.dataset,
+                    "metrics": e.metrics,
+                }
+                for e in evaluations.list_evaluations(session, service.service_ref)
+            ]
+        }
+
+
+# -- fleet ---------------------------------------------------------------------------
+
+
+@router.get("/costs")
+def cost_summary(
+    request: Request,
+    group_by: str = Query("service", alias="groupBy"),
+    window: str = Query("30d"),
+    _: Principal = ReadPrincipal,
+) -> dict:
+    with session_scope(_factory(request)) as session:
+        return reports.cost_summary(session, group_by, window, utcnow())
+
+
+def _alert_view(alert) -> dict:  # type: ignore[no-untyped-def]
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": alert.id,
+        "alertname": alert.alertname,
+        "service": alert.service_ref,
+        "severity": alert.severity,
+        "state": alert.state,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "startsAt": iso(alert.starts_at),
+        "endsAt": iso(alert.ends_at),
+    }
+
+
+@router.get("/alerts")
+def alerts(
+    request: Request,
+    state: str | None = Query(None, pattern="^(firing|resolved)$"),
+    service: str | None = Query(None),
+    limit: int = Query(200, ge=1, le=1000),
+    _: Principal = ReadPrincipal,
+) -> dict:
+    ref = normalize_ref(service, path="service") if service else None
+    with session_scope(_factory(request)) as session:
+        return {
+            "items": [
+                _alert_view(a)
+                for a in list_alerts(session, state=state, service_ref=ref, limit=limit)
+            ]
+        }
+
+
+class PriceTable(BaseModel):
+    prices: dict[str, float] = Field(
+        description="'gpu:<class>' $/GPU-hour, cpu_core_hour, memory_gb_hour, storage_gb_month"
+    )
+
+
+@router.get("/prices")
+def get_prices(request: Request, _: Principal = ReadPrincipal) -> dict:
+    with session_scope(_factory(request)) as session:
+        return {"prices": costs.get_prices(session), "currency": "USD"}
+
+
+@router.put("/prices")
+def put_prices(body: PriceTable, request: Request, principal: Principal = AdminPrincipal) -> dict:
+    with session_scope(_factory(request)) as session:
+        costs.set_prices(session, body.prices, utcnow(), principal.subject)
+        return {"prices": costs.get_prices(session), "currency": "USD"}
+
+
+class BudgetSet(BaseModel):
+    monthlyUsd: float = Field(ge=0)  # noqa: N815 (API field name)
+
+
+@router.get("/budgets")
+def get_budgets(request: Request, _: Principal = ReadPrincipal) -> dict:
+    from sqlalchemy import select
+
+    with session_scope(_factory(request)) as session:
+        overrides = {b.ref: b.monthly_usd for b in session.scalars(select(Budget))}
+        items = []
+        for s in session.scalars(select(SlaService).order_by(SlaService.service_ref)):
+            budget = overrides.pop(s.service_ref, None)
+            items.append(
+                {
+                    "ref": s.service_ref,
+                    "monthlyUsd": budget if budget is not None else s.monthly_budget_usd,
+                    "source": "override" if budget is not None else "annotation",
+                }
+            )
+        items += [{"ref": r, "monthlyUsd": v, "source": "override"} for r, v in overrides.items()]
+        return {"items": items}
+
+
+@router.put("/budgets/{kind}/{namespace}/{name}")
+def put_budget(
+    kind: str,
+    namespace: str,
+    name: str,
+    body: BudgetSet,
+    request: Request,
+    principal: Principal = AdminPrincipal,
+) -> dict:
+    """Sets the monthly budget of a service (overrides its annotation) or of a group."""
+    ref = normalize_ref(f"{kind}:{namespace}/{name}", path="ref")
+    with session_scope(_factory(request)) as session:
+        row = session.get(Budget, ref)
+        if row is None:
+            row = Budget(ref=ref, monthly_usd=body.monthlyUsd, updated_at=utcnow())
+            session.add(row)
+        row.monthly_usd = body.monthlyUsd
+        row.updated_at = utcnow()
+        row.updated_by = principal.subject
+        return {"ref": ref, "monthlyUsd": row.monthly_usd, "source": "override"}
+
+
+@router.delete("/budgets/{kind}/{namespace}/{name}", status_code=204)
+def delete_budget(
+    kind: str, namespace: str, name: str, request: Request, _: Principal = AdminPrincipal
+) -> None:
+    ref = normalize_ref(f"{kind}:{namespace}/{name}", path="ref")
+    with session_scope(_factory(request)) as session:
+        row = session.get(Budget, ref)
+        if row is None:
+            raise NotFoundError(f"no budget override for {ref}")
+        session.delete(row)

@@ -1,0 +1,216 @@
+"""Cost: price table, provisioned-resources model, accrual into hour/day buckets, and the
+derived figures (window cost, month-to-date, projection, per-1k-tokens, per-prompt).
+
+Model: $/hour of a service = GPUs per replica x replicas x price of its GPU class,
+while its deployment is not Down/Planned (no status yet = assumed running, as the
+annotations describe what was provisioned). Accrual integrates that rate over time,
+split at hour boundaries, so a replica change applies from the moment it is seen.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from catalog.errors import ErrorDetail, InputError
+from portal_backend.sla.rollups import HOUR, _insert
+from portal_backend.sla.tables import CostAccrual, CostCursor, PriceItem, SlaService
+
+DAY = 86400
+# Used until an admin sets the table (PUT /api/sla/prices); $ per GPU-hour etc.
+DEFAULT_PRICES: dict[str, float] = {
+    "gpu:default": 2.50,
+    "gpu:nvidia-a10g": 1.00,
+    "gpu:nvidia-l4": 0.80,
+    "gpu:nvidia-a100": 3.00,
+    "gpu:nvidia-h100": 4.50,
+    "cpu_core_hour": 0.04,
+    "memory_gb_hour": 0.005,
+    "storage_gb_month": 0.10,
+}
+NOT_RUNNING = {"down", "planned"}
+C = CostAccrual.__table__
+
+
+def get_prices(session: Session) -> dict[str, float]:
+    rows = session.scalars(select(PriceItem)).all()
+    return {r.item: r.usd for r in rows} if rows else dict(DEFAULT_PRICES)
+
+
+def set_prices(session: Session, prices: dict[str, float], now: datetime, by: str | None) -> None:
+    problems = []
+    for item, usd in prices.items():
+        if not (item.startswith("gpu:") and len(item) > 4) and item not in DEFAULT_PRICES:
+            problems.append(
+                ErrorDetail(
+                    f"prices.{item}",
+                    "use 'gpu:<gpu class>' ($/GPU-hour), cpu_core_hour, memory_gb_hour "
+                    "or storage_gb_month",
+                )
+            )
+        elif not isinstance(usd, int | float) or usd < 0:
+            problems.append(ErrorDetail(f"prices.{item}", "must be a number >= 0 (USD)"))
+    if problems:
+        raise InputError("invalid price table", problems)
+    session.execute(PriceItem.__table__.delete())
+    session.execute(
+        PriceItem.__table__.insert(),
+        [
+            {"item": k.lower(), "usd": float(v), "updated_at": now, "updated_by": by}
+            for k, v in prices.items()
+        ],
+    ) if prices else None
+
+
+def hourly_rate(service: SlaService, prices: dict[str, float]) -> tuple[float, float]:
+    """($ per hour, GPUs running) for a service from its provisioned resources."""
+    if (service.deployment_state or "").lower() in NOT_RUNNING:
+        return 0.0, 0.0
+    gpus = (service.gpus or 0.0) * (service.replicas if service.replicas is not None else 1.0)
+    gpu_class = (service.gpu_class or "default").lower()
+    price = prices.get(f"gpu:{gpu_class}", prices.get("gpu:default", 0.0))
+    return gpus * price, gpus
+
+
+def add_cost(
+    session: Session,
+    service_ref: str,
+    start: float,
+    end: float,
+    rate: float,
+    gpus: float,
+    source: str = "provisioned",
+) -> None:
+    """Adds rate x time over [start, end) to the hour and day buckets it spans."""
+    if end <= start:
+        return
+    rows: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    t = start
+    while t < end:
+        hour = int(t - t % HOUR)
+        piece_end = min(end, hour + HOUR)
+        hours = (piece_end - t) / HOUR
+        for period, bucket in (("1h", hour), ("1d", hour - hour % DAY)):
+            rows[(period, bucket)][0] += rate * hours
+            rows[(period, bucket)][1] += gpus * hours
+        t = piece_end
+    add_buckets(session, service_ref, rows, source)
+
+
+def add_buckets(
+    session: Session,
+    service_ref: str,
+    rows: dict[tuple[str, int], list[float]],
+    source: str,
+) -> None:
+    insert = _insert(session)
+    statement = insert(C)
+    statement = statement.on_conflict_do_update(
+        index_elements=[C.c.service_ref, C.c.period, C.c.bucket_ts],
+        set_={
+            "usd": C.c.usd + statement.excluded.usd,
+            "gpu_hours": C.c.gpu_hours + statement.excluded.gpu_hours,
+            "source": statement.excluded.source,
+        },
+    )
+    session.execute(
+        statement,
+        [
+            {
+                "service_ref": service_ref,
+                "period": period,
+                "bucket_ts": bucket,
+                "usd": usd,
+                "gpu_hours": gpu_hours,
+                "source": source,
+            }
+            for (period, bucket), (usd, gpu_hours) in sorted(rows.items())
+        ],
+    )
+
+
+def accrue(session: Session, services: list[SlaService], now: datetime) -> int:
+    """Integrates each service's current rate since its last accrual (first time: from now)."""
+    prices = get_prices(session)
+    now_ts = now.timestamp()
+    cursors = {c.service_ref: c for c in session.scalars(select(CostCursor))}
+    for service in services:
+        cursor = cursors.get(service.service_ref)
+        if cursor is None:
+            session.add(CostCursor(service_ref=service.service_ref, accrued_until=now_ts))
+            continue
+        rate, gpus = hourly_rate(service, prices)
+        add_cost(session, service.service_ref, cursor.accrued_until, now_ts, rate, gpus)
+        cursor.accrued_until = max(cursor.accrued_until, now_ts)
+    session.flush()
+    return len(services)
+
+
+def month_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def spend(session: Session, service_ref: str, start: float, end: float) -> float:
+    """Spend in [start, end) from hour buckets (hours overlapping the range count whole)."""
+    value = session.scalar(
+        select(func.coalesce(func.sum(C.c.usd), 0.0)).where(
+            C.c.service_ref == service_ref,
+            C.c.period == "1h",
+            C.c.bucket_ts >= int(start - start % HOUR),
+            C.c.bucket_ts < end,
+        )
+    )
+    return float(value or 0.0)
+
+
+def month_figures(session: Session, service_ref: str, now: datetime) -> dict[str, float]:
+    """Month-to-date spend and a linear projection to month end.
+
+    Projection = MTD + (spend of the last 24 h, or of the month so far if shorter, per
+    hour) x hours left in the month.
+    """
+    start = month_start(now)
+    now_ts = now.timestamp()
+    mtd = spend(session, service_ref, start.timestamp(), now_ts)
+    days_in_month = calendar.monthrange(start.year, start.month)[1]
+    end_ts = start.timestamp() + days_in_month * DAY
+    trailing_start = max(start.timestamp(), now_ts - DAY)
+    trailing_hours = (now_ts - trailing_start) / HOUR
+    trailing = spend(session, service_ref, trailing_start, now_ts)
+    rate = trailing / trailing_hours if trailing_hours > 0 else 0.0
+    return {
+        "mtdUsd": round(mtd, 4),
+        "projectedUsd": round(mtd + rate * (end_ts - now_ts) / HOUR, 4),
+        "hourlyRateUsd": round(rate, 4),
+    }
+
+
+def hourly_spend(session: Session, service_ref: str, start: int, end: int) -> dict[int, float]:
+    rows = session.execute(
+        select(C.c.bucket_ts, C.c.usd).where(
+            C.c.service_ref == service_ref,
+            C.c.period == "1h",
+            C.c.bucket_ts >= start,
+            C.c.bucket_ts < end,
+        )
+    )
+    return {ts: usd for ts, usd in rows}
+
+
+def daily_costs(
+    session: Session, start: int, end: int, refs: list[str] | None = None
+) -> dict[str, dict[int, float]]:
+    """service ref -> {day start: usd} over [start, end) from day buckets (one query)."""
+    query = select(C.c.service_ref, C.c.bucket_ts, C.c.usd).where(
+        C.c.period == "1d", C.c.bucket_ts >= start, C.c.bucket_ts < end
+    )
+    if refs is not None:
+        query = query.where(C.c.service_ref.in_(refs))
+    out: dict[str, dict[int, float]] = defaultdict(dict)
+    for ref, ts, usd in session.execute(query):
+        out[ref][ts] = usd
+    return out

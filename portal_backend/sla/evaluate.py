@@ -1,0 +1,174 @@
+"""The periodic evaluation: SLO burn rates, budgets and spend spikes -> alerts and the
+catalog summary (``status.slo``, ``status.cost``) of every tracked service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal_backend.sla import costs, slo, stats
+from portal_backend.sla.alerts import Condition, Transitions, reconcile
+from portal_backend.sla.rollups import HOUR
+from portal_backend.sla.services import budget_of, targets_of, write_status
+from portal_backend.sla.slo import window_end
+from portal_backend.sla.tables import SlaService
+
+BUDGET_THRESHOLDS = ((50, "info"), (80, "warning"), (100, "critical"))
+SPIKE_MIN_HISTORY_HOURS = 3
+
+
+def budget_conditions(
+    service_ref: str, figures: dict[str, float], budget: float | None
+) -> list[Condition]:
+    mtd, projected = figures["mtdUsd"], figures["projectedUsd"]
+    out = []
+    for percent, severity in BUDGET_THRESHOLDS:
+        firing = bool(budget) and mtd >= budget * percent / 100  # type: ignore[operator]
+        out.append(
+            Condition(
+                "BudgetThreshold",
+                service_ref,
+                severity,
+                firing,
+                {"threshold": f"{percent}%"},
+                {
+                    "summary": f"month-to-date spend ${mtd:.2f} reached {percent}% "
+                    f"of the ${budget or 0:.2f} monthly budget",
+                    "mtdUsd": mtd,
+                    "budgetUsd": budget,
+                },
+            )
+        )
+    out.append(
+        Condition(
+            "BudgetForecast",
+            service_ref,
+            "warning",
+            bool(budget) and projected > budget,  # type: ignore[operator]
+            {},
+            {
+                "summary": f"projected month-end spend ${projected:.2f} exceeds the "
+                f"${budget or 0:.2f} monthly budget",
+                "projectedUsd": projected,
+                "budgetUsd": budget,
+            },
+        )
+    )
+    return out
+
+
+def spike_condition(session: Session, service_ref: str, now: datetime, factor: float) -> Condition:
+    """Last complete hour's spend above ``factor`` x the average of the 24 h before it."""
+    last_hour = int(now.timestamp()) // HOUR * HOUR - HOUR
+    hourly = costs.hourly_spend(session, service_ref, last_hour - 24 * HOUR, last_hour + HOUR)
+    current = hourly.pop(last_hour, 0.0)
+    average = sum(hourly.values()) / len(hourly) if hourly else 0.0
+    firing = len(hourly) >= SPIKE_MIN_HISTORY_HOURS and average > 0 and current > factor * average
+    return Condition(
+        "CostSpike",
+        service_ref,
+        "warning",
+        firing,
+        {},
+        {
+            "summary": f"spend in the last hour ${current:.2f} is more than {factor:g}x "
+            f"the trailing 24 h average of ${average:.2f}/h",
+            "lastHourUsd": round(current, 4),
+            "trailingAverageUsd": round(average, 4),
+        },
+    )
+
+
+def slo_conditions(service: SlaService, rows: stats.RollupRows, now_ts: int) -> list[Condition]:
+    targets = targets_of(service)
+    out = []
+    for c in slo.burn_conditions(rows, now_ts, targets):
+        out.append(
+            Condition(
+                "SLOBurnRate",
+                service.service_ref,
+                c.severity,
+                c.firing,
+                {"slo": c.sli},
+                {
+                    "summary": f"{c.sli} error budget burning fast ({', '.join(c.rules)})"
+                    if c.firing
+                    else f"{c.sli} burn rate back under the {c.severity} thresholds",
+                    "burnRates": {k: round(v, 3) for k, v in c.burn_rates.items()},
+                },
+            )
+        )
+    return out
+
+
+@dataclass
+class ServiceEvaluation:
+    service_ref: str
+    slo: dict
+    cost: dict
+    conditions: list[Condition] = field(default_factory=list)
+
+
+def evaluate_service(
+    session: Session, service: SlaService, now: datetime, spike_factor: float
+) -> ServiceEvaluation:
+    now_ts = int(now.timestamp())
+    end = window_end(now_ts)
+    compliance_window = (end - slo.WINDOWS[slo.COMPLIANCE_WINDOW], end)
+    rows = stats.fetch(session, service.service_ref, [*slo.burn_windows(now_ts), compliance_window])
+    targets = targets_of(service)
+    conditions = slo_conditions(service, rows, now_ts)
+    burn = slo.burn_conditions(rows, now_ts, targets)
+    compliance = slo.window_report(rows.window(*compliance_window), targets)
+    state = slo.slo_state(burn, compliance, targets)
+    figures = costs.month_figures(session, service.service_ref, now)
+    budget = budget_of(session, service)
+    conditions += budget_conditions(service.service_ref, figures, budget)
+    conditions.append(spike_condition(session, service.service_ref, now, spike_factor))
+    stamp = now.isoformat().replace("+00:00", "Z")
+    slo_status = {
+        "state": state,
+        "window": slo.COMPLIANCE_WINDOW,
+        "successRate": compliance["successRate"],
+        "p95LatencyMs": compliance["latencyMs"]["p95"],
+        "targetSuccessRate": service.slo_success_rate,
+        "targetP95LatencyMs": service.slo_p95_latency_ms,
+        "errorBudgetRemaining": compliance["errorBudgetRemaining"],
+        "alerts": sorted(
+            f"{c.alertname}:{c.labels.get('slo', '')}:{c.severity}"
+            for c in conditions
+            if c.firing and c.alertname == "SLOBurnRate"
+        ),
+        "updatedAt": stamp,
+    }
+    cost_status = {
+        "mtdUsd": figures["mtdUsd"],
+        "projectedUsd": figures["projectedUsd"],
+        "budgetUsd": budget,
+        "budgetUsedPercent": round(100 * figures["mtdUsd"] / budget, 1) if budget else None,
+        "updatedAt": stamp,
+    }
+    return ServiceEvaluation(service.service_ref, slo_status, cost_status, conditions)
+
+
+def evaluate_all(
+    session: Session,
+    now: datetime,
+    *,
+    webhooks: list[dict[str, str]] | None = None,
+    spike_factor: float = 3.0,
+    write_catalog: bool = True,
+) -> tuple[list[ServiceEvaluation], Transitions]:
+    services = session.scalars(select(SlaService).order_by(SlaService.service_ref)).all()
+    evaluations = [evaluate_service(session, s, now, spike_factor) for s in services]
+    transitions = reconcile(
+        session, [c for e in evaluations for c in e.conditions], now, webhooks or []
+    )
+    if write_catalog:
+        for e in evaluations:
+            if write_status(session, e.service_ref, "slo", e.slo):
+                write_status(session, e.service_ref, "cost", e.cost)
+    return evaluations, transitions
