@@ -15,8 +15,10 @@ from portal_backend.logging import get_logger
 from portal_backend.metrics import metrics_middleware
 from portal_backend.routers import catalog as catalog_router
 from portal_backend.routers import health, tokens
+from portal_backend.routers import scaffolder as scaffolder_router
 from portal_backend.routers import rag_sizing as rag_sizing_router
 from portal_backend.routers import sla as sla_router
+from portal_backend.scaffolder.registration import register_shipped_templates
 from portal_backend.settings import Settings, get_settings
 from portal_backend.web import mount_web
 
@@ -30,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("portal.start", database=settings.database_url.split("@")[-1])
+        register_shipped_templates(settings, app.state.session_factory)
         yield
         app.state.engine.dispose()
 
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tokens.router)
     app.include_router(rag_sizing_router.router)
     app.include_router(catalog_router.router)
+    app.include_router(scaffolder_router.router)
     app.include_router(sla_router.router)
     mount_web(app, settings)  # web UI at `/`; after the API routers
     return app

@@ -49,13 +49,85 @@ def serve(
 
     settings = _settings()
     upgrade_database(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,  # structlog owns logging
-        proxy_headers=True,
-    )
+    # Without REDIS_URL the portal runs its own worker (filesystem queue), so this one
+    # command is enough; it stops with the server.
+    embedded = None if settings.redis_url else _start_embedded_worker()
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=host or settings.host,
+            port=port or settings.port,
+            log_config=None,  # structlog owns logging
+            proxy_headers=True,
+        )
+    finally:
+        if embedded is not None:
+            _stop_process(embedded)
+
+
+def _start_embedded_worker():  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "portal_backend.cli", "worker", "--beat", "--concurrency", "1"]
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def _stop_process(process) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import subprocess
+
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)  # the worker and its pool children
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(2, "--concurrency", "-c", min=1, help="Worker processes."),
+    beat: bool = typer.Option(
+        False, "--beat", help="Also run the periodic scheduler (beat: recovery sweep, ...)."
+    ),
+    pool: str = typer.Option("prefork", "--pool", help="prefork, solo or threads."),
+) -> None:
+    """Run a Celery worker for the portal's queue (scaffolder steps, provisioning, collectors)."""
+    from workers.celery_app import make_celery
+
+    settings = _settings()
+    upgrade_database(settings)
+    celery = make_celery(settings)
+    argv = [
+        "worker",
+        "--loglevel",
+        settings.log_level,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        pool,
+        "--queues",
+        settings.celery_queue,
+        # Workers coordinate through the database, not through broadcast chatter.
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if beat:
+        argv.append("--beat")
+    celery.worker_main(argv)
+
+
+@app.command()
+def beat() -> None:
+    """Run the periodic scheduler alone (recovery sweep, collectors); run exactly one."""
+    from workers.celery_app import make_celery
+
+    settings = _settings()
+    make_celery(settings).start(["beat", "--loglevel", settings.log_level])
 
 
 @db_app.command("upgrade")

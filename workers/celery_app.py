@@ -32,11 +32,14 @@ def _filesystem_broker_options(data_dir: Path) -> dict[str, str]:
     }
 
 
-def make_celery(settings: Settings, queue: str = "ragportal") -> Celery:
+def make_celery(settings: Settings, queue: str | None = None) -> Celery:
     settings.ensure_dirs()
+    queue = queue or settings.celery_queue
     if settings.redis_url:
         app = Celery("ragportal", broker=settings.redis_url)
-        transport_options: dict = {"visibility_timeout": 3600}
+        # The key prefix keeps deployments (and test sessions) sharing one Redis apart,
+        # including kombu's unacked bookkeeping, which a queue name alone does not.
+        transport_options: dict = {"visibility_timeout": 3600, "global_keyprefix": f"{queue}:"}
     else:
         app = Celery("ragportal", broker="filesystem://")
         transport_options = _filesystem_broker_options(settings.data_dir)
@@ -51,6 +54,16 @@ def make_celery(settings: Settings, queue: str = "ragportal") -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         beat_schedule={},
+        beat_schedule_filename=str(settings.data_dir / f"celerybeat-schedule-{queue}"),
+        # A broker that is down must not hang an API request for long: the recovery
+        # sweep re-sends whatever could not be sent.
+        broker_connection_timeout=5,
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
         timezone="UTC",
     )
     app.conf.ragportal_settings = settings

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.orm import sessionmaker
 
+from catalog.errors import ConflictError  # noqa: F401  (precheck raises it: 409)
 from portal_backend.settings import Settings
 
 
@@ -43,6 +44,16 @@ class ActionContext:
     template_dir: Path | None = None
     # True for POST /dry-run: no repository, catalog change or cluster call may happen.
     dry_run: bool = False
+    # True once the user asked to cancel the task; long-running actions poll it and stop
+    # (raise ``TaskCancelled``) at a safe point.
+    is_cancelled: Callable[[], bool] = field(default=lambda: False)
+    # True for templates the operator trusts (under templates_dir or an allow-listed root):
+    # only their cookiecutter hooks may run.
+    template_trusted: bool = False
+
+
+class TaskCancelled(Exception):
+    """Raised by an action that noticed ``ctx.is_cancelled()`` and stopped."""
 
 
 class Action:
@@ -51,6 +62,9 @@ class Action:
     id: ClassVar[str]
     description: ClassVar[str] = ""
     input_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    # When True, ``precheck`` also runs for a step whose input mixes parameters with
+    # step outputs: it then gets only the keys that do not depend on earlier steps.
+    precheck_partial_input: ClassVar[bool] = False
     output_schema: ClassVar[dict[str, Any]] = {"type": "object"}
 
     def run(self, ctx: ActionContext, input: dict[str, Any]) -> dict[str, Any]:

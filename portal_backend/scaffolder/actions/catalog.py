@@ -1,0 +1,169 @@
+"""catalog:register and catalog:write.
+
+catalog:register reads the generated ``catalog-info.yaml`` from where publish:git put it
+(a local bare repository is read with ``git show``; http(s) URLs go through the
+catalog's own location reader) and upserts the entities under that location, so running
+it again updates instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from catalog.errors import ConflictError, PortalError
+from portal_backend.db import session_scope
+from portal_backend.scaffolder import catalog_port
+from portal_backend.scaffolder.actions.base import (
+    Action,
+    ActionContext,
+    ActionError,
+    FieldError,
+    register,
+)
+from portal_backend.scaffolder.actions.fs import inside
+from portal_backend.settings import Settings
+
+LOCAL_BLOB = re.compile(r"^file://(?P<repo>/.+?\.git)/blob/(?P<ref>[^/]+)/(?P<path>.+)$")
+LOCATION = "backstage.io/managed-by-location"
+ORIGIN = "backstage.io/managed-by-origin-location"
+
+
+def catalog_info_url(input: dict[str, Any]) -> str:
+    if input.get("catalogInfoUrl"):
+        return str(input["catalogInfoUrl"])
+    if not input.get("repoContentsUrl"):
+        raise ActionError("catalog:register needs catalogInfoUrl, or repoContentsUrl")
+    path = str(input.get("catalogInfoPath") or "/catalog-info.yaml").lstrip("/")
+    return f"{str(input['repoContentsUrl']).rstrip('/')}/{path}"
+
+
+def read_local(url: str, settings: Settings) -> str:
+    match = LOCAL_BLOB.match(url)
+    if not match:
+        raise ActionError(f"cannot read {url}: not a file://<repo>.git/blob/<ref>/<path> URL")
+    repo = Path(match["repo"]).resolve()
+    if not repo.is_relative_to((settings.data_dir / "repos").resolve()):
+        raise ActionError(f"cannot read {url}: not a repository of this portal")
+    result = subprocess.run(
+        ["git", "--git-dir", str(repo), "show", f"{match['ref']}:{match['path']}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise ActionError(f"cannot read {url}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _documents(text: str, url: str) -> list[dict[str, Any]]:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ActionError(f"{url} is not valid YAML: {exc}") from exc
+    if not docs or not all(isinstance(d, dict) for d in docs):
+        raise ActionError(f"{url} holds no entities")
+    return docs
+
+
+def _main_ref(entities: list[dict[str, Any]]) -> str:
+    preferred = [e for e in entities if e.get("kind") not in ("Location",)]
+    return catalog_port.entity_ref((preferred or entities)[0])
+
+
+def _check_not_taken(session: Any, ref: str) -> None:
+    if catalog_port.get_by_ref(session, ref) is not None:
+        raise ConflictError(f"entity {ref} already exists in the catalog")
+
+
+@register
+class CatalogRegister(Action):
+    id = "catalog:register"
+    description = (
+        "Registers a catalog-info.yaml (repoContentsUrl + catalogInfoPath, or catalogInfoUrl) "
+        "in the catalog; entityRef (optional) is the entity it is expected to define, checked "
+        "for collisions at submit time."
+    )
+    input_schema = {
+        "type": "object",
+        "properties": {
+            "catalogInfoUrl": {"type": "string"},
+            "repoContentsUrl": {"type": "string"},
+            "catalogInfoPath": {"type": "string"},
+            "optional": {"type": "boolean"},
+            "entityRef": {"type": "string"},
+        },
+    }
+    output_schema = {
+        "type": "object",
+        "properties": {"entityRef": {"type": "string"}, "catalogInfoUrl": {"type": "string"}},
+    }
+    precheck_partial_input = True
+
+    def precheck(self, input: dict[str, Any], settings: Settings) -> list[FieldError]:
+        if input.get("entityRef") and catalog_port.catalog_available():
+            with session_scope(catalog_port.factory_for(settings)) as session:
+                _check_not_taken(session, str(input["entityRef"]).lower())
+        return []
+
+    def run(self, ctx: ActionContext, input: dict[str, Any]) -> dict[str, Any]:
+        url = catalog_info_url(input)
+        if ctx.dry_run:
+            ctx.log(f"dry run: would register {url}")
+            return {"entityRef": input.get("entityRef", ""), "catalogInfoUrl": url}
+        try:
+            if url.startswith("file://"):
+                entities = _documents(read_local(url, ctx.settings), url)
+                location = f"url:{url}"
+                for entity in entities:
+                    annotations = entity.setdefault("metadata", {}).setdefault("annotations", {})
+                    annotations[LOCATION] = location
+                    annotations[ORIGIN] = location
+                with session_scope(ctx.session_factory) as session:
+                    # The catalog refuses entities another location manages (409), and
+                    # re-running for the same location updates in place.
+                    stored = catalog_port.upsert(session, entities, location_key=location)
+                ref = _main_ref(stored or entities)
+            else:
+                with session_scope(ctx.session_factory) as session:
+                    result = catalog_port.add_url_location(session, url, ctx.settings)
+                ref = _main_ref(result) if result else str(input.get("entityRef", ""))
+        except ActionError:
+            if input.get("optional"):
+                ctx.log(f"optional registration of {url} skipped")
+                return {"catalogInfoUrl": url}
+            raise
+        except PortalError as exc:
+            detail = "; ".join(f"{d.path}: {d.message}" for d in exc.details)
+            raise ActionError(f"catalog refused {url}: {exc.message} {detail}".strip()) from exc
+        ctx.log(f"registered {ref} from {url}")
+        return {"entityRef": ref, "catalogInfoUrl": url}
+
+
+@register
+class CatalogWrite(Action):
+    id = "catalog:write"
+    description = "Writes an entity as catalog-info.yaml (filePath) into the workspace."
+    input_schema = {
+        "type": "object",
+        "required": ["entity"],
+        "properties": {"filePath": {"type": "string"}, "entity": {"type": "object"}},
+    }
+
+    def precheck(self, input: dict[str, Any], settings: Settings) -> list[FieldError]:
+        entity = input.get("entity")
+        if isinstance(entity, dict) and catalog_port.catalog_available():
+            with session_scope(catalog_port.factory_for(settings)) as session:
+                _check_not_taken(session, catalog_port.entity_ref(entity))
+        return []
+
+    def run(self, ctx: ActionContext, input: dict[str, Any]) -> dict[str, Any]:
+        path = inside(ctx.workspace, input.get("filePath") or "catalog-info.yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(input["entity"], sort_keys=False), encoding="utf-8")
+        ctx.log(f"wrote {path.relative_to(ctx.workspace.resolve())}")
+        return {}

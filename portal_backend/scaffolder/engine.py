@@ -1,0 +1,484 @@
+"""Runs a task one step at a time; submits, cancels and retries tasks.
+
+``run_next_step`` is what one queue message does: it finds the task's next step in the
+database, claims it, runs the action with a heartbeat, records the outcome and asks for
+the next message through ``dispatch``. The queue (Celery) is injected as that callable,
+so tests and the dry-run can drive the engine without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft7Validator
+from sqlalchemy.orm import sessionmaker
+
+from catalog.errors import ConflictError, ErrorDetail, InputError, NotFoundError
+from portal_backend.db import session_scope
+from portal_backend.logging import get_logger
+from portal_backend.scaffolder import store
+from portal_backend.scaffolder.actions import load_actions
+from portal_backend.scaffolder.actions.base import (
+    ActionContext,
+    ActionError,
+    FieldError,
+    TaskCancelled,
+    get_action,
+)
+from portal_backend.scaffolder.expressions import (
+    ExpressionError,
+    is_truthy,
+    references_steps,
+    render_value,
+)
+from portal_backend.scaffolder.redaction import Redactor
+from portal_backend.scaffolder.templates import (
+    Template,
+    find_template,
+    validate_values,
+    with_defaults,
+)
+from portal_backend.settings import Settings
+
+log = get_logger(__name__)
+
+Dispatch = Callable[[str], None]
+
+
+def workspace_for(settings: Settings, task_id: str) -> Path:
+    return settings.data_dir / "workspaces" / task_id
+
+
+def _user_context(user_ref: str) -> dict[str, Any]:
+    return {"ref": user_ref, "entity": {"metadata": {"name": user_ref.rpartition("/")[2]}}}
+
+
+def _check_steps(template: Template) -> None:
+    load_actions()
+    details = []
+    seen: set[str] = set()
+    for i, step in enumerate(template.steps):
+        if not step.get("id") or not step.get("action"):
+            details.append(ErrorDetail(f"spec.steps[{i}]", "every step needs an id and an action"))
+            continue
+        if step["id"] in seen:
+            details.append(ErrorDetail(f"spec.steps[{i}].id", f"duplicate step id {step['id']}"))
+        seen.add(step["id"])
+        if get_action(step["action"]) is None:
+            details.append(
+                ErrorDetail(f"spec.steps[{i}].action", f"unknown action {step['action']!r}")
+            )
+    if details:
+        raise InputError(f"template {template.ref} has invalid steps", details)
+
+
+def precheck(template: Template, values: dict[str, Any], settings: Settings, user_ref: str) -> None:
+    """Ask each action whether its input can work, before anything exists (400 / 409)."""
+    context = {"parameters": values, "user": _user_context(user_ref), "steps": {}, "secrets": {}}
+    details: list[ErrorDetail] = []
+    for step in template.steps:
+        raw_input = step.get("input") or {}
+        action = get_action(step["action"])
+        assert action is not None
+        if references_steps(step.get("if")):
+            continue
+        if references_steps(raw_input):
+            if not action.precheck_partial_input or not isinstance(raw_input, dict):
+                continue  # depends on outputs that do not exist yet
+            raw_input = {k: v for k, v in raw_input.items() if not references_steps(v)}
+        try:
+            if "if" in step and not is_truthy(render_value(step["if"], context)):
+                continue
+            rendered = render_value(raw_input, context)
+        except ExpressionError as exc:
+            details.append(ErrorDetail(f"steps.{step['id']}", str(exc)))
+            continue
+        errors: list[FieldError] = action.precheck(rendered, settings)
+        details += [ErrorDetail(e.path, e.message) for e in errors]
+    if details:
+        raise InputError("the values cannot be used by this template", details)
+
+
+def submit(
+    settings: Settings,
+    factory: sessionmaker,
+    *,
+    template_ref: str,
+    values: dict[str, Any],
+    secrets: dict[str, str] | None,
+    user_ref: str,
+    dispatch: Dispatch,
+) -> str:
+    with session_scope(factory) as session:
+        template = find_template(settings, session, template_ref)
+    _check_steps(template)
+    validate_values(template, values)
+    values = with_defaults(template, values)
+    if secrets is not None and not (
+        isinstance(secrets, dict) and all(isinstance(v, str) for v in secrets.values())
+    ):
+        raise InputError("secrets must be an object of strings", [ErrorDetail("secrets", "")])
+    precheck(template, values, settings, user_ref)
+    with session_scope(factory) as session:
+        task = store.create_task(
+            session,
+            template_ref=template.ref,
+            spec=template.snapshot(),
+            values=values,
+            secrets=secrets,
+            created_by=user_ref,
+        )
+        task_id = task.id
+    _dispatch(factory, dispatch, task_id)
+    return task_id
+
+
+def _dispatch(factory: sessionmaker, dispatch: Dispatch, task_id: str) -> None:
+    store.mark_dispatched(factory, task_id)
+    try:
+        dispatch(task_id)
+    except Exception as exc:  # broker down: the recovery sweep sends it again later
+        log.warning("scaffolder.dispatch_failed", task_id=task_id, error=str(exc))
+
+
+def cancel(factory: sessionmaker, task_id: str) -> str:
+    """Ask a task to stop; a task with no step running stops at once."""
+    with session_scope(factory) as session:
+        task = store.get_task(session, task_id)
+        if task is None:
+            raise NotFoundError(f"task {task_id} not found")
+        if task.status in store.TERMINAL:
+            raise ConflictError(f"task {task_id} is already {task.status}")
+        store.request_cancel(session, task_id)
+        running = any(s.status == "processing" for s in store.get_steps(session, task_id))
+    if not running and store.finish_task(factory, task_id, "cancelled"):
+        store.add_event(factory, task_id, "cancelled", {"message": "Task cancelled by user"})
+        return "cancelled"
+    return "cancelling"
+
+
+def retry(factory: sessionmaker, task_id: str, dispatch: Dispatch) -> str:
+    with session_scope(factory) as session:
+        task = store.get_task(session, task_id)
+        if task is None:
+            raise NotFoundError(f"task {task_id} not found")
+        if task.status not in ("failed", "cancelled"):
+            raise ConflictError(
+                f"task {task_id} is {task.status}; only failed or cancelled tasks can be retried"
+            )
+        resume_at = store.reopen_for_retry(session, task)
+    store.add_event(
+        factory,
+        task_id,
+        "recovered",
+        {"message": f"Retrying from step {resume_at}", "stepId": resume_at},
+    )
+    _dispatch(factory, dispatch, task_id)
+    return resume_at or ""
+
+
+@dataclass
+class _Heartbeat:
+    """Keeps the step's claim alive and notices a cancel request while the action runs."""
+
+    factory: sessionmaker
+    task_id: str
+    step_id: str
+    claim: str
+    interval_s: float
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                flag = store.heartbeat(self.factory, self.task_id, self.step_id, self.claim)
+            except Exception as exc:  # a database hiccup must not kill the step
+                log.warning("scaffolder.heartbeat_failed", error=str(exc))
+                continue
+            if flag is None:
+                self.lost.set()
+            elif flag:
+                self.cancelled.set()
+
+
+def _context(task: Any, steps: list[Any], secrets: dict[str, str]) -> dict[str, Any]:
+    return {
+        "parameters": task.values,
+        "steps": {
+            s.step_id: {"output": s.output or {}} for s in steps if s.status in store.DONE_STEP
+        },
+        "user": _user_context(task.created_by),
+        "secrets": secrets,
+    }
+
+
+def _validate_input(action: Any, data: dict[str, Any]) -> None:
+    errors = sorted(Draft7Validator(action.input_schema).iter_errors(data), key=str)
+    if errors:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.absolute_path) or 'input'}: {e.message}" for e in errors
+        )
+        raise ActionError(f"invalid input for {action.id}: {problems}")
+
+
+def run_next_step(
+    settings: Settings, factory: sessionmaker, task_id: str, worker: str, dispatch: Dispatch
+) -> str:
+    """Run the task's next step (one queue message = one step). Returns what happened."""
+    load_actions()
+    with session_scope(factory) as session:
+        task = store.get_task(session, task_id)
+        if task is None or task.status in store.TERMINAL:
+            return "nothing"
+        steps = store.get_steps(session, task_id)
+    redactor = Redactor(task.secrets or {})
+    if task.cancel_requested and not any(s.status == "processing" for s in steps):
+        if store.finish_task(factory, task_id, "cancelled"):
+            store.add_event(factory, task_id, "cancelled", {"message": "Task cancelled by user"})
+        return "cancelled"
+    pending = [s for s in steps if s.status not in store.DONE_STEP]
+    if not pending:
+        return _complete(settings, factory, task, steps, redactor)
+    step = pending[0]
+    if step.status in ("failed", "cancelled"):
+        return "nothing"
+    claim = store.claim_step(
+        factory, task_id, step.step_id, worker, settings.scaffolder_stale_after_s
+    )
+    if claim is None:
+        return "busy"  # another worker holds it (duplicate message)
+    spec = next(s for s in task.spec["steps"] if str(s["id"]) == step.step_id)
+
+    def emit(message: str, status: str | None = None, output: dict | None = None) -> None:
+        body: dict[str, Any] = {"message": redactor.redact(message), "stepId": step.step_id}
+        if status:
+            body["status"] = status
+        if output is not None:
+            body["output"] = redactor.redact_obj(output)
+        store.add_event(factory, task_id, "log", body)
+
+    if step.attempts > 0:
+        emit(f"Resuming step {step.name} (attempt {step.attempts + 1})")
+    emit(f"Beginning step {step.name}", status="processing")
+    context = _context(task, steps, task.secrets or {})
+    try:
+        if "if" in spec and not is_truthy(render_value(spec["if"], context)):
+            store.finish_step(factory, task_id, step.step_id, claim, "skipped", output={})
+            emit(f"Skipping step {step.name}: its condition is false", status="skipped")
+            _dispatch(factory, dispatch, task_id)
+            return "skipped"
+        action = get_action(step.action)
+        if action is None:
+            raise ActionError(f"action {step.action!r} is not installed on this worker")
+        data = render_value(spec.get("input") or {}, context)
+        _validate_input(action, data)
+        workspace = workspace_for(settings, task_id)
+        workspace.mkdir(parents=True, exist_ok=True)
+        with _Heartbeat(
+            factory, task_id, step.step_id, claim, settings.scaffolder_heartbeat_s
+        ) as beat:
+            ctx = ActionContext(
+                task_id=task_id,
+                step_id=step.step_id,
+                workspace=workspace,
+                settings=settings,
+                session_factory=factory,
+                user_ref=task.created_by,
+                log=lambda message: emit(str(message)),
+                secrets=dict(task.secrets or {}),
+                template_dir=Path(task.spec["directory"]) if task.spec.get("directory") else None,
+                is_cancelled=beat.cancelled.is_set,
+                template_trusted=bool(task.spec.get("trusted")),
+            )
+            output = action.run(ctx, data) or {}
+    except TaskCancelled:
+        if store.finish_step(factory, task_id, step.step_id, claim, "cancelled"):
+            emit(f"Step {step.name} cancelled", status="cancelled")
+            if store.finish_task(factory, task_id, "cancelled"):
+                store.add_event(
+                    factory, task_id, "cancelled", {"message": "Task cancelled by user"}
+                )
+        return "cancelled"
+    except Exception as exc:
+        message = redactor.redact(str(exc) or type(exc).__name__)
+        if not isinstance(exc, ActionError | ExpressionError):
+            log.exception("scaffolder.step_crashed", task_id=task_id, step=step.step_id)
+        if store.finish_step(factory, task_id, step.step_id, claim, "failed", error=message):
+            emit(f"Step {step.name} failed: {message}", status="failed")
+            if store.finish_task(factory, task_id, "failed", error=message, keep_secrets=True):
+                store.add_event(
+                    factory,
+                    task_id,
+                    "completion",
+                    {
+                        "message": f"Run failed at step {step.name}: {message}",
+                        "status": "failed",
+                        "stepId": step.step_id,
+                    },
+                )
+        return "failed"
+    if not store.finish_step(factory, task_id, step.step_id, claim, "completed", output=output):
+        return "lost"  # presumed dead meanwhile; the worker that took over records it
+    emit(f"Finished step {step.name}", status="completed", output=output)
+    _dispatch(factory, dispatch, task_id)
+    return "completed"
+
+
+def _complete(
+    settings: Settings, factory: sessionmaker, task: Any, steps: list[Any], redactor: Redactor
+) -> str:
+    context = _context(task, steps, {})
+    try:
+        output = render_value(task.spec.get("output") or {}, context)
+    except ExpressionError as exc:
+        output = {"error": str(exc)}
+    if not store.finish_task(factory, task.id, "completed", output=output):
+        return "nothing"
+    store.add_event(
+        factory,
+        task.id,
+        "completion",
+        {"message": "Run completed", "status": "completed", "output": output},
+    )
+    shutil.rmtree(workspace_for(settings, task.id), ignore_errors=True)
+    return "completed"
+
+
+def dry_run(
+    settings: Settings,
+    factory: sessionmaker,
+    *,
+    template: Template,
+    values: dict[str, Any],
+    secrets: dict[str, str] | None,
+    user_ref: str,
+) -> dict[str, Any]:
+    """Run every step in a scratch folder with ``dry_run`` set; nothing outside it changes."""
+    load_actions()
+    _check_steps(template)
+    validate_values(template, values)
+    values = with_defaults(template, values)
+    redactor = Redactor(secrets or {})
+    logs: list[dict[str, Any]] = []
+    outputs: dict[str, dict[str, Any]] = {}
+    step_results = []
+    context = {
+        "parameters": values,
+        "user": _user_context(user_ref),
+        "steps": {},
+        "secrets": secrets or {},
+    }
+    with tempfile.TemporaryDirectory(prefix="ragportal-dry-run-") as scratch:
+        workspace = Path(scratch) / "workspace"
+        workspace.mkdir()
+        failed = None
+        for spec in template.steps:
+            step_id = str(spec["id"])
+
+            def emit(message: str, step_id: str = step_id) -> None:
+                logs.append({"body": {"message": redactor.redact(str(message)), "stepId": step_id}})
+
+            context["steps"] = {k: {"output": v} for k, v in outputs.items()}
+            try:
+                if "if" in spec and not is_truthy(render_value(spec["if"], context)):
+                    emit(f"Skipping step {spec.get('name', step_id)}: its condition is false")
+                    outputs[step_id] = {}
+                    step_results.append({"id": step_id, "status": "skipped"})
+                    continue
+                action = get_action(spec["action"])
+                assert action is not None
+                data = render_value(spec.get("input") or {}, context)
+                _validate_input(action, data)
+                emit(f"Beginning step {spec.get('name', step_id)}")
+                ctx = ActionContext(
+                    task_id="dry-run",
+                    step_id=step_id,
+                    workspace=workspace,
+                    settings=settings,
+                    session_factory=factory,
+                    user_ref=user_ref,
+                    log=emit,
+                    secrets=dict(secrets or {}),
+                    template_dir=template.directory,
+                    dry_run=True,
+                    template_trusted=template.trusted,
+                )
+                outputs[step_id] = action.run(ctx, data) or {}
+                step_results.append({"id": step_id, "status": "completed"})
+            except Exception as exc:
+                failed = redactor.redact(str(exc))
+                emit(f"Step {step_id} failed: {failed}")
+                step_results.append({"id": step_id, "status": "failed", "error": failed})
+                break
+        files = []
+        for path in sorted(p for p in workspace.rglob("*") if p.is_file()):
+            files.append(
+                {
+                    "path": path.relative_to(workspace).as_posix(),
+                    "base64Content": base64.b64encode(path.read_bytes()).decode(),
+                    "executable": os.access(path, os.X_OK),
+                }
+            )
+    context["steps"] = {k: {"output": v} for k, v in outputs.items()}
+    output: dict[str, Any] = {}
+    if failed is None:
+        try:
+            output = render_value(template.spec.get("output") or {}, context)
+        except ExpressionError as exc:
+            output = {"error": str(exc)}
+    return {
+        "log": logs,
+        "directoryContents": files,
+        "output": output,
+        "steps": step_results,
+        "status": "failed" if failed else "completed",
+    }
+
+
+def find(settings: Settings, factory: sessionmaker, ref: str) -> Template:
+    with session_scope(factory) as session:
+        return find_template(settings, session, ref)
+
+
+def recovery_sweep(settings: Settings, factory: sessionmaker, dispatch: Dispatch) -> dict[str, int]:
+    """Resume tasks whose worker died (silent heartbeat) or whose message was lost."""
+    with session_scope(factory) as session:
+        dead, idle = store.stalled_tasks(
+            session, settings.scaffolder_stale_after_s, settings.scaffolder_requeue_after_s
+        )
+    resumed = 0
+    for task_id, step_id in dead:
+        if store.release_dead_step(factory, task_id, step_id, settings.scaffolder_stale_after_s):
+            store.add_event(
+                factory,
+                task_id,
+                "recovered",
+                {
+                    "message": f"Worker running step {step_id} stopped responding; resuming",
+                    "stepId": step_id,
+                },
+            )
+            _dispatch(factory, dispatch, task_id)
+            resumed += 1
+    for task_id in idle:
+        _dispatch(factory, dispatch, task_id)
+    return {"resumed": resumed, "requeued": len(idle)}

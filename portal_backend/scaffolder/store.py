@@ -1,0 +1,310 @@
+"""Task, step and event rows: every state change is one short transaction.
+
+Workers race each other (duplicate queue messages, a redelivered message after a crash),
+so every transition that must happen once is a conditional UPDATE whose row count says
+who won.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal_backend.db import session_scope
+from portal_backend.scaffolder.tables import ScaffolderEvent, ScaffolderStep, ScaffolderTask
+
+TERMINAL = ("completed", "failed", "cancelled")
+DONE_STEP = ("completed", "skipped")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_task(
+    session: Session,
+    *,
+    template_ref: str,
+    spec: dict[str, Any],
+    values: dict[str, Any],
+    secrets: dict[str, Any] | None,
+    created_by: str,
+) -> ScaffolderTask:
+    at = now()
+    task = ScaffolderTask(
+        id=str(uuid.uuid4()),
+        template_ref=template_ref,
+        spec=spec,
+        values=values,
+        secrets=secrets or None,
+        created_by=created_by,
+        status="open",
+        cancel_requested=False,
+        created_at=at,
+        updated_at=at,
+    )
+    session.add(task)
+    session.flush()
+    for position, step in enumerate(spec["steps"]):
+        session.add(
+            ScaffolderStep(
+                task_id=task.id,
+                step_id=str(step["id"]),
+                position=position,
+                name=str(step.get("name") or step["id"]),
+                action=str(step["action"]),
+                status="open",
+            )
+        )
+    return task
+
+
+def add_event(factory: sessionmaker, task_id: str, type_: str, body: dict[str, Any]) -> None:
+    with session_scope(factory) as session:
+        session.add(ScaffolderEvent(task_id=task_id, type=type_, body=body, created_at=now()))
+
+
+def get_task(session: Session, task_id: str) -> ScaffolderTask | None:
+    return session.get(ScaffolderTask, task_id)
+
+
+def get_steps(session: Session, task_id: str) -> list[ScaffolderStep]:
+    return list(
+        session.scalars(
+            select(ScaffolderStep)
+            .where(ScaffolderStep.task_id == task_id)
+            .order_by(ScaffolderStep.position)
+        )
+    )
+
+
+def list_tasks(
+    session: Session,
+    *,
+    created_by: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[ScaffolderTask], int]:
+    query = select(ScaffolderTask)
+    count = select(func.count()).select_from(ScaffolderTask)
+    if created_by:
+        query = query.where(ScaffolderTask.created_by == created_by)
+        count = count.where(ScaffolderTask.created_by == created_by)
+    if status:
+        query = query.where(ScaffolderTask.status == status)
+        count = count.where(ScaffolderTask.status == status)
+    rows = session.scalars(
+        query.order_by(ScaffolderTask.created_at.desc(), ScaffolderTask.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows), int(session.scalar(count) or 0)
+
+
+def list_events(session: Session, task_id: str, after: int | None) -> list[ScaffolderEvent]:
+    query = select(ScaffolderEvent).where(ScaffolderEvent.task_id == task_id)
+    if after is not None:
+        query = query.where(ScaffolderEvent.id > after)
+    return list(session.scalars(query.order_by(ScaffolderEvent.id)))
+
+
+def claim_step(
+    factory: sessionmaker, task_id: str, step_id: str, worker: str, stale_after_s: float
+) -> str | None:
+    """Take the step if it is open, or held by a worker whose heartbeat went silent."""
+    claim = str(uuid.uuid4())
+    at = now()
+    with session_scope(factory) as session:
+        result = session.execute(
+            update(ScaffolderStep)
+            .where(
+                ScaffolderStep.task_id == task_id,
+                ScaffolderStep.step_id == step_id,
+                or_(
+                    ScaffolderStep.status == "open",
+                    (ScaffolderStep.status == "processing")
+                    & (ScaffolderStep.heartbeat_at < at - timedelta(seconds=stale_after_s)),
+                ),
+            )
+            .values(
+                status="processing",
+                claim=claim,
+                worker=worker,
+                heartbeat_at=at,
+                started_at=at,
+                attempts=ScaffolderStep.attempts + 1,
+                error=None,
+            )
+        )
+        if result.rowcount != 1:
+            return None
+        session.execute(
+            update(ScaffolderTask)
+            .where(ScaffolderTask.id == task_id, ScaffolderTask.status == "open")
+            .values(status="processing", updated_at=at)
+        )
+    return claim
+
+
+def heartbeat(factory: sessionmaker, task_id: str, step_id: str, claim: str) -> bool | None:
+    """Refresh the step's heartbeat; returns the task's cancel flag, None if we lost the claim."""
+    with session_scope(factory) as session:
+        result = session.execute(
+            update(ScaffolderStep)
+            .where(
+                ScaffolderStep.task_id == task_id,
+                ScaffolderStep.step_id == step_id,
+                ScaffolderStep.claim == claim,
+            )
+            .values(heartbeat_at=now())
+        )
+        if result.rowcount != 1:
+            return None
+        task = session.get(ScaffolderTask, task_id)
+        return bool(task and task.cancel_requested)
+
+
+def finish_step(
+    factory: sessionmaker,
+    task_id: str,
+    step_id: str,
+    claim: str,
+    status: str,
+    *,
+    output: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
+    with session_scope(factory) as session:
+        result = session.execute(
+            update(ScaffolderStep)
+            .where(
+                ScaffolderStep.task_id == task_id,
+                ScaffolderStep.step_id == step_id,
+                ScaffolderStep.claim == claim,
+                ScaffolderStep.status == "processing",
+            )
+            .values(status=status, output=output, error=error, finished_at=now(), claim=None)
+        )
+        return result.rowcount == 1
+
+
+def finish_task(
+    factory: sessionmaker,
+    task_id: str,
+    status: str,
+    *,
+    output: dict[str, Any] | None = None,
+    error: str | None = None,
+    keep_secrets: bool = False,
+) -> bool:
+    """Move a live task to a terminal state; False when another worker already did."""
+    at = now()
+    values: dict[str, Any] = {"status": status, "updated_at": at, "completed_at": at}
+    if output is not None:
+        values["output"] = output
+    if error is not None:
+        values["error"] = error
+    if not keep_secrets:
+        values["secrets"] = None
+    with session_scope(factory) as session:
+        result = session.execute(
+            update(ScaffolderTask)
+            .where(ScaffolderTask.id == task_id, ScaffolderTask.status.in_(("open", "processing")))
+            .values(**values)
+        )
+        if result.rowcount == 1 and status == "cancelled":
+            session.execute(
+                update(ScaffolderStep)
+                .where(ScaffolderStep.task_id == task_id, ScaffolderStep.status == "open")
+                .values(status="cancelled")
+            )
+        return result.rowcount == 1
+
+
+def mark_dispatched(factory: sessionmaker, task_id: str) -> None:
+    with session_scope(factory) as session:
+        session.execute(
+            update(ScaffolderTask).where(ScaffolderTask.id == task_id).values(dispatched_at=now())
+        )
+
+
+def request_cancel(session: Session, task_id: str) -> None:
+    session.execute(
+        update(ScaffolderTask)
+        .where(ScaffolderTask.id == task_id)
+        .values(cancel_requested=True, updated_at=now())
+    )
+
+
+def reopen_for_retry(session: Session, task: ScaffolderTask) -> str | None:
+    """Failed/cancelled steps and everything after them go back to open; completed steps
+    keep their outputs. Returns the id of the step the task resumes at."""
+    resume_at = None
+    for step in get_steps(session, task.id):
+        if step.status in DONE_STEP and resume_at is None:
+            continue
+        if resume_at is None:
+            resume_at = step.step_id
+        step.status, step.output, step.error, step.claim = "open", None, None, None
+        step.finished_at = None
+        session.add(step)
+    task.status, task.cancel_requested, task.error, task.completed_at = "open", False, None, None
+    task.updated_at = now()
+    session.add(task)
+    return resume_at
+
+
+def stalled_tasks(
+    session: Session, stale_after_s: float, requeue_after_s: float
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """(task, step) pairs whose worker went silent, and live tasks nobody moved for a while."""
+    at = now()
+    dead = session.execute(
+        select(ScaffolderStep.task_id, ScaffolderStep.step_id).where(
+            ScaffolderStep.status == "processing",
+            ScaffolderStep.heartbeat_at < at - timedelta(seconds=stale_after_s),
+        )
+    ).all()
+    busy = select(ScaffolderStep.task_id).where(ScaffolderStep.status == "processing")
+    idle = session.scalars(
+        select(ScaffolderTask.id).where(
+            ScaffolderTask.status.in_(("open", "processing")),
+            or_(
+                ScaffolderTask.dispatched_at.is_(None),
+                ScaffolderTask.dispatched_at < at - timedelta(seconds=requeue_after_s),
+            ),
+            ScaffolderTask.updated_at < at - timedelta(seconds=requeue_after_s),
+            ScaffolderTask.id.not_in(busy),
+        )
+    ).all()
+    return [(t, s) for t, s in dead], list(idle)
+
+
+def release_dead_step(
+    factory: sessionmaker, task_id: str, step_id: str, stale_after_s: float
+) -> bool:
+    """Give a dead worker's step back (open), unless its heartbeat came back meanwhile."""
+    with session_scope(factory) as session:
+        result = session.execute(
+            update(ScaffolderStep)
+            .where(
+                ScaffolderStep.task_id == task_id,
+                ScaffolderStep.step_id == step_id,
+                ScaffolderStep.status == "processing",
+                ScaffolderStep.heartbeat_at < now() - timedelta(seconds=stale_after_s),
+            )
+            .values(status="open", claim=None)
+        )
+        return result.rowcount == 1
+
+
+def touch(factory: sessionmaker, task_id: str) -> None:
+    with session_scope(factory) as session:
+        session.execute(
+            update(ScaffolderTask).where(ScaffolderTask.id == task_id).values(updated_at=now())
+        )

@@ -1,0 +1,237 @@
+"""Scaffolder fixtures: a live portal using the test template, and real worker processes.
+
+Workers are ``ragportal worker`` processes (real Celery, real Redis on 127.0.0.1:6379)
+configured through environment variables that point at the test database and a queue
+name unique to this pytest session, so parallel runs never take each other's work.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from portal_backend.db import upgrade_database
+from portal_backend.settings import Settings
+from tests.conftest import (
+    BOOTSTRAP_TOKEN,
+    REDIS_URL,
+    LiveServer,
+    make_settings,
+    start_live_server,
+    truncate_all,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_TEMPLATES = REPO_ROOT / "tests" / "fixtures" / "templates"
+SESSION_QUEUE = f"scaffolder-test-{uuid.uuid4().hex[:10]}"
+
+# Short liveness timings so crash recovery is observable within a test.
+FAST = {
+    "scaffolder_heartbeat_s": 0.5,
+    "scaffolder_stale_after_s": 3.0,
+    "scaffolder_requeue_after_s": 4.0,
+    "scaffolder_sweep_interval_s": 1.0,
+}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment that makes a ``ragportal`` process use exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGPORTAL_")}
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    env.update(
+        RAGPORTAL_DATA_DIR=str(settings.data_dir),
+        RAGPORTAL_TEMPLATES_DIR=str(settings.templates_dir),
+        RAGPORTAL_CELERY_QUEUE=settings.celery_queue,
+        RAGPORTAL_LOG_JSON="false",
+        RAGPORTAL_LOG_LEVEL="INFO",
+        RAGPORTAL_SCAFFOLDER_HEARTBEAT_S=str(settings.scaffolder_heartbeat_s),
+        RAGPORTAL_SCAFFOLDER_STALE_AFTER_S=str(settings.scaffolder_stale_after_s),
+        RAGPORTAL_SCAFFOLDER_REQUEUE_AFTER_S=str(settings.scaffolder_requeue_after_s),
+        RAGPORTAL_SCAFFOLDER_SWEEP_INTERVAL_S=str(settings.scaffolder_sweep_interval_s),
+    )
+    if settings.database_url_override:
+        env["DATABASE_URL"] = settings.database_url_override
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    return env
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    log: Path
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once (a machine dying)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Workers:
+    settings: Settings
+    log_dir: Path
+    started: list[Worker] = field(default_factory=list)
+
+    def start(
+        self, *, beat: bool = True, concurrency: int = 1, settings: Settings | None = None
+    ) -> Worker:
+        settings = settings or self.settings
+        log = self.log_dir / f"worker-{len(self.started)}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "portal_backend.cli",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+        ]
+        if beat:
+            command.append("--beat")
+        process = subprocess.Popen(
+            command,
+            env=settings_env(settings),
+            cwd=REPO_ROOT,
+            start_new_session=True,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        worker = Worker(process, log)
+        self.started.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop()
+
+
+@pytest.fixture(scope="session")
+def scaffolder_settings(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Settings:
+    schema = request.getfixturevalue("postgres_schema") if backend == "postgresql" else None
+    settings = make_settings(
+        backend,
+        tmp_path_factory.mktemp(f"scaffolder-{backend}"),
+        schema,
+        templates_dir=FIXTURE_TEMPLATES,
+        redis_url=REDIS_URL,
+        celery_queue=f"{SESSION_QUEUE}-{backend}",
+        **FAST,
+    )
+    upgrade_database(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def _scaffolder_server(scaffolder_settings: Settings) -> Iterator[LiveServer]:
+    live, server, thread = start_live_server(scaffolder_settings)
+    yield live
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def _session_workers(
+    scaffolder_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workers]:
+    workers = Workers(scaffolder_settings, tmp_path_factory.mktemp("worker-logs"))
+    workers.start(beat=True, concurrency=2)
+    yield workers
+    workers.stop_all()
+
+
+def _reset(settings: Settings) -> None:
+    truncate_all(settings)
+    import shutil
+
+    for sub in ("repos", "workspaces"):
+        shutil.rmtree(settings.data_dir / sub, ignore_errors=True)
+
+
+@pytest.fixture
+def portal(_scaffolder_server: LiveServer, _session_workers: Workers) -> Iterator[httpx.Client]:
+    """Admin client on a live portal with two worker processes running."""
+    _reset(_scaffolder_server.settings)
+    with _scaffolder_server.client() as client:
+        yield client
+
+
+@pytest.fixture
+def bare_portal(
+    _scaffolder_server: LiveServer, tmp_path: Path
+) -> Iterator[tuple[httpx.Client, Workers]]:
+    """A live portal whose workers the test starts itself (to kill or restart them)."""
+    _reset(_scaffolder_server.settings)
+    workers = Workers(_scaffolder_server.settings, tmp_path)
+    with _scaffolder_server.client() as client:
+        yield client, workers
+    workers.stop_all()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.2) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def wait_status(
+    client: httpx.Client, task_id: str, statuses: tuple[str, ...], timeout: float = 60
+) -> dict:
+    def check() -> dict | None:
+        task = client.get(f"/api/scaffolder/v2/tasks/{task_id}").json()
+        return task if task["status"] in statuses else None
+
+    try:
+        return wait_for(check, timeout)  # type: ignore[return-value]
+    except AssertionError:
+        task = client.get(f"/api/scaffolder/v2/tasks/{task_id}").json()
+        events = client.get(f"/api/scaffolder/v2/tasks/{task_id}/events").json()
+        raise AssertionError(f"task stuck in {task['status']}: {events}") from None
+
+
+__all__ = ["BOOTSTRAP_TOKEN", "wait_for", "wait_status", "Workers", "settings_env"]
+
+
+@pytest.fixture
+def live_token_factory(_scaffolder_server: LiveServer, portal: httpx.Client):  # type: ignore[no-untyped-def]
+    """Clients acting as other users (write-scoped API tokens created over the API)."""
+    clients: list[httpx.Client] = []
+
+    def make(subject: str) -> httpx.Client:
+        created = portal.post(
+            "/api/auth/tokens", json={"name": subject, "scope": "write", "subject": subject}
+        )
+        assert created.status_code == 201, created.text
+        client = _scaffolder_server.client(created.json()["token"])
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -1,0 +1,59 @@
+"""Celery tasks of the scaffolder: one message runs one step; beat runs the recovery sweep.
+
+The engine does the work (``portal_backend.scaffolder.engine``); this module only binds
+it to Celery: a per-process database engine, the dispatcher, and the beat entry.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from celery import Celery
+
+from portal_backend.db import make_engine, make_session_factory
+from portal_backend.scaffolder import engine
+from portal_backend.settings import Settings
+
+RUN_STEP = "scaffolder.run_step"
+SWEEP = "scaffolder.sweep"
+
+_factories: dict[int, Any] = {}
+
+
+def _factory(settings: Settings) -> Any:
+    # One engine per process: connections must not cross a fork.
+    pid = os.getpid()
+    if pid not in _factories:
+        _factories[pid] = make_session_factory(make_engine(settings.database_url))
+    return _factories[pid]
+
+
+def dispatcher(app: Celery) -> engine.Dispatch:
+    queue = app.conf.task_default_queue
+
+    def dispatch(task_id: str) -> None:
+        app.send_task(RUN_STEP, args=[task_id], queue=queue)
+
+    return dispatch
+
+
+def register(app: Celery) -> None:
+    settings: Settings = app.conf.ragportal_settings
+    dispatch = dispatcher(app)
+
+    @app.task(name=RUN_STEP, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+    def run_step(task_id: str) -> str:
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        return engine.run_next_step(settings, _factory(settings), task_id, worker, dispatch)
+
+    @app.task(name=SWEEP, ignore_result=True)
+    def sweep() -> dict[str, int]:
+        return engine.recovery_sweep(settings, _factory(settings), dispatch)
+
+    app.conf.beat_schedule["scaffolder-recovery-sweep"] = {
+        "task": SWEEP,
+        "schedule": settings.scaffolder_sweep_interval_s,
+        "options": {"expires": settings.scaffolder_sweep_interval_s * 2},
+    }
