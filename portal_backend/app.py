@@ -15,8 +15,9 @@ from portal_backend.logging import get_logger
 from portal_backend.metrics import metrics_middleware
 from portal_backend.routers import catalog as catalog_router
 from portal_backend.routers import health, tokens
-from portal_backend.routers import scaffolder as scaffolder_router
+from portal_backend.routers import rag_services as rag_services_router
 from portal_backend.routers import rag_sizing as rag_sizing_router
+from portal_backend.routers import scaffolder as scaffolder_router
 from portal_backend.routers import sla as sla_router
 from portal_backend.scaffolder.registration import register_shipped_templates
 from portal_backend.settings import Settings, get_settings
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tokens.router)
     app.include_router(rag_sizing_router.router)
+    app.include_router(rag_services_router.router)
     app.include_router(catalog_router.router)
     app.include_router(scaffolder_router.router)
     app.include_router(sla_router.router)

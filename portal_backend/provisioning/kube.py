@@ -181,7 +181,8 @@ class KubeClient:
                     auth_settings=["BearerToken"],
                     _return_http_data_only=True,
                     _preload_content=True,
-                    _request_timeout=self.request_timeout_s,
+                    # (connect, read): the client ignores a plain float timeout.
+                    _request_timeout=(self.request_timeout_s, self.request_timeout_s),
                 )
             except ApiException as exc:
                 if exc.status == 404 and not_found_ok:

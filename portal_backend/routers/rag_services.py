@@ -1,0 +1,146 @@
+"""RAG services' deployments over HTTP: status, reconcile now, tear down; secret store.
+
+Thin: every operation is ``Provisioner`` domain code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from catalog.errors import (
+    ErrorDetail,
+    InputError,
+    NotAllowedError,
+    NotFoundError,
+    ServiceUnavailableError,
+    UnprocessableError,
+)
+from catalog.refs import RefError, normalize_ref, parse_ref
+from portal_backend.auth.deps import AdminPrincipal, ReadPrincipal, WritePrincipal
+from portal_backend.auth.service import Principal
+from portal_backend.db import session_scope
+from portal_backend.provisioning.kube import KubeError
+from portal_backend.provisioning.plan import SERVICE_LABEL
+from portal_backend.provisioning.secrets import GLOBAL, SecretStore
+from portal_backend.provisioning.service import Provisioner, ProvisioningError
+from portal_backend.scaffolder.actions.rag_provision import SERVICE_NAME
+
+router = APIRouter(prefix="/api/rag", tags=["rag"])
+SECRET_NAME = r"^[a-z0-9]([-a-z0-9_.]{0,98}[a-z0-9])?$"
+
+
+def _provisioner(request: Request) -> Provisioner:
+    return Provisioner(request.app.state.settings, request.app.state.session_factory)
+
+
+def _check_name(namespace: str, name: str) -> None:
+    if not SERVICE_NAME.match(name):
+        raise InputError(
+            f"{name!r} is not a RAG service name",
+            [ErrorDetail("name", "lowercase letters, digits and '-', at most 63 characters")],
+        )
+    if not SERVICE_NAME.match(namespace):
+        raise InputError(f"{namespace!r} is not a catalog namespace")
+
+
+def _check_owner(request: Request, principal: Principal, namespace: str, name: str) -> None:
+    """Non-admin tokens bound to a group may only tear down what their group owns."""
+    if principal.is_admin or not principal.group:
+        return
+    from catalog.service import CatalogService
+
+    with session_scope(request.app.state.session_factory) as session:
+        entity = CatalogService(session).get_by_ref(f"component:{namespace}/{name}")
+    if entity is None:
+        return
+    owner = (entity.get("spec") or {}).get("owner")
+    try:
+        actual = str(parse_ref(str(owner), default_kind="group", default_namespace=namespace))
+    except RefError:
+        actual = None
+    if actual != normalize_ref(principal.group, "group"):
+        raise NotAllowedError(
+            f"this token may only tear down services owned by {principal.group}; "
+            f"component:{namespace}/{name} is owned by {actual or 'nobody'}"
+        )
+
+
+@router.get("/services/{namespace}/{name}/deployment")
+def deployment(
+    namespace: str, name: str, request: Request, principal: Principal = ReadPrincipal
+) -> dict[str, Any]:
+    _check_name(namespace, name)
+    record = _provisioner(request).record(name)
+    if record is None:
+        raise NotFoundError(f"RAG service {namespace}/{name} was never provisioned or planned")
+    return record
+
+
+@router.post("/services/{namespace}/{name}/reconcile")
+def reconcile(
+    namespace: str, name: str, request: Request, principal: Principal = WritePrincipal
+) -> dict[str, Any]:
+    """Compare the live objects with the desired bundle now, instead of at the next beat."""
+    _check_name(namespace, name)
+    provisioner = _provisioner(request)
+    if provisioner.record(name) is None:
+        raise NotFoundError(f"RAG service {namespace}/{name} was never provisioned or planned")
+    try:
+        result = provisioner.reconcile(name)
+    except KubeError as exc:
+        raise ServiceUnavailableError(f"the cluster did not answer: {exc.message}") from exc
+    return provisioner.record(name) or result or {}
+
+
+@router.delete("/services/{namespace}/{name}")
+def teardown(
+    namespace: str, name: str, request: Request, principal: Principal = WritePrincipal
+) -> dict[str, Any]:
+    """Delete every cluster object labelled for the service, then its catalog entities.
+
+    Idempotent: a second call finds nothing and says so.
+    """
+    _check_name(namespace, name)
+    _check_owner(request, principal, namespace, name)
+    try:
+        result = _provisioner(request).teardown(name)
+    except ProvisioningError as exc:
+        raise UnprocessableError(exc.message) from exc
+    except KubeError as exc:
+        if exc.status in (401, 403):
+            raise ServiceUnavailableError(
+                f"the cluster refused the teardown ({exc.status}): {exc.message}"
+            ) from exc
+        raise ServiceUnavailableError(f"the cluster did not answer: {exc.message}") from exc
+    result["label"] = f"{SERVICE_LABEL}={name}"
+    return result
+
+
+class SecretValue(BaseModel):
+    value: str = Field(min_length=1, max_length=64 * 1024)
+
+
+@router.put("/secrets/{secret_name}", status_code=204)
+def put_secret(
+    secret_name: str, body: SecretValue, request: Request, principal: Principal = AdminPrincipal
+) -> None:
+    """Store a platform-wide secret (e.g. ``hf-token``); the value is never returned."""
+    import re
+
+    if not re.match(SECRET_NAME, secret_name):
+        raise InputError(
+            f"{secret_name!r} is not a secret name",
+            [ErrorDetail("secret_name", "lowercase letters, digits, '-', '_' and '.'")],
+        )
+    with session_scope(request.app.state.session_factory) as session:
+        SecretStore(session, request.app.state.settings).set(GLOBAL, secret_name, body.value)
+
+
+@router.get("/secrets")
+def list_secrets(request: Request, principal: Principal = AdminPrincipal) -> dict[str, Any]:
+    with session_scope(request.app.state.session_factory) as session:
+        names = SecretStore(session, request.app.state.settings).names(GLOBAL)
+    return {"items": [{"name": n, "scope": GLOBAL} for n in sorted(names)]}

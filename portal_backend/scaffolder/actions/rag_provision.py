@@ -1,0 +1,165 @@
+"""rag:provision: apply a generated repository's deploy/k8s bundle to a cluster.
+
+With no cluster configured the bundle is rendered, validated and recorded as a plan on
+the task output and on the catalog entity, and the log says so. Dry runs only render
+and validate.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from portal_backend.provisioning.service import (
+    Provisioner,
+    ProvisioningCancelled,
+    ProvisioningError,
+    ProvisionRequest,
+)
+from portal_backend.scaffolder.actions.base import (
+    Action,
+    ActionContext,
+    ActionError,
+    FieldError,
+    TaskCancelled,
+    register,
+)
+from portal_backend.scaffolder.actions.fs import inside
+from portal_backend.settings import Settings
+
+LOCAL_TREE = re.compile(r"^file://(?P<repo>/.+?\.git)/(?:blob|tree)/(?P<ref>[^/]+)/?(?P<path>.*)$")
+SERVICE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _bundle_from_repo(url: str, ctx: ActionContext) -> Path:
+    """Extract deploy/ from a local bare repository into the workspace (git archive)."""
+    match = LOCAL_TREE.match(url)
+    if not match:
+        raise ActionError(
+            f"cannot read {url}: rag:provision reads the task workspace or a repository of "
+            "this portal (file://<repo>.git/blob/<ref>)"
+        )
+    repo = Path(match["repo"]).resolve()
+    if not repo.is_relative_to((ctx.settings.data_dir / "repos").resolve()):
+        raise ActionError(f"cannot read {url}: not a repository of this portal")
+    prefix = match["path"].strip("/")
+    member = f"{prefix}/deploy" if prefix else "deploy"
+    result = subprocess.run(
+        ["git", "--git-dir", str(repo), "archive", "--format=tar", match["ref"], member],
+        capture_output=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise ActionError(f"cannot read deploy/ from {url}: {result.stderr.decode().strip()}")
+    target = ctx.workspace / ".provision" / ctx.step_id
+    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
+        archive.extractall(target, filter="data")
+    return target / member / "k8s"
+
+
+@register
+class RagProvisionAction(Action):
+    id = "rag:provision"
+    description = (
+        "Applies the generated deploy/k8s bundle to a Kubernetes cluster with server-side "
+        "apply (field manager rag-portal) in dependency order, creates its secrets from the "
+        "portal's secret store, checks GPU capacity and waits until every workload is ready. "
+        "Without a configured cluster it renders, validates and records the plan."
+    )
+    input_schema = {
+        "type": "object",
+        "required": ["service"],
+        "properties": {
+            "service": {"type": "string", "description": "service name (= namespace)"},
+            "cluster": {"type": "string", "description": "configured cluster; default if unset"},
+            "environment": {
+                "type": "string",
+                "description": "overlay under deploy/k8s/overlays (e.g. dev, prod)",
+            },
+            "repoContentsUrl": {"type": "string"},
+            "path": {
+                "type": "string",
+                "description": "folder in the workspace holding deploy/ (default: workspace root)",
+            },
+            "allowCpuFallback": {"type": "boolean", "default": False},
+            "gpuClass": {"type": "string"},
+            "entityRef": {"type": "string"},
+        },
+    }
+    output_schema = {
+        "type": "object",
+        "properties": {
+            "state": {"type": "string"},
+            "cluster": {"type": ["string", "null"]},
+            "namespace": {"type": "string"},
+            "objects": {"type": "array"},
+            "fallback": {"type": "array"},
+            "apiCalls": {"type": "integer"},
+            "message": {"type": "string"},
+        },
+    }
+
+    def precheck(self, input: dict[str, Any], settings: Settings) -> list[FieldError]:
+        errors = []
+        service = str(input.get("service") or "")
+        if not SERVICE_NAME.match(service):
+            errors.append(
+                FieldError(
+                    "service",
+                    f"{service!r} is not a Kubernetes namespace name: lowercase letters, digits "
+                    "and '-', at most 63 characters, starting and ending alphanumeric",
+                )
+            )
+        cluster = input.get("cluster")
+        if cluster and cluster not in settings.clusters:
+            known = ", ".join(sorted(settings.clusters)) or "none configured"
+            errors.append(FieldError("cluster", f"unknown cluster {cluster!r} ({known})"))
+        return errors
+
+    def run(self, ctx: ActionContext, input: dict[str, Any]) -> dict[str, Any]:
+        problems = self.precheck(input, ctx.settings)
+        if problems:
+            raise ActionError("; ".join(f"{p.path}: {p.message}" for p in problems))
+        if input.get("repoContentsUrl") and not input.get("path"):
+            k8s_dir = _bundle_from_repo(str(input["repoContentsUrl"]), ctx)
+        else:
+            path = str(input.get("path") or "").strip("/")
+            base = inside(ctx.workspace, path) if path not in ("", ".") else ctx.workspace
+            k8s_dir = base / "deploy" / "k8s"
+        if not k8s_dir.is_dir():
+            raise ActionError(f"no deploy/k8s bundle at {k8s_dir.relative_to(ctx.workspace)}")
+        request = ProvisionRequest(
+            service=str(input["service"]),
+            bundle_dir=k8s_dir,
+            environment=input.get("environment"),
+            cluster=input.get("cluster"),
+            allow_cpu_fallback=bool(input.get("allowCpuFallback", False)),
+            gpu_class=input.get("gpuClass"),
+            entity_ref=input.get("entityRef"),
+        )
+        provisioner = Provisioner(
+            ctx.settings, ctx.session_factory, log=ctx.log, is_cancelled=ctx.is_cancelled
+        )
+        try:
+            if ctx.dry_run:
+                objects = provisioner.render(request)
+                ctx.log(f"dry run: {len(objects)} objects rendered and valid; nothing applied")
+                return {
+                    "state": "Planned",
+                    "cluster": None,
+                    "namespace": request.service,
+                    "objects": [
+                        {"kind": o["kind"], "name": o["metadata"]["name"]} for o in objects
+                    ],
+                    "message": "dry run",
+                }
+            outcome = provisioner.provision(request)
+        except ProvisioningCancelled as exc:
+            raise TaskCancelled() from exc
+        except ProvisioningError as exc:
+            raise ActionError(exc.message) from exc
+        return outcome.as_dict()
