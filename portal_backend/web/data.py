@@ -6,10 +6,8 @@ shapes nothing the service does not already decide.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from fastapi import Request
 from sqlalchemy.orm import Session
 
 from catalog.service import CatalogService
@@ -26,10 +24,3 @@ def group_refs(session: Session) -> list[str]:
     """Groups in the catalog, as refs an owner field accepts."""
     refs = CatalogService(session).query_refs({"kind": "group"})
     return [ref for ref in refs if ref.startswith("group:")]
-
-
-def scaffolder_dispatch(request: Request) -> Callable[[str], Any]:
-    """The queue hand-off the scaffolder API uses, so a retry from a page runs the same way."""
-    from portal_backend.routers import scaffolder as scaffolder_router
-
-    return scaffolder_router.dispatcher(request)

@@ -52,6 +52,11 @@ def _convert(node: Any, owners: list[str]) -> Any:
         elif key in ("items", "oneOf", "anyOf", "allOf", "additionalProperties", "not"):
             node[key] = _convert(value, owners)
     options: dict[str, Any] = node.setdefault("options", {})
+    if isinstance(node.get("enumNames"), list):
+        options["enum_titles"] = [str(v) for v in node["enumNames"]]
+    if node.get("type") == "boolean":
+        node.setdefault("format", "checkbox")
+    _conditional_fields(node)
     widget = hints.get("ui:widget")
     if widget == "hidden":
         options["hidden"] = True
@@ -76,10 +81,15 @@ def _convert(node: Any, owners: list[str]) -> Any:
         options["inputAttributes"] = attributes
     if hints.get("ui:readonly") or hints.get("ui:disabled"):
         node["readOnly"] = True
+    if isinstance(node.get("properties"), dict):
+        # json-editor sorts properties; keep the template's order unless ui:order says.
+        for position, sub in enumerate(node["properties"].values()):
+            if isinstance(sub, dict):
+                sub.setdefault("propertyOrder", position + 1)
     order = hints.get("ui:order")
     if isinstance(order, list) and isinstance(node.get("properties"), dict):
         for position, name in enumerate(n for n in order if n in node["properties"]):
-            node["properties"][name]["propertyOrder"] = position + 1
+            node["properties"][name]["propertyOrder"] = position - len(order)
     field = hints.get("ui:field")
     if field in ("OwnerPicker", "OwnedEntityPicker") and owners and "enum" not in node:
         # Offer the catalog's groups; a free-text owner would fail catalog validation later.
@@ -90,6 +100,31 @@ def _convert(node: Any, owners: list[str]) -> Any:
     if not options:
         node.pop("options")
     return node
+
+
+def _conditional_fields(node: dict[str, Any]) -> None:
+    """``if: {properties: {x: {const: v}}}, then: {required: [a]}`` -> show ``a`` only when x=v.
+
+    The validation itself stays in the schema; this only hides fields that do not apply,
+    so their (empty) values are not sent.
+    """
+    condition, then = node.get("if"), node.get("then")
+    properties = node.get("properties")
+    if not (
+        isinstance(condition, dict) and isinstance(then, dict) and isinstance(properties, dict)
+    ):
+        return
+    consts = {
+        name: sub["const"]
+        for name, sub in (condition.get("properties") or {}).items()
+        if isinstance(sub, dict) and "const" in sub
+    }
+    if len(consts) != 1:
+        return
+    for name in then.get("required") or []:
+        target = properties.get(name)
+        if isinstance(target, dict) and name not in consts:
+            target.setdefault("options", {})["dependencies"] = dict(consts)
 
 
 _PICKER_PLACEHOLDERS = {

@@ -53,7 +53,8 @@
   }
 
   function pageErrors(i) {
-    const errs = editors[i].validate();
+    // validate() without an argument returns a cached result from the last change.
+    const errs = editors[i].validate(editors[i].getValue());
     if (errs.length) {
       editors[i].setOption("show_errors", "always");
       editors[i].root.showValidationErrors(errs);
@@ -62,7 +63,7 @@
   }
 
   function describe(errs) {
-    return errs.map((e) => `${e.path.replace(/^root\.?/, "") || "form"}: ${e.message}`);
+    return errs.map((e) => `${e.path.replace(/^p\d+\.?/, "") || "form"}: ${e.message}`);
   }
 
   function setBanner(lines) {
@@ -109,24 +110,30 @@
     });
   }
 
+  // "values.a.0.b" (schema errors) or "parameters.a" (action prechecks) -> "a.0.b"
+  function fieldOf(path) { return String(path || "").replace(/^(values|parameters)(\.|$)/, ""); }
+
   // Map the server's error details (values.a.b) onto the page and field that hold them.
   function showServerErrors(details) {
     const perPage = cfg.pages.map(() => []);
     const unplaced = [];
     details.forEach((d) => {
-      const path = "root" + (d.path.replace(/^values/, "") ? "." + d.path.replace(/^values\.?/, "") : "");
-      const top = path.split(".")[1];
+      const rel = fieldOf(d.path);
+      const top = rel.split(".")[0];
       const i = cfg.pages.findIndex((p) => p.schema.properties && top in p.schema.properties);
-      if (i >= 0) perPage[i].push({ path, property: "server", message: d.message });
+      // json-editor paths start with the page's form_name_root ("p2.gpu_class").
+      if (i >= 0) perPage[i].push({ path: `p${i}.${rel}`, property: "server", message: d.message });
       else unplaced.push(d);
     });
     let first = -1;
     perPage.forEach((errs, i) => {
       if (!errs.length) return;
       if (first < 0) first = i;
+      // Set the option directly: setOption() would re-validate and wipe these at once.
+      editors[i].options.show_errors = "always";
       editors[i].root.showValidationErrors(errs);
     });
-    setBanner(details.map((d) => `${d.path.replace(/^values\.?/, "") || "form"}: ${d.message}`));
+    setBanner(details.map((d) => `${fieldOf(d.path) || "form"}: ${d.message}`));
     if (first >= 0) { show(first); focusFirstInvalid(pages[first]); }
     return unplaced;
   }
