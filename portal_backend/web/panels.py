@@ -7,6 +7,7 @@ cost); this module only picks what the page shows.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -17,6 +18,7 @@ from portal_backend.auth.service import Principal
 RAG_TYPE = "rag-service"
 WINDOWS = ("1h", "24h", "7d", "30d")
 ANNOTATION = "rag-portal.io/"
+COST_DAYS = 30
 
 
 def is_rag_service(entity: dict[str, Any]) -> bool:
@@ -37,7 +39,7 @@ def rag_panels(
     annotations = _annotations(entity)
     status = entity.get("status") or {}
     window = window if window in WINDOWS else "24h"
-    settings = request.app.state.settings
+    report = _report(session, entity, window)
     name = annotations.get(f"{ANNOTATION}service") or entity["metadata"]["name"]
     repo = next(
         (
@@ -64,24 +66,101 @@ def rag_panels(
         "deployment": status.get("deployment") or None,
         "slo_status": status.get("slo") or None,
         "cost_status": status.get("cost") or None,
-        "evaluation": status.get("evaluation") or None,
-        "sla": _sla(session, entity, window, settings),
-        "cost": _cost(session, entity, settings),
+        "sla": _sla(report, window),
+        "cost": _cost(session, entity, report),
+        "evaluations": (report or {}).get("evaluations") or [],
+        "alerts": (report or {}).get("alerts") or [],
     }
 
 
-def _sla(session: Session, entity: dict[str, Any], window: str, settings: Any) -> Any:
-    return None
+def _service_ref(entity: dict[str, Any]) -> str:
+    meta = entity.get("metadata") or {}
+    return f"component:{meta.get('namespace') or 'default'}/{meta['name']}".lower()
 
 
-def _cost(session: Session, entity: dict[str, Any], settings: Any) -> Any:
-    return None
+def _report(session: Session, entity: dict[str, Any], window: str) -> dict[str, Any] | None:
+    """The SLA/cost service's report for this entity (the same one /api/sla returns)."""
+    from portal_backend.sla import reports, services
+    from portal_backend.sla.clock import utcnow
+    from portal_backend.sla.tables import SlaService
+
+    ref = _service_ref(entity)
+    now = utcnow()
+    service = services.sync_one(session, ref, now) or session.get(SlaService, ref)
+    if service is None:
+        return None
+    return reports.service_report(session, service, window, now)
+
+
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100.0 * fraction
+
+
+def _sla(report: dict[str, Any] | None, window: str) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    selected = report["slo"]
+    latency = selected.get("latencyMs") or {}
+    remaining = [v for v in (selected.get("errorBudgetRemaining") or {}).values() if v is not None]
+    step_format = "%m-%d" if window == "30d" else "%m-%d %H:%M"
+    return {
+        "state": selected.get("state"),
+        "requests": selected.get("requests") or 0,
+        "success_rate": _percent(selected.get("successRate")),
+        "p50_ms": latency.get("p50"),
+        "p95_ms": latency.get("p95"),
+        "ttft_p95_ms": selected.get("ttftP95Ms"),
+        "error_budget_remaining": min(remaining) if remaining else None,
+        "tokens": (selected.get("tokens") or {}).get("total", 0),
+        "compliant": selected.get("compliant"),
+        "series": [
+            {
+                "t": datetime.fromtimestamp(point["t"], UTC).strftime(step_format),
+                "p95_ms": point.get("p95LatencyMs"),
+                "success_rate": _percent(point.get("successRate")),
+                "requests": point.get("requests"),
+            }
+            for point in report.get("series") or []
+        ],
+    }
+
+
+def _cost(session: Session, entity: dict[str, Any], report: dict[str, Any] | None) -> Any:
+    if report is None:
+        return None
+    from portal_backend.sla import costs
+    from portal_backend.sla.costs import DAY
+
+    cost = report["cost"]
+    today = int(datetime.now(UTC).timestamp()) // DAY * DAY
+    start = today - (COST_DAYS - 1) * DAY
+    per_day = costs.daily_costs(session, start, today + DAY, refs=[_service_ref(entity)])
+    daily = next(iter(per_day.values()), {})
+    days = [
+        {
+            "day": datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d"),
+            "usd": round(daily.get(ts, 0.0), 4),
+        }
+        for ts in range(start, today + DAY, DAY)
+    ]
+    budget = cost.get("budgetUsd")
+    return {
+        "days": days if any(d["usd"] for d in days) else [],
+        "window_usd": cost.get("windowUsd"),
+        "mtd_usd": cost.get("mtdUsd"),
+        "projected_usd": cost.get("projectedUsd"),
+        "budget_usd": budget,
+        "budget_burn": (cost["mtdUsd"] / budget) if budget else None,
+        "projected_burn": (cost["projectedUsd"] / budget) if budget else None,
+        "per_1k_tokens_usd": cost.get("per1kTokensUsd"),
+        "per_prompt_usd": cost.get("perPromptUsd"),
+    }
 
 
 def delete_service(request: Request, entity: dict[str, Any], principal: Principal) -> dict:
-    """Tear the service down the provisioner's way: cluster objects, then catalog entities."""
-    from portal_backend.provisioning.service import Provisioner
+    """Tear down through the provisioning API's handler (owner check, cluster, catalog)."""
+    from portal_backend.routers import rag_services
 
-    name = _annotations(entity).get(f"{ANNOTATION}service") or entity["metadata"]["name"]
-    provisioner = Provisioner(request.app.state.settings, request.app.state.session_factory)
-    return provisioner.teardown(name)
+    meta = entity["metadata"]
+    name = _annotations(entity).get(f"{ANNOTATION}service") or meta["name"]
+    return rag_services.teardown(meta.get("namespace") or "default", name, request, principal)

@@ -8,6 +8,9 @@ from starlette.responses import RedirectResponse, Response
 from portal_backend.auth.service import SCOPES, create_token, list_tokens, revoke_token
 from portal_backend.db import session_scope
 from portal_backend.errors import PortalError
+from portal_backend.routers import sla as sla_api
+from portal_backend.sla import costs
+from portal_backend.sla.clock import utcnow
 from portal_backend.web.security import check_csrf, require_page
 from portal_backend.web.templating import render
 
@@ -15,7 +18,9 @@ router = APIRouter()
 
 
 def _admin_page(request: Request, **extra: object) -> Response:
+    principal = require_page(request, "admin")
     with session_scope(request.app.state.session_factory) as session:
+        prices = sorted(costs.get_prices(session).items())
         tokens = [
             {
                 "id": t.id,
@@ -30,9 +35,21 @@ def _admin_page(request: Request, **extra: object) -> Response:
             }
             for t in list_tokens(session)
         ]
-    context = {"tokens": tokens, "scopes": SCOPES, "created": None, "error": None, "form": {}}
+    context = {
+        "tokens": tokens,
+        "scopes": SCOPES,
+        "created": None,
+        "error": None,
+        "form": {},
+        "prices": prices,
+        "price_error": None,
+        "budgets": sla_api.get_budgets(request, principal)["items"],
+        "budget_error": None,
+        "saved": request.query_params.get("saved"),
+    }
     context.update(extra)
-    status = 400 if context.get("error") else 200
+    failed = any(context.get(k) for k in ("error", "price_error", "budget_error"))
+    status = 400 if failed else 200
     return render(request, "admin.html", context, status_code=status)
 
 
@@ -87,3 +104,78 @@ def revoke(request: Request, token_id: str, csrf: str = Form("")) -> Response:
     with session_scope(request.app.state.session_factory) as session:
         revoke_token(session, token_id)
     return RedirectResponse("/admin#tokens", status_code=303)
+
+
+@router.post("/admin/prices")
+async def save_prices(request: Request) -> Response:
+    """The whole price table at once: one input per item, plus one new item."""
+    principal = require_page(request, "admin")
+    form = await request.form()
+    check_csrf(request, str(form.get("csrf") or ""))
+    prices: dict[str, float] = {}
+    problems: list[str] = []
+    rows = [
+        (str(k)[len("price:") :], str(v)) for k, v in form.items() if str(k).startswith("price:")
+    ]
+    new_item = str(form.get("new_item") or "").strip().lower()
+    if new_item:
+        rows.append((new_item, str(form.get("new_usd") or "")))
+    for item, text in rows:
+        if not text.strip():
+            continue  # an emptied price removes the item
+        try:
+            prices[item] = float(text)
+        except ValueError:
+            problems.append(f"{item}: '{text}' is not a number")
+    if problems:
+        return _admin_page(request, price_error="; ".join(problems))
+    try:
+        with session_scope(request.app.state.session_factory) as session:
+            costs.set_prices(session, prices, utcnow(), principal.subject)
+    except PortalError as exc:
+        details = "; ".join(f"{d.path}: {d.message}" for d in exc.details)
+        return _admin_page(
+            request, price_error=f"{exc.message}: {details}" if details else exc.message
+        )
+    return RedirectResponse("/admin?saved=prices#prices", status_code=303)
+
+
+def _split_ref(ref: str) -> tuple[str, str, str]:
+    kind, _, rest = ref.strip().partition(":")
+    if not rest:
+        kind, rest = "component", kind
+    namespace, _, name = rest.rpartition("/")
+    return kind.lower(), (namespace or "default").lower(), name.lower()
+
+
+@router.post("/admin/budgets")
+def save_budget(
+    request: Request, ref: str = Form(""), monthly_usd: str = Form(""), csrf: str = Form("")
+) -> Response:
+    principal = require_page(request, "admin")
+    check_csrf(request, csrf)
+    kind, namespace, name = _split_ref(ref)
+    try:
+        amount = float(monthly_usd)
+    except ValueError:
+        return _admin_page(request, budget_error=f"Monthly budget '{monthly_usd}' is not a number.")
+    if not name or amount < 0:
+        return _admin_page(
+            request, budget_error="Give a service or group ref and a budget of 0 or more USD."
+        )
+    try:
+        sla_api.put_budget(
+            kind, namespace, name, sla_api.BudgetSet(monthlyUsd=amount), request, principal
+        )
+    except PortalError as exc:
+        return _admin_page(request, budget_error=exc.message)
+    return RedirectResponse("/admin?saved=budgets#budgets", status_code=303)
+
+
+@router.post("/admin/budgets/delete")
+def delete_budget(request: Request, ref: str = Form(""), csrf: str = Form("")) -> Response:
+    principal = require_page(request, "admin")
+    check_csrf(request, csrf)
+    kind, namespace, name = _split_ref(ref)
+    sla_api.delete_budget(kind, namespace, name, request, principal)
+    return RedirectResponse("/admin?saved=budgets#budgets", status_code=303)
