@@ -361,7 +361,9 @@ class Provisioner:
     def _secret_value(
         self, session: Session, store: SecretStore, req: ProvisionRequest, name: str, key: str
     ) -> str:
-        kind = _secret_kind(f"{name} {key}")
+        # The service's own name must not decide (a service called "hf-bot").
+        short = name.removeprefix(req.service).strip("-")
+        kind = _secret_kind(f"{short} {key}")
         if kind == HF_TOKEN:
             value = store.get(req.service, HF_TOKEN) or store.get(GLOBAL, HF_TOKEN)
             if value is None:
