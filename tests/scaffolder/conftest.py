@@ -60,8 +60,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         RAGPORTAL_SCAFFOLDER_REQUEUE_AFTER_S=str(settings.scaffolder_requeue_after_s),
         RAGPORTAL_SCAFFOLDER_SWEEP_INTERVAL_S=str(settings.scaffolder_sweep_interval_s),
     )
-    if settings.database_url_override:
-        env["DATABASE_URL"] = settings.database_url_override
+    env["DATABASE_URL"] = settings.database_url_override or settings.database_url
     if settings.redis_url:
         env["REDIS_URL"] = settings.redis_url
     return env
@@ -177,16 +176,59 @@ def portal(_scaffolder_server: LiveServer, _session_workers: Workers) -> Iterato
         yield client
 
 
+@dataclass
+class IsolatedPortal:
+    client: httpx.Client
+    workers: Workers
+    settings: Settings
+    url: str
+
+
 @pytest.fixture
-def bare_portal(
-    _scaffolder_server: LiveServer, tmp_path: Path
-) -> Iterator[tuple[httpx.Client, Workers]]:
-    """A live portal whose workers the test starts itself (to kill or restart them)."""
-    _reset(_scaffolder_server.settings)
-    workers = Workers(_scaffolder_server.settings, tmp_path)
-    with _scaffolder_server.client() as client:
-        yield client, workers
-    workers.stop_all()
+def isolated_portal(backend: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A portal with its own database (file or schema) and queue, whose workers the test
+    starts itself (to kill or restart them); ``start(redis_url)`` brings it up."""
+    import psycopg
+
+    from tests.conftest import POSTGRES_URL
+
+    schema = None
+    if backend == "postgresql":
+        schema = f"t_iso_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    servers: list = []
+    portals: list[IsolatedPortal] = []
+
+    def start(redis_url: str = REDIS_URL) -> IsolatedPortal:
+        data_dir = tmp_path / "data"
+        data_dir.mkdir(exist_ok=True)
+        settings = make_settings(
+            backend,
+            data_dir,
+            schema,
+            templates_dir=FIXTURE_TEMPLATES,
+            redis_url=redis_url,
+            celery_queue=f"{SESSION_QUEUE}-{uuid.uuid4().hex[:6]}",
+            **FAST,
+        )
+        upgrade_database(settings)
+        live, server, thread = start_live_server(settings)
+        servers.append((server, thread))
+        portal = IsolatedPortal(live.client(), Workers(settings, tmp_path), settings, live.url)
+        portals.append(portal)
+        return portal
+
+    yield start
+    for portal in portals:
+        portal.workers.stop_all()
+        portal.client.close()
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+    if schema:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.2) -> object:
