@@ -67,3 +67,15 @@ def test_kubectl_and_the_portal_render_the_same_objects(rendered: Rendered) -> N
         )
         theirs = [d for d in yaml.safe_load_all(out.stdout) if d]
         assert {_key(o): o for o in ours} == {_key(o): o for o in theirs}, target
+
+
+def test_validate_deploy_script(rendered: Rendered) -> None:
+    """`make validate-deploy` in the generated repository."""
+    result = subprocess.run(
+        ["deploy/validate.sh"], cwd=rendered.root, capture_output=True, text=True, check=False
+    )
+    if shutil.which("kubectl") is None:
+        assert result.returncode == 2 and "needs kubectl" in result.stderr
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "SUCCESS" in result.stdout

@@ -120,3 +120,21 @@ def test_custom_model_is_sized_from_its_architecture(
     )
     # 7.24 x 2 = 14.48 GB + 131072 x 4096 = 0.54 GB on one L4.
     assert (output["weights_gb"], output["kv_cache_gb"], output["gpus"]) == (14.48, 0.54, 1)
+
+
+def test_no_custom_model_renders_as_null(action: RagSizingAction, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    for empty in (None, "", "None"):
+        base = {"model": "llama-3-8b-instruct", "quantization": "bf16", "gpu": "L4"}
+        assert action.precheck({**base, "model_spec": empty}, settings) == []
+    errors = action.precheck({**base, "model_spec": "7b"}, settings)
+    assert [e.path for e in errors] == ["parameters.model"]
+
+
+def test_llama3_context_window_is_enforced(action: RagSizingAction, tmp_path: Path) -> None:
+    errors = action.precheck(
+        {"model": "llama-3-8b-instruct", "quantization": "bf16", "gpu": "L4", "max_context": 16384},
+        Settings(data_dir=tmp_path),
+    )
+    assert [e.path for e in errors] == ["parameters.max_model_len"]
+    assert "256 to 8192" in errors[0].message

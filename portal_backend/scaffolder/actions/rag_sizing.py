@@ -42,6 +42,7 @@ PARAMETER_OF_INPUT = {
     "model_spec": "parameters.model",
 }
 
+CUSTOM_MODEL_MAX_CONTEXT = 131072
 _INT_OR_STRING = {"type": ["integer", "string"], "pattern": "^[0-9]+$"}
 
 
@@ -65,8 +66,11 @@ def _as_int(input: dict[str, Any], name: str, default: int) -> int:
 
 def _custom_model(input: dict[str, Any]) -> ModelSpec | None:
     spec = input.get("model_spec")
-    if not spec:
+    # A template expression with no custom model renders to null, "" or "None".
+    if not spec or spec in ("None", "null"):
         return None
+    if not isinstance(spec, dict):
+        raise _InputProblem("model_spec", f"model_spec must be an object, got {spec!r}")
     try:
         return ModelSpec(
             id=str(input.get("model", "custom")),
@@ -76,7 +80,8 @@ def _custom_model(input: dict[str, Any]) -> ModelSpec | None:
             kv_heads=int(spec["kv_heads"]),
             head_dim=int(spec["head_dim"]),
             attention_heads=int(spec.get("attention_heads", spec["kv_heads"])),
-            max_context=int(spec.get("max_context", DEFAULT_MAX_CONTEXT)),
+            # Unknown context window: leave the check to vLLM, up to the form's maximum.
+            max_context=int(spec.get("max_context", CUSTOM_MODEL_MAX_CONTEXT)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise _InputProblem(
