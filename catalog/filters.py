@@ -67,7 +67,9 @@ def conditions_from_mapping(filter: Mapping[str, str | Sequence[str] | None]) ->
     return conditions
 
 
-def _condition(key: str, values: list[str] | None) -> ColumnElement[bool]:
+def _condition(
+    key: str, values: list[str] | None, kinds: list[str] | None = None
+) -> ColumnElement[bool]:
     if key.startswith("relations."):
         relation = key[len("relations.") :]
         sub = select(CatalogRelation.source_ref).where(
@@ -82,14 +84,39 @@ def _condition(key: str, values: list[str] | None) -> ColumnElement[bool]:
     sub = select(CatalogSearch.entity_uid).where(CatalogSearch.key == key)
     if values:
         sub = sub.where(CatalogSearch.value.in_(values))
+    if kinds:  # narrows the index range when the group also filters on kind
+        sub = sub.where(CatalogSearch.kind.in_(kinds))
     return CatalogEntity.uid.in_(sub)
+
+
+def search_only_count(alternatives: list[Conditions]) -> tuple[str, list[str], list[str]] | None:
+    """(key, values, kinds) when the filter is "kind=... and one search condition".
+
+    Such a filter can be counted on the search index alone (the common by-query case).
+    """
+    if len(alternatives) != 1:
+        return None
+    group = alternatives[0]
+    kinds = group.get("kind") or []
+    if "kind" in group and not kinds:
+        return None
+    rest = [(k, v) for k, v in group.items() if k != "kind"]
+    if len(rest) != 1:
+        return None
+    key, values = rest[0]
+    if not values or key in _COLUMNS or key.startswith("relations."):
+        return None
+    return key, values, kinds
 
 
 def compile_filters(alternatives: list[Conditions]) -> ColumnElement[bool]:
     """OR of AND-groups; no groups at all matches everything."""
     if not alternatives:
         return true()
-    groups = [and_(*[_condition(k, v) for k, v in group.items()]) for group in alternatives]
+    groups = [
+        and_(*[_condition(k, v, group.get("kind")) for k, v in group.items()])
+        for group in alternatives
+    ]
     return or_(*groups) if groups else false()
 
 

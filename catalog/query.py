@@ -80,7 +80,21 @@ def page(
     return rows
 
 
-def count(session: Session, where: ColumnElement[bool]) -> int:
+def count(
+    session: Session,
+    where: ColumnElement[bool],
+    fast: tuple[str, list[str], list[str]] | None = None,
+) -> int:
+    if fast is not None:
+        # One (key, value[, kind]) index range; distinct because an entity can hold
+        # several of the requested values (e.g. two of the tags asked for).
+        key, values, kinds = fast
+        query = select(func.count(func.distinct(CatalogSearch.entity_uid))).where(
+            CatalogSearch.key == key, CatalogSearch.value.in_(values)
+        )
+        if kinds:
+            query = query.where(CatalogSearch.kind.in_(kinds))
+        return int(session.scalar(query) or 0)
     return int(session.scalar(select(func.count()).select_from(CatalogEntity).where(where)) or 0)
 
 

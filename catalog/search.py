@@ -14,6 +14,8 @@ from typing import Any
 MAX_VALUE_LENGTH = 200
 MAX_KEY_LENGTH = 200
 _SKIPPED_TOP_LEVEL = {"relations"}
+# uid is a column (filters use it); the etag changes on every write and nobody filters on it.
+_SKIPPED_KEYS = {"metadata.uid", "metadata.etag"}
 
 
 def _scalar(value: Any) -> str | None:
@@ -38,6 +40,8 @@ def search_rows(entity: dict) -> list[tuple[str, str, str]]:
         else:
             text = _scalar(value)
             if text is None or len(text) > MAX_VALUE_LENGTH or len(path) > MAX_KEY_LENGTH:
+                return
+            if path in _SKIPPED_KEYS:
                 return
             rows.setdefault((path.lower(), text.lower()), text)
 

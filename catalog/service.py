@@ -33,6 +33,7 @@ from catalog.filters import (
     conditions_from_mapping,
     full_text_condition,
     parse_filters,
+    search_only_count,
 )
 from catalog.locations import LocationPolicy, check_target, location_key, read_target
 from catalog.refs import RefError, normalize_ref, parse_ref, ref_of
@@ -66,11 +67,26 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
         yield items[start : start + size]
 
 
-def _etag(body: dict) -> str:
-    content = {k: v for k, v in body.items() if k != "relations"}
-    metadata = {k: v for k, v in content.get("metadata", {}).items() if k not in ("uid", "etag")}
-    content["metadata"] = metadata
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:40]
+def encode(body: dict, uid: str) -> tuple[str, str]:
+    """The stored JSON text of an entity and its etag (a hash of everything but uid/etag).
+
+    The document is serialised once; uid and etag are spliced into ``metadata`` after
+    hashing. ``apiVersion`` and ``kind`` (validated, so free of JSON syntax) come first,
+    which makes the first ``"metadata":{`` the entity's own.
+    """
+    metadata = {k: v for k, v in body["metadata"].items() if k not in ("uid", "etag")}
+    ordered: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": metadata,
+    }
+    ordered.update((k, v) for k, v in body.items() if k not in ordered and k != "relations")
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
+    etag = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+    head = '"metadata":{'
+    at = text.index(head) + len(head)
+    stamp = f'"uid":"{uid}","etag":"{etag}"' + ("," if metadata else "")
+    return text[:at] + stamp + text[at:], etag
 
 
 def project(entity: dict, fields: Sequence[str] | None) -> dict:
@@ -98,6 +114,18 @@ def project(entity: dict, fields: Sequence[str] | None) -> dict:
 _MISSING = object()
 
 
+_SEARCH_COLUMNS = ("key", "value", "kind", "entity_uid", "original_value")
+
+
+def _search_tuples(uid: str, body: dict) -> list[tuple[str, ...]]:
+    kind = str(body.get("kind", "")).lower()
+    return [(k, v, kind, uid, o) for k, v, o in search_rows(body)]
+
+
+def _insert_search(session: Session, rows: list[tuple[str, ...]]) -> None:
+    insert_rows(session, CatalogSearch.__table__, _SEARCH_COLUMNS, rows)  # type: ignore[attr-defined]
+
+
 def location_view(location: CatalogLocation) -> dict[str, str]:
     return {"id": location.id, "type": location.type, "target": location.target}
 
@@ -112,33 +140,46 @@ class CatalogService:
     def validate_entity(self, entity: Any) -> list[ErrorDetail]:
         return validate_entity(entity)
 
-    def _validate_all(self, entities: Sequence[Any], prefix: str) -> None:
+    def _validate_all(
+        self, entities: Sequence[Any], prefix: str, source: str | None = None
+    ) -> None:
+        """All-or-nothing: any invalid entity (or duplicate ref) rejects the whole batch."""
         problems: list[ErrorDetail] = []
         seen: dict[str, int] = {}
+        valid: list[str] = []
         for index, entity in enumerate(entities):
             where = f"{prefix}[{index}]"
             found = validate_entity(entity)
             problems += [
                 ErrorDetail(f"{where}.{d.path}" if d.path else where, d.message) for d in found
             ]
-            if not found:
-                ref = ref_of(entity)
-                if ref in seen:
-                    problems.append(
-                        ErrorDetail(
-                            f"{where}.metadata.name",
-                            f"{ref} appears twice (also at {prefix}[{seen[ref]}]); "
-                            "names are unique per kind and namespace, ignoring case",
-                        )
+            if found:
+                continue
+            ref = ref_of(entity)
+            if ref in seen:
+                problems.append(
+                    ErrorDetail(
+                        f"{where}.metadata.name",
+                        f"{ref} appears twice (also at {prefix}[{seen[ref]}]); "
+                        "names are unique per kind and namespace, ignoring case",
                     )
-                seen[ref] = index
-        if problems:
-            bad = len({p.path.split("]")[0] for p in problems})
-            raise InputError(
-                f"{bad} of {len(entities)} entities are invalid; nothing was written: "
-                + "; ".join(f"{p.path}: {p.message}" for p in problems[:10]),
-                problems,
-            )
+                )
+            else:
+                valid.append(f"{where} ({ref})")
+            seen[ref] = index
+        if not problems:
+            return
+        bad = len({p.path.split("]")[0] for p in problems})
+        what = "documents" if source else "entities"
+        raise InputError(
+            (f"{source}: " if source else "")
+            + f"{bad} of {len(entities)} {what} are invalid, so nothing was written. Valid: "
+            + (", ".join(valid[:20]) or "none")
+            + (" ..." if len(valid) > 20 else "")
+            + ". Invalid: "
+            + "; ".join(f"{p.path}: {p.message}" for p in problems[:10]),
+            problems,
+        )
 
     # -- writes -----------------------------------------------------------------------
 
@@ -148,10 +189,11 @@ class CatalogService:
         *,
         location_key: str | None = None,
         owner_group: str | None = None,
-        _prefix: str = "entities",
+        _validated: bool = False,
     ) -> list[dict]:
         """Validate all, then insert or update them in one go; returns the stored entities."""
-        self._validate_all(entities, _prefix)
+        if not _validated:
+            self._validate_all(entities, "entities")
         refs = self._write(entities, location_key=location_key, owner_group=owner_group)
         return self.get_by_refs(refs)  # type: ignore[return-value]
 
@@ -238,13 +280,10 @@ class CatalogService:
             previous = existing.get(ref)
             body = self._prepare(entity, previous, location_key)
             uid = previous["uid"] if previous else str(uuid.uuid4())
-            etag = _etag(body)
+            text, etag = encode(body, uid)
             if previous and previous["etag"] == etag:
                 continue  # unchanged: keep uid, etag, search rows and relations as they are
-            body["metadata"]["uid"] = uid
-            body["metadata"]["etag"] = etag
             parsed = parse_ref(ref)
-            text = json.dumps(body, separators=(",", ":"))
             keep_location = location_key or (previous or {}).get("location_key")
             if previous:
                 changed.append(
@@ -276,9 +315,10 @@ class CatalogService:
         return refs
 
     def _prepare(self, entity: dict, previous: dict[str, Any] | None, location: str | None) -> dict:
-        body = json.loads(json.dumps(entity))  # a private deep copy
-        body.pop("relations", None)
-        metadata = body["metadata"]
+        # Copies of the levels that change; spec and the rest are only read.
+        body = {k: v for k, v in entity.items() if k != "relations"}
+        metadata = dict(body["metadata"])
+        body["metadata"] = metadata
         metadata.pop("uid", None)
         metadata.pop("etag", None)
         metadata.setdefault("namespace", "default")
@@ -326,17 +366,12 @@ class CatalogService:
                 changed,
             )
         insert_rows(self.session, table, _ENTITY_COLUMNS, new_rows)
-        search: list[tuple[str, str, str, str]] = []
+        search: list[tuple[str, ...]] = []
         relations: list[tuple[str, str, str, str]] = []
         for uid, body in written:
-            search.extend((uid, k, v, o) for k, v, o in search_rows(body))
+            search.extend(_search_tuples(uid, body))
             relations.extend((uid, s, t, r) for s, t, r in compute_relations(body))
-        insert_rows(
-            self.session,
-            CatalogSearch.__table__,  # type: ignore[attr-defined]
-            ("entity_uid", "key", "value", "original_value"),
-            search,
-        )
+        _insert_search(self.session, search)
         insert_rows(
             self.session,
             CatalogRelation.__table__,  # type: ignore[attr-defined]
@@ -392,25 +427,19 @@ class CatalogService:
             raise NotFoundError(f"no entity {canonical}")
         body = json.loads(row.body)
         body["status"] = {**(body.get("status") or {}), section: value}
-        etag = _etag(body)
-        body["metadata"]["etag"] = etag
+        text, etag = encode(body, row.uid)
         self.session.execute(
             update(CatalogEntity)
             .where(CatalogEntity.uid == row.uid)
             .values(
-                body=json.dumps(body, separators=(",", ":")),
+                body=text,
                 etag=etag,
                 updated_at=datetime.now(UTC),
             )
         )
         self.session.execute(delete(CatalogSearch).where(CatalogSearch.entity_uid == row.uid))
-        insert_rows(
-            self.session,
-            CatalogSearch.__table__,  # type: ignore[attr-defined]
-            ("entity_uid", "key", "value", "original_value"),
-            [(row.uid, k, v, o) for k, v, o in search_rows(body)],
-        )
-        return self._hydrate([(row.uid, canonical, json.dumps(body))])[0]
+        _insert_search(self.session, _search_tuples(row.uid, body))
+        return self._hydrate([(row.uid, canonical, text)])[0]
 
     # -- reads ------------------------------------------------------------------------
 
@@ -545,7 +574,8 @@ class CatalogService:
         where = self._where(state.filters, state.term, state.term_fields)
         total = state.total
         if total is None and include_total:
-            total = engine.count(self.session, where)
+            fast = None if state.term else search_only_count(parse_filters(state.filters))
+            total = engine.count(self.session, where, fast)
         rows = engine.page(
             self.session,
             where,
@@ -661,30 +691,6 @@ class CatalogService:
             text, source=f"{location_type}:{target}", max_bytes=self.policy.max_bytes
         )
 
-    def _entities_of(self, documents: list[Any], key: str) -> list[dict]:
-        """Validate every document; all-or-nothing: one bad document rejects the lot."""
-        problems: list[ErrorDetail] = []
-        good: list[str] = []
-        for index, document in enumerate(documents):
-            found = validate_entity(document)
-            if found:
-                problems += [
-                    ErrorDetail(f"documents[{index}].{d.path}".rstrip("."), d.message)
-                    for d in found
-                ]
-            else:
-                good.append(f"documents[{index}] ({ref_of(document)})")
-        if problems:
-            raise InputError(
-                f"{key}: {len(documents) - len(good)} of {len(documents)} documents are "
-                "invalid, so nothing was written. Valid: "
-                + (", ".join(good) or "none")
-                + ". Invalid: "
-                + "; ".join(f"{p.path}: {p.message}" for p in problems[:10]),
-                problems,
-            )
-        return documents
-
     def add_location(
         self,
         type: str,
@@ -702,9 +708,9 @@ class CatalogService:
         ).first()
         if existing is not None and not dry_run:
             raise ConflictError(f"location {key} is already registered (id {existing.id})")
-        entities = self._entities_of(self._read_documents(type, target), key)
+        entities = self._read_documents(type, target)
+        self._validate_all(entities, "documents", source=key)
         if dry_run:
-            self._validate_all(entities, "documents")
             if owner_group:
                 for index, entity in enumerate(entities):
                     self._check_owner(entity, owner_group, f"documents[{index}].spec.owner")
@@ -727,7 +733,7 @@ class CatalogService:
         self.session.add(location)
         self.session.flush()
         stored = self.upsert_entities(
-            entities, location_key=key, owner_group=owner_group, _prefix="documents"
+            entities, location_key=key, owner_group=owner_group, _validated=True
         )
         return {"location": location_view(location), "entities": stored}
 
@@ -747,18 +753,12 @@ class CatalogService:
     def refresh_location(self, location_id: str) -> dict:
         """Re-read a location: upsert what is there, flag what disappeared as orphan.
 
-        A location that no longer reads or validates keeps its entities as they were;
-        the error is raised (and kept on the location) instead.
+        A location that no longer reads or validates keeps its entities as they were,
+        and the error is raised for the caller to report.
         """
         location = self._location(location_id)
-        try:
-            entities = self._entities_of(
-                self._read_documents(location.type, location.target), location.location_key
-            )
-            self._validate_all(entities, "documents")
-        except Exception as exc:
-            location.last_error = str(exc)[:2000]
-            raise
+        entities = self._read_documents(location.type, location.target)
+        self._validate_all(entities, "documents", source=location.location_key)
         refs = set(self._write(entities, location_key=location.location_key, owner_group=None))
         orphaned = self._flag_orphans(location.location_key, refs)
         location.refreshed_at = datetime.now(UTC)
@@ -784,25 +784,19 @@ class CatalogService:
         for entity in orphans:
             # Orphans keep their location (so a refresh that brings them back clears it).
             body = {k: v for k, v in entity.items() if k != "relations"}
-            etag = _etag(body)
-            body["metadata"]["etag"] = etag
             uid = body["metadata"]["uid"]
+            text, etag = encode(body, uid)
             self.session.execute(
                 update(CatalogEntity)
                 .where(CatalogEntity.uid == uid)
                 .values(
-                    body=json.dumps(body, separators=(",", ":")),
+                    body=text,
                     etag=etag,
                     updated_at=datetime.now(UTC),
                 )
             )
             self.session.execute(delete(CatalogSearch).where(CatalogSearch.entity_uid == uid))
-            insert_rows(
-                self.session,
-                CatalogSearch.__table__,  # type: ignore[attr-defined]
-                ("entity_uid", "key", "value", "original_value"),
-                [(uid, k, v, o) for k, v, o in search_rows(body)],
-            )
+            _insert_search(self.session, _search_tuples(uid, body))
         return sorted(ref_of(e) for e in orphans)
 
     def delete_location(self, location_id: str, *, owner_group: str | None = None) -> None:

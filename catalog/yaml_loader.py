@@ -27,6 +27,26 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+
+
+def _load_all(text: str) -> list[Any]:
+    if _FAST_LOADER is None:
+        return list(yaml.load_all(text, Loader=_NoAliasLoader))  # noqa: S506
+    # libyaml is ~10x faster than the pure-Python loader. Without an anchor (&name)
+    # no alias can resolve, so the alias scan only runs when the text has an '&'.
+    if "&" in text:
+        for event in yaml.parse(text, Loader=_FAST_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                raise yaml.MarkedYAMLError(
+                    None,
+                    None,
+                    "YAML aliases (*name) are not allowed in catalog files",
+                    event.start_mark,
+                )
+    return list(yaml.load_all(text, Loader=_FAST_LOADER))  # noqa: S506
+
+
 def load_documents(text: str, *, source: str, max_bytes: int) -> list[Any]:
     """Every non-empty document in ``text``; 413 when too large, 400 when not YAML."""
     size = len(text.encode("utf-8", errors="replace"))
@@ -36,7 +56,7 @@ def load_documents(text: str, *, source: str, max_bytes: int) -> list[Any]:
             "(split it into several locations)"
         )
     try:
-        documents = list(yaml.load_all(text, Loader=_NoAliasLoader))  # noqa: S506
+        documents = _load_all(text)
     except yaml.YAMLError as exc:
         raise InputError(
             f"{source} is not valid YAML: {exc}",

@@ -39,38 +39,26 @@ def upgrade() -> None:
 
     op.create_table(
         "catalog_search",
-        sa.Column(
-            "entity_uid",
-            sa.String(length=36),
-            sa.ForeignKey("catalog_entities.uid", ondelete="CASCADE"),
-            nullable=False,
-        ),
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("value", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=63), nullable=False),
+        sa.Column("entity_uid", sa.String(length=36), nullable=False),
         sa.Column("original_value", sa.String(length=200), nullable=False),
-        sa.PrimaryKeyConstraint("entity_uid", "key", "value"),
+        sa.PrimaryKeyConstraint("key", "value", "kind", "entity_uid"),
     )
-    op.create_index(
-        "ix_catalog_search_key_value_uid", "catalog_search", ["key", "value", "entity_uid"]
-    )
+    op.create_index("ix_catalog_search_entity_uid", "catalog_search", ["entity_uid"])
 
     op.create_table(
         "catalog_relations",
-        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column(
-            "originating_uid",
-            sa.String(length=36),
-            sa.ForeignKey("catalog_entities.uid", ondelete="CASCADE"),
-            nullable=False,
-        ),
         sa.Column("source_ref", sa.String(length=400), nullable=False),
         sa.Column("type", sa.String(length=63), nullable=False),
         sa.Column("target_ref", sa.String(length=400), nullable=False),
+        sa.Column("originating_uid", sa.String(length=36), nullable=False),
+        sa.PrimaryKeyConstraint("source_ref", "type", "target_ref", "originating_uid"),
     )
     op.create_index(
         "ix_catalog_relations_originating_uid", "catalog_relations", ["originating_uid"]
     )
-    op.create_index("ix_catalog_relations_source", "catalog_relations", ["source_ref"])
     op.create_index("ix_catalog_relations_target_type", "catalog_relations", ["target_ref", "type"])
 
     op.create_table(
@@ -90,10 +78,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("catalog_locations")
     op.drop_index("ix_catalog_relations_target_type", table_name="catalog_relations")
-    op.drop_index("ix_catalog_relations_source", table_name="catalog_relations")
     op.drop_index("ix_catalog_relations_originating_uid", table_name="catalog_relations")
     op.drop_table("catalog_relations")
-    op.drop_index("ix_catalog_search_key_value_uid", table_name="catalog_search")
+    op.drop_index("ix_catalog_search_entity_uid", table_name="catalog_search")
     op.drop_table("catalog_search")
     op.drop_index("ix_catalog_entities_name_uid", table_name="catalog_entities")
     op.drop_index("ix_catalog_entities_kind_name_uid", table_name="catalog_entities")
