@@ -52,6 +52,13 @@ def serve(
     # Without REDIS_URL the portal runs its own worker (filesystem queue), so this one
     # command is enough; it stops with the server.
     embedded = None if settings.redis_url else _start_embedded_worker()
+    if embedded is not None:
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; turning that into
+        # SystemExit lets the `finally` below stop the worker too.
+        import signal
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _exit_on_signal)
     try:
         uvicorn.run(
             create_app(settings),
@@ -70,7 +77,22 @@ def _start_embedded_worker():  # type: ignore[no-untyped-def]
     import sys
 
     command = [sys.executable, "-m", "portal_backend.cli", "worker", "--beat", "--concurrency", "1"]
-    return subprocess.Popen(command, start_new_session=True)
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """Linux: the embedded worker gets SIGTERM if `serve` dies without cleaning up."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _stop_process(process) -> None:  # type: ignore[no-untyped-def]

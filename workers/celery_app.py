@@ -20,7 +20,7 @@ from portal_backend.settings import Settings
 TASK_MODULES = ("workers.scaffolder", "workers.provisioning", "workers.sla")
 
 
-def _filesystem_broker_options(data_dir: Path) -> dict[str, str]:
+def _filesystem_broker_options(data_dir: Path) -> dict[str, object]:
     queue_dir = data_dir / "queue"
     for sub in ("out", "processed"):
         (queue_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -29,6 +29,8 @@ def _filesystem_broker_options(data_dir: Path) -> dict[str, str]:
         "data_folder_out": str(queue_dir / "out"),
         "processed_folder": str(queue_dir / "processed"),
         "store_processed": "false",
+        # The folder is polled; a step's next message should not wait a whole second.
+        "polling_interval": 0.2,
     }
 
 

@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
-from jinja2 import ChainableUndefined, TemplateError, Undefined
+from jinja2 import ChainableUndefined, TemplateError, Undefined, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _WHOLE_EXPRESSION = re.compile(r"^\s*\$\{\{(.*)\}\}\s*$", re.DOTALL)
@@ -91,7 +91,12 @@ _ENV = _make_environment()
 def references_steps(value: Any) -> bool:
     """True when any expression inside ``value`` reads ``steps``."""
     if isinstance(value, str):
-        return "${{" in value and re.search(r"\$\{\{[^}]*\bsteps\b", value) is not None
+        if "${{" not in value:
+            return False
+        try:
+            return "steps" in meta.find_undeclared_variables(_ENV.parse(value))
+        except TemplateError:
+            return False  # reported when the step is rendered
     if isinstance(value, dict):
         return any(references_steps(v) for v in value.values())
     if isinstance(value, list):
