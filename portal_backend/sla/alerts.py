@@ -29,7 +29,7 @@ class Condition:
 
     @property
     def fingerprint(self) -> str:
-        parts = [self.alertname, self.service_ref or "-"]
+        parts = [self.alertname, self.service_ref or "-", self.severity]
         parts += [f"{k}={v}" for k, v in sorted(self.labels.items())]
         return "|".join(parts)[:255]
 

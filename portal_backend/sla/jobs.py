@@ -111,7 +111,7 @@ def retention(settings: Settings, factory: Factory, now: datetime) -> dict[str, 
         ).rowcount
         hours = session.execute(
             delete(T).where(
-                T.c.resolution == "1h",
+                T.c.resolution.in_(("1h", "1d")),
                 T.c.bucket_ts < ts - settings.sla_hour_rollup_retention_days * 86400,
             )
         ).rowcount

@@ -2,10 +2,10 @@
 
 A delta is what one batch (or one collector run) adds to one (service, resolution,
 bucket, source) row. Rows are merged read-modify-write inside the caller's transaction:
-blank rows are inserted first (ON CONFLICT DO NOTHING), which takes the write lock on
-SQLite and creates every key on PostgreSQL, then the rows are read FOR UPDATE, merged
-and written back with one executemany UPDATE. Concurrent writers to the same key thus
-serialise on the row lock instead of failing.
+existing rows are read FOR UPDATE (PostgreSQL; SQLite has one writer at a time, and the
+caller's first statement already took its write lock), merged in memory and written
+back with one executemany UPDATE; missing rows are inserted whole. Concurrent writers to
+the same key serialise on the row lock instead of losing counts.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import bindparam, false, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from portal_backend.sla import histogram
@@ -21,8 +21,9 @@ from portal_backend.sla.tables import UsageRollup
 
 MINUTE = 60
 HOUR = 3600
+DAY = 86400
 T = UsageRollup.__table__
-Key = tuple[str, str, int, str]  # service_ref, resolution, bucket_ts, source
+Key = tuple[str, str, int, str]  # service_ref, resolution ("1m"|"1h"|"1d"), bucket, source
 
 
 @dataclass
@@ -109,16 +110,21 @@ def fold(
 
 
 def with_hours(deltas: dict[Key, RollupDelta]) -> dict[Key, RollupDelta]:
-    """Adds the hour rollups implied by minute deltas (queries over days read hours)."""
+    """Adds the hour and day rollups implied by minute deltas.
+
+    Reads cover a window with whole days, then whole hours, then minutes at the edges,
+    so 30 days cost about 30 + 2 x 23 + 2 x 59 rows instead of 43,200.
+    """
     out = dict(deltas)
     for (service, resolution, bucket, source), delta in deltas.items():
         if resolution != "1m":
             continue
-        hour_key = (service, "1h", bucket - bucket % HOUR, source)
-        hour = out.get(hour_key)
-        if hour is None:
-            hour = out[hour_key] = RollupDelta()
-        hour.add(delta)
+        for coarse, size in (("1h", HOUR), ("1d", DAY)):
+            key = (service, coarse, bucket - bucket % size, source)
+            row = out.get(key)
+            if row is None:
+                row = out[key] = RollupDelta()
+            row.add(delta)
     return out
 
 
@@ -156,35 +162,67 @@ _COUNTERS = (
 )
 
 
+def _row_values(key: Key, delta: RollupDelta, row: dict | None) -> dict:
+    values = {c: getattr(delta, c) + (row[c] if row else 0) for c in _COUNTERS}
+    latency, ttft = delta.latency, delta.ttft
+    if row:
+        latency = latency + histogram.decode(row["latency_hist"])
+        ttft = ttft + histogram.decode(row["ttft_hist"])
+    values["latency_hist"] = histogram.encode(latency)
+    values["ttft_hist"] = histogram.encode(ttft)
+    return values
+
+
 def apply_deltas(session: Session, deltas: dict[Key, RollupDelta]) -> None:
-    """Merges deltas into the rollup rows (see the module docstring for the locking)."""
+    """Merges deltas into the rollup rows (see the module docstring for the locking).
+
+    Usually three round trips: read the existing rows FOR UPDATE, insert the missing
+    ones complete (ON CONFLICT DO NOTHING RETURNING), update the rest in one
+    executemany. A key inserted by a concurrent writer between the read and the
+    insert is read again (now locked) and merged.
+    """
     if not deltas:
         return
-    keys = sorted(deltas)  # a fixed order: concurrent writers lock rows the same way
-    blank = {c: 0 for c in _COUNTERS} | {"latency_hist": b"", "ttft_hist": b""}
-    insert_ignore(
-        session,
-        T,
-        [
-            {"service_ref": s, "resolution": r, "bucket_ts": b, "source": src, **blank}
-            for s, r, b, src in keys
-        ],
-    )
+    connection = session.connection()
+    is_postgres = connection.dialect.name == "postgresql"
     key_cols = (T.c.service_ref, T.c.resolution, T.c.bucket_ts, T.c.source)
-    query = select(T).where(tuple_(*key_cols).in_(keys))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    updates = []
-    for row in session.execute(query).mappings():
-        key = (row["service_ref"], row["resolution"], row["bucket_ts"], row["source"])
-        delta = deltas[key]
-        values = {f"n_{c}": row[c] + getattr(delta, c) for c in _COUNTERS}
-        values["n_latency_hist"] = histogram.encode(
-            histogram.decode(row["latency_hist"]) + delta.latency
-        )
-        values["n_ttft_hist"] = histogram.encode(histogram.decode(row["ttft_hist"]) + delta.ttft)
-        values.update(k_service=key[0], k_resolution=key[1], k_bucket=key[2], k_source=key[3])
-        updates.append(values)
+    if not is_postgres:
+        # pysqlite begins the transaction at the first write: take SQLite's write lock
+        # now, so the rows read next cannot change before they are written back.
+        connection.execute(update(T).where(false()).values(requests=T.c.requests))
+    pending = sorted(deltas)  # a fixed order: concurrent writers lock rows the same way
+    updates: list[dict] = []
+    for _attempt in range(5):
+        query = select(T).where(tuple_(*key_cols).in_(pending))
+        if is_postgres:
+            query = query.with_for_update()
+        existing = {
+            (r["service_ref"], r["resolution"], r["bucket_ts"], r["source"]): r
+            for r in connection.execute(query).mappings()
+        }
+        for key, row in existing.items():
+            values = _row_values(key, deltas[key], row)
+            updates.append(
+                {f"n_{c}": v for c, v in values.items()}
+                | dict(zip(("k_service", "k_resolution", "k_bucket", "k_source"), key, strict=True))
+            )
+        missing = [k for k in pending if k not in existing]
+        if not missing:
+            break
+        rows = [
+            dict(zip(("service_ref", "resolution", "bucket_ts", "source"), key, strict=True))
+            | _row_values(key, deltas[key], None)
+            for key in missing
+        ]
+        statement = _insert(session)(T).on_conflict_do_nothing().returning(*key_cols)
+        inserted = {tuple(r) for r in connection.execute(statement, rows).all()}
+        pending = [k for k in missing if k not in inserted]
+        if not pending:
+            break
+    else:
+        raise RuntimeError("rollup rows kept changing under a concurrent writer")
+    if not updates:
+        return
     statement = (
         update(T)
         .where(
@@ -195,4 +233,4 @@ def apply_deltas(session: Session, deltas: dict[Key, RollupDelta]) -> None:
         )
         .values({c: bindparam(f"n_{c}") for c in (*_COUNTERS, "latency_hist", "ttft_hist")})
     )
-    session.connection().execute(statement, updates)
+    connection.execute(statement, updates)

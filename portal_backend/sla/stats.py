@@ -14,7 +14,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from portal_backend.sla import histogram
-from portal_backend.sla.rollups import HOUR, MINUTE, T
+from portal_backend.sla.rollups import DAY, HOUR, MINUTE, T
 
 COUNTERS = (
     "requests",
@@ -30,13 +30,26 @@ Range = tuple[str, int, int]
 
 
 def plan(start: int, end: int) -> list[Range]:
-    """Which rollup rows cover [start, end) (minute-aligned): hours inside, minutes at edges."""
+    """Which rollup rows cover [start, end) (minute-aligned): whole days from day rows,
+    whole hours at the day edges from hour rows, minutes at the hour edges."""
     start -= start % MINUTE
     end -= end % MINUTE
+    if start >= end:
+        return []
+    d0 = -(-start // DAY) * DAY
+    d1 = end // DAY * DAY
+    if d0 >= d1:
+        return _plan_hours(start, end)
+    return [("1d", d0, d1), *_plan_hours(start, d0), *_plan_hours(d1, end)]
+
+
+def _plan_hours(start: int, end: int) -> list[Range]:
+    if start >= end:
+        return []
     h0 = -(-start // HOUR) * HOUR
     h1 = end // HOUR * HOUR
     if h0 >= h1:
-        return [("1m", start, end)] if start < end else []
+        return [("1m", start, end)]
     out: list[Range] = [("1h", h0, h1)]
     if start < h0:
         out.append(("1m", start, h0))
@@ -78,20 +91,22 @@ class RollupRows:
     """Rollup rows of one service, fetched once, aggregated per window."""
 
     def __init__(self, rows: list) -> None:  # type: ignore[type-arg]
-        self.is_hour = np.array([r.resolution == "1h" for r in rows], dtype=bool)
-        self.ts = np.array([r.bucket_ts for r in rows], dtype=np.int64)
+        # Columns at once: rows are (resolution, bucket_ts, *COUNTERS, latency, ttft).
+        columns = list(zip(*rows, strict=True)) if rows else [()] * (len(COUNTERS) + 4)
+        self.resolution = np.array(columns[0], dtype=object)
+        self.ts = np.array(columns[1], dtype=np.int64)
         self.counters = (
-            np.array([[getattr(r, c) for c in COUNTERS] for r in rows], dtype=np.float64)
+            np.array(columns[2 : 2 + len(COUNTERS)], dtype=np.float64).T
             if rows
             else np.zeros((0, len(COUNTERS)))
         )
-        self.latency = [r.latency_hist for r in rows]
-        self.ttft = [r.ttft_hist for r in rows]
+        self.latency = columns[-2]
+        self.ttft = columns[-1]
 
     def window(self, start: int, end: int) -> WindowStats:
         mask = np.zeros(len(self.ts), dtype=bool)
         for resolution, lo, hi in plan(start, end):
-            mask |= (self.is_hour == (resolution == "1h")) & (self.ts >= lo) & (self.ts < hi)
+            mask |= (self.resolution == resolution) & (self.ts >= lo) & (self.ts < hi)
         sums = self.counters[mask].sum(axis=0) if mask.any() else np.zeros(len(COUNTERS))
         picked = np.flatnonzero(mask).tolist()
         values = dict(zip(COUNTERS, sums.tolist(), strict=True))
@@ -130,7 +145,7 @@ def fetch(session: Session, service_ref: str, windows: list[tuple[int, int]]) ->
             )
         ),
     )
-    return RollupRows(list(session.execute(query)))
+    return RollupRows(session.execute(query).all())
 
 
 def window_stats(session: Session, service_ref: str, start: int, end: int) -> WindowStats:
@@ -139,8 +154,9 @@ def window_stats(session: Session, service_ref: str, start: int, end: int) -> Wi
 
 def series(session: Session, service_ref: str, start: int, end: int, step: int) -> list[dict]:
     """Chart points: requests, success rate, p95 latency and tokens per step."""
-    resolution = "1m" if step < HOUR else "1h"
-    unit = MINUTE if step < HOUR else HOUR
+    resolution, unit = (
+        ("1m", MINUTE) if step < HOUR else ("1h", HOUR) if step < DAY else ("1d", DAY)
+    )
     first = start - start % unit
     rows = session.execute(
         select(

@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 
 class UsageRollup(SQLModel, table=True):
-    """Usage of one service in one minute ("1m") or hour ("1h"), from one source.
+    """Usage of one service in one minute ("1m"), hour ("1h") or day ("1d"), from one source.
 
     The source is part of the key so that the Prometheus collector and pushed batches
     never overwrite each other; reads merge every source.
@@ -19,7 +19,7 @@ class UsageRollup(SQLModel, table=True):
     __tablename__ = "sla_usage_rollups"
 
     service_ref: str = Field(primary_key=True, max_length=255)
-    resolution: str = Field(primary_key=True, max_length=4)  # "1m" | "1h"
+    resolution: str = Field(primary_key=True, max_length=4)  # "1m" | "1h" | "1d"
     bucket_ts: int = Field(sa_column=Column(BigInteger, primary_key=True))
     source: str = Field(primary_key=True, max_length=32)  # "push" | "prometheus"
     requests: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))

@@ -107,3 +107,39 @@ def push(factory, recs: list[dict], now: datetime, batch_id: str | None = None):
 @pytest.fixture
 def svc(session_factory) -> str:  # type: ignore[no-untyped-def]
     return register(session_factory, rag_service("support-bot"))[0]
+
+
+def push_minutes(
+    factory,  # type: ignore[no-untyped-def]
+    ref: str,
+    start: datetime,
+    minutes: int,
+    per_minute: int,
+    errors_per_minute: int = 0,
+    latency_ms: float = 100.0,
+) -> None:
+    """A synthetic steady series: ``per_minute`` requests each minute, the first
+    ``errors_per_minute`` of them failing; folded and upserted by the real rollup code."""
+    from portal_backend.sla import rollups
+
+    chunk = 360
+    for offset in range(0, minutes, chunk):
+        count = min(chunk, minutes - offset)
+        n = count * per_minute
+        base = start.timestamp() + offset * 60
+        index = np.arange(n)
+        ts = base + (index // per_minute) * 60 + (index % per_minute) * (60 / per_minute)
+        outcome = np.where(index % per_minute < errors_per_minute, 1, 0)
+        deltas = rollups.fold(
+            np.zeros(n, dtype=np.int64),
+            [ref],
+            ts.astype(np.float64),
+            np.full(n, latency_ms),
+            np.full(n, latency_ms / 4),
+            np.full(n, 100.0),
+            np.full(n, 20.0),
+            outcome.astype(np.int64),
+            "push",
+        )
+        with session_scope(factory) as session:
+            rollups.apply_deltas(session, deltas)

@@ -1,0 +1,377 @@
+"""SLA benchmark: usage ingest over HTTP, SLO-status query, fleet cost summary.
+
+    .venv/bin/python benchmarks/sla.py --records 1000000 --db postgresql
+    .venv/bin/python benchmarks/sla.py --records 200000 --db sqlite --workers 1
+
+1. Ingest: ``--records`` usage records in batches of ``--batch`` pushed with
+   ``--concurrency`` parallel HTTP requests to a portal started in its own process(es)
+   (``--workers`` uvicorn workers). Bodies are generated before the clock starts.
+2. SLO status over 30 days of minute rollups of one service (43,200 minute rows and
+   720 hour rows, ~50 requests/minute of lognormal latencies): p50/p95 of the core
+   window query (domain function) and of ``GET /api/sla/services/...?window=30d``
+   (whole report: 4 windows, burn rates, cost, chart series) over real HTTP.
+3. Fleet cost summary for ``--services`` services with 30 days of hourly spend:
+   ``GET /api/sla/costs?groupBy=service|owner&window=30d``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import psycopg
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from catalog.service import CatalogService  # noqa: E402
+from portal_backend.db import (  # noqa: E402
+    make_engine,
+    make_session_factory,
+    session_scope,
+    upgrade_database,
+)
+from portal_backend.settings import Settings  # noqa: E402
+from portal_backend.sla import rollups, services, stats  # noqa: E402
+from portal_backend.sla.tables import CostAccrual  # noqa: E402
+
+TOKEN = "bench-bootstrap-token"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def entity(name: str, owner: str) -> dict:
+    return {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Component",
+        "metadata": {
+            "name": name,
+            "annotations": {
+                "rag-portal.io/slo-success-rate": "95",
+                "rag-portal.io/slo-p95-latency-ms": "2500",
+                "rag-portal.io/monthly-budget-usd": "2000",
+                "rag-portal.io/gpu-class": "nvidia-l4",
+                "rag-portal.io/gpus": "1",
+                "rag-portal.io/replicas": "2",
+            },
+        },
+        "spec": {"type": "rag-service", "lifecycle": "production", "owner": owner},
+    }
+
+
+def start_server(settings: Settings, port: int, workers: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "RAGPORTAL_DATA_DIR": str(settings.data_dir),
+        "RAGPORTAL_BOOTSTRAP_TOKEN": TOKEN,
+        "RAGPORTAL_LOG_LEVEL": "WARNING",
+    }
+    env.pop("DATABASE_URL", None)
+    if settings.database_url_override:
+        env["DATABASE_URL"] = settings.database_url_override
+    code = (
+        "import uvicorn; "
+        f"uvicorn.run('portal_backend.app:create_app', factory=True, host='127.0.0.1', "
+        f"port={port}, workers={workers}, log_config=None, access_log=False)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO_ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("portal did not start")
+
+
+def make_bodies(ref: str, records: int, batch: int, now: datetime) -> list[bytes]:
+    """Batches as a RAG API would send them: consecutive, ~1.8 s of traffic each."""
+    rng = np.random.default_rng(1)
+    bodies = []
+    start = now - timedelta(minutes=40)
+    span = timedelta(minutes=35).total_seconds() / max(1, records)
+    outcomes = ["success"] * 96 + ["error"] * 2 + ["timeout", "refused"]
+    for b in range(records // batch):
+        lat = rng.lognormal(6.8, 0.6, batch)
+        rows = []
+        for i in range(batch):
+            k = b * batch + i
+            rows.append(
+                {
+                    "service": ref,
+                    "timestamp": (start + timedelta(seconds=k * span)).isoformat(),
+                    "latency_ms": round(float(lat[i]), 2),
+                    "ttft_ms": round(float(lat[i]) / 5, 2),
+                    "prompt_tokens": 350 + k % 200,
+                    "completion_tokens": 80 + k % 120,
+                    "outcome": outcomes[k % 100],
+                    "model": "llama-3-8b-instruct",
+                }
+            )
+        bodies.append(orjson.dumps({"batch_id": f"bench-{uuid.uuid4().hex}", "records": rows}))
+    return bodies
+
+
+async def push_all(url: str, bodies: list[bytes], concurrency: int) -> float:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            response = await client.post("/api/sla/usage", content=body, headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"push failed: {response.status_code} {response.text[:300]}")
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return time.perf_counter() - start
+
+
+def seed_minutes(factory, ref: str, end: datetime, days: int) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(5)
+    per_minute = 50
+    minutes = days * 1440
+    start = end.timestamp() - minutes * 60
+    start -= start % 60
+    for offset in range(0, minutes, 720):
+        count = min(720, minutes - offset)
+        n = count * per_minute
+        index = np.arange(n)
+        ts = start + offset * 60 + (index // per_minute) * 60 + (index % per_minute)
+        lat = rng.lognormal(6.8, 0.6, n)
+        deltas = rollups.fold(
+            np.zeros(n, dtype=np.int64),
+            [ref],
+            ts.astype(np.float64),
+            lat,
+            lat / 5,
+            np.full(n, 400.0),
+            np.full(n, 120.0),
+            (rng.random(n) < 0.03).astype(np.int64),
+            "bench",
+        )
+        with session_scope(factory) as session:
+            rollups.apply_deltas(session, deltas)
+
+
+def seed_fleet(factory, count: int, end: datetime, days: int = 30) -> None:  # type: ignore[no-untyped-def]
+    now = end
+    rows = [
+        {
+            "service_ref": f"component:default/svc-{i:04d}",
+            "owner": f"group:default/team-{i % 40:02d}",
+            "namespace": f"svc-{i:04d}",
+            "cluster": None,
+            "slo_p95_latency_ms": 2500.0,
+            "slo_success_rate": 95.0,
+            "monthly_budget_usd": 2000.0,
+            "gpu_class": "nvidia-l4",
+            "gpus": 1.0,
+            "replicas": 2.0,
+            "deployment_state": "Healthy",
+            "synced_at": now,
+        }
+        for i in range(count)
+    ]
+    with session_scope(factory) as session:
+        services.upsert_services(session, rows)
+    first_hour = int(end.timestamp()) // 3600 * 3600 - days * 24 * 3600
+    table = CostAccrual.__table__
+    for i in range(count):
+        ref = f"component:default/svc-{i:04d}"
+        rate = 0.8 * (1 + i % 4)
+        hours = [
+            {
+                "service_ref": ref,
+                "period": "1h",
+                "bucket_ts": first_hour + h * 3600,
+                "usd": rate,
+                "gpu_hours": 2.0,
+                "source": "provisioned",
+            }
+            for h in range(days * 24)
+        ]
+        days_rows = {}
+        for h in hours:
+            day = h["bucket_ts"] - h["bucket_ts"] % 86400
+            days_rows.setdefault(day, 0.0)
+            days_rows[day] += rate
+        day_list = [
+            {
+                "service_ref": ref,
+                "period": "1d",
+                "bucket_ts": d,
+                "usd": v,
+                "gpu_hours": 48.0,
+                "source": "provisioned",
+            }
+            for d, v in days_rows.items()
+        ]
+        with session_scope(factory) as session:
+            session.connection().execute(table.insert(), hours + day_list)
+
+
+def time_http(client: httpx.Client, path: str, runs: int) -> dict[str, float]:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        response = client.get(path)
+        samples.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, response.text[:300]
+    return {"p50": statistics.median(samples), "p95": percentile(samples, 0.95)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "RAGPORTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="sla-bench-"))
+    values: dict = {"data_dir": workdir, "log_json": False, "log_level": "WARNING"}
+    schema = None
+    if args.db == "postgresql":
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(args.postgres_url, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        sep = "&" if "?" in args.postgres_url else "?"
+        values["database_url_override"] = (
+            f"{args.postgres_url}{sep}options=-csearch_path%3D{schema}"
+        )
+    settings = Settings(**values)
+    server = None
+    results: list[tuple[str, str, str]] = []
+    try:
+        upgrade_database(settings)
+        factory = make_session_factory(make_engine(settings.database_url))
+        now = datetime.now(UTC)
+        with session_scope(factory) as session:
+            CatalogService(session).upsert_entities(
+                [entity("ingest-bench", "team-a"), entity("slo-bench", "team-a")]
+            )
+            services.sync_from_catalog(session, now)
+        port = 20000 + os.getpid() % 20000
+        server = start_server(settings, port, args.workers)
+        url = f"http://127.0.0.1:{port}"
+
+        print(f"generating {args.records:,} records ...", flush=True)
+        bodies = make_bodies("component:default/ingest-bench", args.records, args.batch, now)
+        mb = sum(len(b) for b in bodies) / 1e6
+        print(f"pushing {len(bodies)} batches ({mb:,.0f} MB) ...", flush=True)
+        elapsed = asyncio.run(push_all(url, bodies, args.concurrency))
+        rate = args.records / elapsed
+        with session_scope(factory) as session:
+            end = int(time.time()) + 120
+            got = stats.window_stats(session, "component:default/ingest-bench", end - 7200, end)
+        assert got.requests == len(bodies) * args.batch, got.requests
+        print(f"ingest: {args.records:,} records in {elapsed:.1f}s = {rate:,.0f} records/s")
+        results.append(
+            (
+                f"ingest {args.records:,} records, batches of {args.batch:,}, "
+                f"{args.concurrency} parallel, {args.workers} worker(s)",
+                f"{rate:,.0f} records/s",
+                ">= 200,000 records/s",
+            )
+        )
+
+        print("seeding 30 days of minute rollups ...", flush=True)
+        seed_minutes(factory, "component:default/slo-bench", now, 30)
+        if schema:
+            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
+                conn.execute(f'ANALYZE "{schema}".sla_usage_rollups')
+        samples = []
+        end = int(now.timestamp())
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            with session_scope(factory) as session:
+                window = stats.window_stats(
+                    session, "component:default/slo-bench", end - 30 * 86400, end
+                )
+                window.latency_quantile(0.95)
+            samples.append((time.perf_counter() - start) * 1000)
+        assert window.requests >= 29 * 1440 * 50
+        results.append(
+            (
+                "SLO window query, 30 days of minute rollups (domain function)",
+                f"p50 {statistics.median(samples):.1f} ms, p95 {percentile(samples, 0.95):.1f} ms",
+                "p95 <= 10 ms",
+            )
+        )
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+        ) as client:
+            http_slo = time_http(
+                client, "/api/sla/services/component/default/slo-bench?window=30d", args.runs
+            )
+            results.append(
+                (
+                    "GET /api/sla/services/...?window=30d (full report) over HTTP",
+                    f"p50 {http_slo['p50']:.1f} ms, p95 {http_slo['p95']:.1f} ms",
+                    "p95 <= 10 ms (for the status query)",
+                )
+            )
+            print(f"seeding {args.services} services x 30 days of hourly cost ...", flush=True)
+            seed_fleet(factory, args.services, now)
+            if schema:
+                with psycopg.connect(args.postgres_url, autocommit=True) as conn:
+                    conn.execute(f'ANALYZE "{schema}".sla_cost_buckets')
+                    conn.execute(f'ANALYZE "{schema}".sla_services')
+            runs = max(10, args.runs // 4)
+            for group in ("service", "owner"):
+                fleet = time_http(client, f"/api/sla/costs?groupBy={group}&window=30d", runs)
+                results.append(
+                    (
+                        f"GET /api/sla/costs?groupBy={group}&window=30d, "
+                        f"{args.services:,} services",
+                        f"p50 {fleet['p50']:.0f} ms, p95 {fleet['p95']:.0f} ms",
+                        "p95 <= 200 ms",
+                    )
+                )
+        print()
+        print(f"| figure ({args.db}) | measured | goal |")
+        print("| --- | --- | --- |")
+        for name, value, goal in results:
+            print(f"| {name} | {value} | {goal} |")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=20)
+        if schema:
+            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()
