@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # Alert webhooks: [{"url": ..., "format": "alertmanager" | "slack"}].
     sla_webhooks: list[dict[str, str]] = Field(default_factory=list)
     sla_webhook_max_attempts: int = 8
+    sla_webhook_backoff_s: float = 30.0  # first retry delay; doubles, capped at 1 h
+    sla_webhook_interval_s: float = 15.0
     # Raw usage records are kept this long (0 = only the rollups are stored).
     sla_raw_retention_hours: int = 0
     sla_minute_rollup_retention_days: int = 35

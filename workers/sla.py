@@ -64,7 +64,7 @@ def register(app: Celery) -> None:
         "sla-collect": (COLLECT, settings.sla_collect_interval_s),
         "sla-costs": (COSTS, settings.sla_evaluate_interval_s),
         "sla-evaluate": (EVALUATE, settings.sla_evaluate_interval_s),
-        "sla-deliver-webhooks": (DELIVER, 15.0),
+        "sla-deliver-webhooks": (DELIVER, settings.sla_webhook_interval_s),
         "sla-retention": (RETENTION, 3600.0),
     }
     for name, (task, every) in schedule.items():

@@ -93,6 +93,7 @@ def deliver(settings: Settings, factory: Factory, client: httpx.Client, now: dat
             now,
             max_attempts=settings.sla_webhook_max_attempts,
             base_url=settings.base_url,
+            backoff_s=settings.sla_webhook_backoff_s,
         )
 
 

@@ -75,6 +75,7 @@ def deliver_due(
     *,
     max_attempts: int = 8,
     base_url: str = "",
+    backoff_s: float = BACKOFF_S,
     limit: int = 100,
 ) -> dict[str, int]:
     """Sends every due pending notification once; returns counts by outcome."""
@@ -114,7 +115,7 @@ def deliver_due(
             note.last_error = error
             counts["failed"] += 1
         else:
-            delay = min(MAX_BACKOFF_S, BACKOFF_S * 2 ** (note.attempts - 1))
+            delay = min(MAX_BACKOFF_S, backoff_s * 2 ** (note.attempts - 1))
             note.next_attempt_at = now + timedelta(seconds=delay)
             note.last_error = error
             counts["retrying"] += 1

@@ -35,7 +35,9 @@ def _alerts(factory) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-d
     with session_scope(factory) as session:
         return [
             (a.severity, a.state, a.labels["slo"])
-            for a in session.query(Alert).filter(Alert.alertname == "SLOBurnRate").order_by(Alert.id)
+            for a in session.query(Alert)
+            .filter(Alert.alertname == "SLOBurnRate")
+            .order_by(Alert.id)
         ]
 
 

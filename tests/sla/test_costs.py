@@ -65,7 +65,9 @@ def test_provisioned_cost_projection_and_budget_alerts(session_factory) -> None:
     _accrue(session_factory, NOV1 + timedelta(days=21))
     _evaluate(session_factory, NOV1 + timedelta(days=21))
     assert _firing(session_factory) == {
-        "BudgetThreshold:50%", "BudgetThreshold:80%", "BudgetForecast:warning"
+        "BudgetThreshold:50%",
+        "BudgetThreshold:80%",
+        "BudgetForecast:warning",
     }
     with session_scope(session_factory) as session:
         assert len(session.scalars(select(Alert)).all()) == 3
@@ -75,9 +77,9 @@ def test_provisioned_cost_projection_and_budget_alerts(session_factory) -> None:
         session.get(SlaService, "component:default/bot").deployment_state = "Down"
     _accrue(session_factory, NOV1 + timedelta(days=29))
     with session_scope(session_factory) as session:
-        assert costs.month_figures(
-            session, "component:default/bot", NOV1 + timedelta(days=29)
-        )["mtdUsd"] == pytest.approx(1.6 * 24 * 21)
+        assert costs.month_figures(session, "component:default/bot", NOV1 + timedelta(days=29))[
+            "mtdUsd"
+        ] == pytest.approx(1.6 * 24 * 21)
 
     # A new month: month-to-date restarts, every budget alert resolves.
     december = datetime(2026, 12, 1, 1, tzinfo=UTC)

@@ -78,7 +78,9 @@ def test_owner_group_issues_tokens_others_may_not(  # type: ignore[no-untyped-de
     with live_server.client(token=owner) as client:
         assert _issue(client, "bot-a")["serviceRef"] == "component:default/bot-a"
         # A write (non-admin) api token may not push usage itself.
-        assert client.post("/api/sla/usage", json=_batch("component:default/bot-a")).status_code == 403
+        assert (
+            client.post("/api/sla/usage", json=_batch("component:default/bot-a")).status_code == 403
+        )
     with live_server.client(token=stranger) as client:
         denied = client.post("/api/sla/services/component/default/bot-a/ingest-tokens", json={})
         assert denied.status_code == 403
@@ -159,12 +161,20 @@ def test_service_report_costs_prices_budgets_evaluations(  # type: ignore[no-unt
     with live_server.client(token=issued["token"]) as ci:
         posted = ci.post(
             "/api/sla/services/component/default/support-bot/evaluations",
-            json={"questions": 20, "hit_at_k": 0.85, "mrr": 0.7, "hallucination_rate": 0.05,
-                  "per_question": [{"question": "q"}]},
+            json={
+                "questions": 20,
+                "hit_at_k": 0.85,
+                "mrr": 0.7,
+                "hallucination_rate": 0.05,
+                "per_question": [{"question": "q"}],
+            },
         )
         assert posted.status_code == 201, posted.text
         assert posted.json()["metrics"] == {
-            "questions": 20, "hit_at_k": 0.85, "mrr": 0.7, "hallucination_rate": 0.05
+            "questions": 20,
+            "hit_at_k": 0.85,
+            "mrr": 0.7,
+            "hallucination_rate": 0.05,
         }
         invalid = ci.post(
             "/api/sla/services/component/default/support-bot/evaluations",

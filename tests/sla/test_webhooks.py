@@ -78,17 +78,28 @@ def test_delivery_retries_until_the_receiver_accepts(session_factory, settings, 
     with httpx.Client(timeout=5) as client:
         # Both first attempts get 503: rescheduled 30 s later.
         assert jobs.deliver(settings, session_factory, client, T0) == {
-            "delivered": 0, "retrying": 2, "failed": 0
+            "delivered": 0,
+            "retrying": 2,
+            "failed": 0,
         }
         assert jobs.deliver(settings, session_factory, client, T0 + timedelta(seconds=10)) == {
-            "delivered": 0, "retrying": 0, "failed": 0
+            "delivered": 0,
+            "retrying": 0,
+            "failed": 0,
         }
         assert jobs.deliver(settings, session_factory, client, T0 + timedelta(seconds=31)) == {
-            "delivered": 2, "retrying": 0, "failed": 0
+            "delivered": 2,
+            "retrying": 0,
+            "failed": 0,
         }
         with session_scope(session_factory) as session:
-            alerts.reconcile(session, [_condition(False)], T0 + timedelta(minutes=5), settings.sla_webhooks)
-        assert jobs.deliver(settings, session_factory, client, T0 + timedelta(minutes=5))["delivered"] == 2
+            alerts.reconcile(
+                session, [_condition(False)], T0 + timedelta(minutes=5), settings.sla_webhooks
+            )
+        assert (
+            jobs.deliver(settings, session_factory, client, T0 + timedelta(minutes=5))["delivered"]
+            == 2
+        )
 
     by_path = {}
     for path, body in receiver.received:
@@ -111,15 +122,20 @@ def test_delivery_retries_until_the_receiver_accepts(session_factory, settings, 
     with session_scope(session_factory) as session:
         notes = session.scalars(select(Notification).order_by(Notification.id)).all()
         assert [(n.state, n.attempts) for n in notes] == [
-            ("delivered", 2), ("delivered", 2), ("delivered", 1), ("delivered", 1)
+            ("delivered", 2),
+            ("delivered", 2),
+            ("delivered", 1),
+            ("delivered", 1),
         ]
 
 
 def test_delivery_gives_up_after_max_attempts(session_factory, settings) -> None:  # type: ignore[no-untyped-def]
     dead = Receiver(fail_first=10**6)
     settings = settings.model_copy(
-        update={"sla_webhooks": [{"url": dead.url, "format": "alertmanager"}],
-                "sla_webhook_max_attempts": 3}
+        update={
+            "sla_webhooks": [{"url": dead.url, "format": "alertmanager"}],
+            "sla_webhook_max_attempts": 3,
+        }
     )
     try:
         with session_scope(session_factory) as session:
