@@ -61,6 +61,13 @@ def _bundle_from_repo(url: str, ctx: ActionContext) -> Path:
     return target / member / "k8s"
 
 
+def _flag(value: Any) -> bool:
+    # Template expressions render to strings: "false" must stay false.
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
+
+
 @register
 class RagProvisionAction(Action):
     id = "rag:provision"
@@ -85,7 +92,7 @@ class RagProvisionAction(Action):
                 "type": "string",
                 "description": "folder in the workspace holding deploy/ (default: workspace root)",
             },
-            "allowCpuFallback": {"type": "boolean", "default": False},
+            "allowCpuFallback": {"type": ["boolean", "string"], "default": False},
             "gpuClass": {"type": "string"},
             "entityRef": {"type": "string"},
         },
@@ -137,7 +144,7 @@ class RagProvisionAction(Action):
             bundle_dir=k8s_dir,
             environment=input.get("environment"),
             cluster=input.get("cluster"),
-            allow_cpu_fallback=bool(input.get("allowCpuFallback", False)),
+            allow_cpu_fallback=_flag(input.get("allowCpuFallback", False)),
             gpu_class=input.get("gpuClass"),
             entity_ref=input.get("entityRef"),
         )
