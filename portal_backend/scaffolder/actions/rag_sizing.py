@@ -140,7 +140,8 @@ class RagSizingAction(Action):
             },
             "max_gpus": {**_INT_OR_STRING, "description": "GPUs on one node (default 8)"},
             "model_spec": {
-                "type": "object",
+                # The shipped template renders null when the model is not custom.
+                "type": ["object", "null"],
                 "description": "architecture of a custom model (parameters_b, layers, "
                 "kv_heads, head_dim, attention_heads, max_context)",
             },
