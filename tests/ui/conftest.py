@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import BOOTSTRAP_TOKEN, LiveServer
+from portal_backend.db import upgrade_database
+from portal_backend.settings import Settings
+from tests.conftest import BOOTSTRAP_TOKEN, REDIS_URL, LiveServer, make_settings
+from tests.scaffolder.conftest import FAST, Workers
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
+UI_TEMPLATES = Path(__file__).resolve().parent / "templates"
+QUEUE = f"ui-test-{uuid.uuid4().hex[:10]}"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
@@ -26,6 +32,37 @@ def backend(request: pytest.FixtureRequest) -> str:
     # The browser suite exercises pages, not storage: the domain services under them are
     # tested on both databases by their own suites. One backend keeps CI time in budget.
     return request.param
+
+
+@pytest.fixture(scope="session")
+def migrated_settings(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Settings:
+    """The live portal of the browser tests: real Redis queue unique to this session, so
+    the create flow runs on a real worker process (started only by tests that need it)."""
+    schema = request.getfixturevalue("postgres_schema") if backend == "postgresql" else None
+    settings = make_settings(
+        backend,
+        tmp_path_factory.mktemp(f"ui-{backend}"),
+        schema,
+        redis_url=REDIS_URL,
+        celery_queue=QUEUE,
+        scaffolder_trusted_template_roots=[UI_TEMPLATES],
+        **FAST,
+    )
+    upgrade_database(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def worker(
+    migrated_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workers]:
+    """One real `ragportal worker --beat` process on this session's queue."""
+    workers = Workers(migrated_settings, tmp_path_factory.mktemp("ui-worker-logs"))
+    workers.start(beat=True, concurrency=1)
+    yield workers
+    workers.stop_all()
 
 
 @pytest.fixture(scope="session")

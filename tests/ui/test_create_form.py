@@ -57,6 +57,7 @@ def test_invalid_input_shows_field_errors_and_submits_nothing(
     expect(sizing).to_contain_text("Does not fit")
     snap(page, "create-sizing")
     page.get_by_role("button", name="Next").click()
+    expect(page.locator("#progress")).to_contain_text("Step 4 of 5")
     page.get_by_role("button", name="Next").click()
 
     expect(page.locator("#progress")).to_contain_text("Step 5 of 5: Review")

@@ -52,7 +52,7 @@ def _accrue_cost(session_factory, days: int = 3) -> None:  # type: ignore[no-unt
 
 
 def test_sla_and_cost_panels_with_ingested_usage(
-    page: Page, live_server: LiveServer, session_factory
+    page: Page, live_server: LiveServer, session_factory, make_token
 ) -> None:
     seed(session_factory, groups() + rag_service("chat-bot"))
     set_status(session_factory, REF, "deployment", {"state": "Healthy", "objects": []})
@@ -98,3 +98,13 @@ def test_sla_and_cost_panels_with_ingested_usage(
     page.get_by_role("link", name="7d", exact=True).click()
     expect(page).to_have_url(re.compile(r"window=7d"))
     expect(page.locator("#sla-chart")).to_have_attribute("data-rendered", "true")
+
+    # Home, signed in as a member of the owning group: the group's service and the fleet.
+    page.context.clear_cookies()
+    login(page, token=make_token("write", group="group:default/team-a"))
+    group = page.get_by_role("region", name=re.compile("My group's services"))
+    expect(group.get_by_role("link", name="chat-bot")).to_be_visible()
+    expect(page.locator("#fleet-total")).to_have_text("1")
+    expect(page.locator("#fleet-spend")).to_have_text(re.compile(r"\$[1-9]"))
+    expect(page.locator("#fleet")).to_contain_text("Healthy: 1")
+    snap(page, "home")

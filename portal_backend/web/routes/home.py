@@ -2,16 +2,99 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from catalog.refs import RefError, normalize_ref
+from catalog.service import CatalogService
+from portal_backend.auth.service import Principal
+from portal_backend.db import session_scope
+from portal_backend.routers import scaffolder as scaffolder_api
+from portal_backend.sla import reports
+from portal_backend.sla.clock import utcnow
+from portal_backend.web.panels import RAG_TYPE
 from portal_backend.web.security import require_page
 from portal_backend.web.templating import render
 
 router = APIRouter()
+RAG_FILTER = f"kind=component,spec.type={RAG_TYPE}"
+
+
+def _my_service_refs(request: Request, principal: Principal) -> list[str]:
+    """Services this user created: the catalog entities their completed tasks produced."""
+    if principal.is_anonymous:
+        return []
+    result = scaffolder_api.list_tasks(
+        request,
+        createdBy=principal.subject,
+        status="completed",
+        limit=50,
+        offset=0,
+        principal=principal,
+    )
+    refs: list[str] = []
+    for task in result["tasks"]:
+        for link in (task.get("output") or {}).get("links") or []:
+            ref = link.get("entityRef")
+            if ref and ref not in refs:
+                refs.append(ref)
+    return refs
+
+
+def _fleet(session: Any) -> dict[str, Any]:
+    service = CatalogService(session)
+    facets = service.facets(["status.deployment.state", "status.slo.state"], [RAG_FILTER])["facets"]
+    total = service.query_entities(filters=[RAG_FILTER], limit=1)["totalItems"]
+    spend = reports.cost_summary(session, "service", "30d", utcnow())
+    mtd = sum(item["mtdUsd"] for item in spend["items"])
+    budget = sum(item["budgetUsd"] or 0 for item in spend["items"])
+    over = [i["id"] for i in spend["items"] if i["budgetUsd"] and i["mtdUsd"] > i["budgetUsd"]]
+    return {
+        "total": total,
+        "deployment": facets["status.deployment.state"],
+        "slo": facets["status.slo.state"],
+        "breached": next(
+            (f["count"] for f in facets["status.slo.state"] if f["value"] == "breached"), 0
+        ),
+        "mtd_usd": mtd,
+        "budget_usd": budget,
+        "over_budget": over,
+    }
 
 
 @router.get("/")
 def home(request: Request) -> Response:
     principal = require_page(request, "read")
-    return render(request, "home.html", {"me": principal})
+    my_refs = _my_service_refs(request, principal)
+    recent = scaffolder_api.list_tasks(
+        request, createdBy=None, status=None, limit=8, offset=0, principal=principal
+    )["tasks"]
+    with session_scope(request.app.state.session_factory) as session:
+        catalog = CatalogService(session)
+        mine = [e for e in catalog.get_by_refs(my_refs) if e is not None]
+        group_services: list[dict[str, Any]] = []
+        group_ref = None
+        if principal.group:
+            try:
+                group_ref = normalize_ref(principal.group, "group")
+            except RefError:
+                group_ref = None
+        if group_ref:
+            group_services = catalog.query_entities(
+                filters=[f"{RAG_FILTER},relations.ownedby={group_ref}"], limit=50
+            )["items"]
+        fleet = _fleet(session)
+    return render(
+        request,
+        "home.html",
+        {
+            "me": principal,
+            "mine": mine,
+            "group_ref": group_ref,
+            "group_services": group_services,
+            "fleet": fleet,
+            "recent": recent,
+        },
+    )

@@ -96,7 +96,9 @@
     dl.innerHTML = "";
     const v = values();
     cfg.pages.forEach((page, i) => {
-      Object.keys((page.schema && page.schema.properties) || {}).forEach((key) => {
+      const props = (page.schema && page.schema.properties) || {};
+      const order = (k) => (props[k] && props[k].propertyOrder) || 1000;
+      Object.keys(props).sort((a, b) => order(a) - order(b)).forEach((key) => {
         if (!(key in v)) return;
         const prop = page.schema.properties[key];
         const dt = document.createElement("dt");

@@ -20,7 +20,7 @@
     const body = event.body || {};
     const line = document.createElement("span");
     line.dataset.event = id;
-    const when = (event.createdAt || "").replace("T", " ").slice(0, 16);
+    const when = (event.createdAt || "").replace("T", " ").slice(0, 16) + (event.createdAt ? " UTC" : "");
     line.textContent = `${when} ${body.stepId ? "[" + body.stepId + "] " : ""}${body.message || event.type}\n`;
     log.appendChild(line);
     log.scrollTop = log.scrollHeight;

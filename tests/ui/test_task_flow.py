@@ -1,0 +1,97 @@
+"""End to end through the browser with a real worker: create a RAG service from the
+form (task completes, entity in the catalog), and cancel + retry from the task page."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+
+from portal_backend.db import session_scope
+from portal_backend.scaffolder import catalog_port
+from portal_backend.scaffolder.registration import register_shipped_templates
+from tests.conftest import LiveServer
+from tests.ui.conftest import UI_TEMPLATES, login, snap
+from tests.ui.seed import groups, seed
+
+TASK_URL = re.compile(r"/create/tasks/[0-9a-f-]{36}$")
+
+
+def _wait_done(page: Page, timeout: float) -> None:
+    status = page.locator("#task-status")
+    expect(status).to_have_text(re.compile("^(completed|failed|cancelled)$"), timeout=timeout)
+    if status.inner_text() != "completed":
+        snap(page, "task-not-completed")
+        steps = page.get_by_role("list", name="Steps").inner_text()
+        raise AssertionError(
+            f"task {status.inner_text()}:\n{steps}\n{page.locator('#log').inner_text()}"
+        )
+
+
+def test_create_rag_service_through_the_form(
+    page: Page, live_server: LiveServer, worker, session_factory
+) -> None:
+    seed(session_factory, groups())
+    register_shipped_templates(live_server.settings, session_factory)
+    login(page, next_path="/create")
+    snap(page, "create-picker")
+    page.get_by_role("link", name="Choose Create RAG service").click()
+    expect(page.locator("#wizard")).to_have_attribute("data-ready", "true")
+    page.locator('[name="p0[name]"]').fill("docs-bot")
+    page.locator('[name="p0[owner]"]').select_option("group:default/team-a")
+    for step in ("Step 2 of 5", "Step 3 of 5", "Step 4 of 5", "Step 5 of 5: Review"):
+        page.get_by_role("button", name="Next").click()
+        expect(page.locator("#progress")).to_contain_text(step)
+    snap(page, "create-review")
+    page.get_by_role("button", name="Create").click()
+
+    expect(page).to_have_url(TASK_URL, timeout=30_000)
+    _wait_done(page, 180_000)
+    steps = page.get_by_role("list", name="Steps")
+    expect(steps.locator(".badge.completed")).to_have_count(5)
+    expect(page.locator("#log")).to_contain_text("[publish]")
+    snap(page, "task-completed")
+
+    outputs = page.get_by_role("list", name="Output links")
+    expect(outputs.get_by_role("link", name="Repository")).to_be_visible()
+    outputs.get_by_role("link", name="Open in catalog").click()
+    expect(page).to_have_url(re.compile("/catalog/default/component/docs-bot"))
+    expect(page.get_by_role("heading", name=re.compile("docs-bot"))).to_be_visible()
+    expect(page.locator("#deployment")).to_be_visible()
+
+    page.goto("/catalog?type=rag-service")
+    expect(page.locator("#results")).to_contain_text("docs-bot")
+    page.goto("/")
+    mine = page.get_by_role("region", name="My services")
+    expect(mine.get_by_role("link", name="docs-bot")).to_be_visible()
+    page.goto("/tasks")
+    expect(page.get_by_role("row", name=re.compile("docs-bot"))).to_contain_text("completed")
+    snap(page, "tasks")
+
+
+def test_cancel_and_retry_from_the_task_page(
+    page: Page, live_server: LiveServer, worker, session_factory
+) -> None:
+    with session_scope(session_factory) as session:
+        catalog_port.register_template_files(
+            session, [UI_TEMPLATES / "slow-task" / "template.yaml"]
+        )
+    login(page, next_path="/templates")
+    page.get_by_role("link", name="Use template").click()
+    expect(page.locator("#wizard")).to_have_attribute("data-ready", "true")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Create").click()
+    expect(page).to_have_url(TASK_URL, timeout=30_000)
+
+    # The live log (SSE) shows the wait starting; cancel it there.
+    expect(page.locator("#log")).to_contain_text("Waiting 4 s", timeout=60_000)
+    page.get_by_role("button", name="Cancel task").click()
+    expect(page.locator("#task-status")).to_have_text("cancelled", timeout=30_000)
+    expect(page.locator("#log")).not_to_contain_text("slow task finished")
+    snap(page, "task-cancelled")
+
+    page.get_by_role("button", name="Retry").click()
+    _wait_done(page, 60_000)
+    expect(page.locator("#log")).to_contain_text("slow task finished")
+    expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+    snap(page, "task-retried")
