@@ -41,7 +41,11 @@ def make_celery(settings: Settings, queue: str | None = None) -> Celery:
         app = Celery("ragportal", broker=settings.redis_url)
         # The key prefix keeps deployments (and test sessions) sharing one Redis apart,
         # including kombu's unacked bookkeeping, which a queue name alone does not.
-        transport_options: dict = {"visibility_timeout": 3600, "global_keyprefix": f"{queue}:"}
+        transport_options: dict = {
+            "visibility_timeout": 3600,
+            "global_keyprefix": f"{queue}:",
+            "queue_order_strategy": "priority",
+        }
     else:
         app = Celery("ragportal", broker="filesystem://")
         transport_options = _filesystem_broker_options(settings.data_dir)

@@ -9,6 +9,6 @@ from portal_backend.settings import Settings
 
 def make_dispatcher(settings: Settings) -> Callable[[str], None]:
     from workers.celery_app import make_celery
-    from workers.scaffolder import dispatcher
+    from workers.scaffolder import NEW_TASK_PRIORITY, dispatcher
 
-    return dispatcher(make_celery(settings))
+    return dispatcher(make_celery(settings), NEW_TASK_PRIORITY)

@@ -120,8 +120,9 @@ def submit(
     with session_scope(factory) as session:
         template = find_template(settings, session, template_ref)
     _check_steps(template)
+    if isinstance(values, dict):
+        values = with_defaults(template, values)
     validate_values(template, values)
-    values = with_defaults(template, values)
     if secrets is not None and not (
         isinstance(secrets, dict) and all(isinstance(v, str) for v in secrets.values())
     ):
@@ -375,8 +376,9 @@ def dry_run(
     """Run every step in a scratch folder with ``dry_run`` set; nothing outside it changes."""
     load_actions()
     _check_steps(template)
+    if isinstance(values, dict):
+        values = with_defaults(template, values)
     validate_values(template, values)
-    values = with_defaults(template, values)
     redactor = Redactor(secrets or {})
     logs: list[dict[str, Any]] = []
     outputs: dict[str, dict[str, Any]] = {}
