@@ -74,7 +74,7 @@ def page(
         query = query.order_by(sort_expression(order_field).desc(), CatalogEntity.uid.desc())
     if offset:
         query = query.offset(offset)
-    rows = [Row(*r) for r in session.execute(query.limit(limit))]
+    rows = [Row(*r) for r in session.connection().execute(query.limit(limit))]
     if direction == "prev":
         rows.reverse()
     return rows
@@ -89,9 +89,13 @@ def count(
         # One (key, value[, kind]) index range; distinct because an entity can hold
         # several of the requested values (e.g. two of the tags asked for).
         key, values, kinds = fast
-        query = select(func.count(func.distinct(CatalogSearch.entity_uid))).where(
-            CatalogSearch.key == key, CatalogSearch.value.in_(values)
+        # (key, value, kind, uid) is unique: one value counts rows, several need distinct.
+        counted = (
+            func.count()
+            if len(values) == 1
+            else func.count(func.distinct(CatalogSearch.entity_uid))
         )
+        query = select(counted).where(CatalogSearch.key == key, CatalogSearch.value.in_(values))
         if kinds:
             query = query.where(CatalogSearch.kind.in_(kinds))
         return int(session.scalar(query) or 0)

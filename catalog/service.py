@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from catalog import query as engine
-from catalog.bulk import insert_rows
+from catalog.bulk import any_of, insert_rows
 from catalog.cursor import Cursor
 from catalog.errors import (
     ConflictError,
@@ -200,7 +200,7 @@ class CatalogService:
     def _existing(self, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(list(refs)):
-            rows = self.session.execute(
+            rows = self.session.connection().execute(
                 select(
                     CatalogEntity.entity_ref,
                     CatalogEntity.uid,
@@ -208,7 +208,7 @@ class CatalogService:
                     CatalogEntity.location_key,
                     CatalogEntity.body,
                     CatalogEntity.created_at,
-                ).where(CatalogEntity.entity_ref.in_(chunk))
+                ).where(any_of(self.session, CatalogEntity.entity_ref, chunk))
             )
             for ref, uid, etag, loc, body, created in rows:
                 found[ref] = {
@@ -346,12 +346,7 @@ class CatalogService:
         if changed:
             uids = [c["b_uid"] for c in changed]
             for chunk in _chunks(uids):
-                self.session.execute(
-                    delete(CatalogSearch).where(CatalogSearch.entity_uid.in_(chunk))
-                )
-                self.session.execute(
-                    delete(CatalogRelation).where(CatalogRelation.originating_uid.in_(chunk))
-                )
+                self._delete_index_rows(chunk)
             from sqlalchemy import bindparam
 
             self.session.connection().execute(
@@ -379,13 +374,22 @@ class CatalogService:
             relations,
         )
 
+    def _delete_index_rows(self, uids: Sequence[str]) -> None:
+        self.session.execute(
+            delete(CatalogSearch).where(any_of(self.session, CatalogSearch.entity_uid, uids))
+        )
+        self.session.execute(
+            delete(CatalogRelation).where(
+                any_of(self.session, CatalogRelation.originating_uid, uids)
+            )
+        )
+
     def _delete_uids(self, uids: Sequence[str]) -> None:
         for chunk in _chunks(list(uids)):
-            self.session.execute(delete(CatalogSearch).where(CatalogSearch.entity_uid.in_(chunk)))
+            self._delete_index_rows(chunk)
             self.session.execute(
-                delete(CatalogRelation).where(CatalogRelation.originating_uid.in_(chunk))
+                delete(CatalogEntity).where(any_of(self.session, CatalogEntity.uid, chunk))
             )
-            self.session.execute(delete(CatalogEntity).where(CatalogEntity.uid.in_(chunk)))
 
     def _row_for_delete(self, where: Any, owner_group: str | None) -> CatalogEntity | None:
         row = self.session.execute(
@@ -450,19 +454,22 @@ class CatalogService:
         except RefError as exc:
             raise InputError(f"invalid entity ref {ref!r}: {exc}") from exc
 
-    def _relations_for(self, refs: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+    def _relation_pairs(self, refs: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
         found: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for chunk in _chunks(list(refs)):
-            rows = self.session.execute(
+            rows = self.session.connection().execute(
                 select(
                     CatalogRelation.source_ref, CatalogRelation.type, CatalogRelation.target_ref
-                ).where(CatalogRelation.source_ref.in_(chunk))
+                ).where(any_of(self.session, CatalogRelation.source_ref, chunk))
             )
             for source, type_, target in rows:
                 found[source].add((type_, target))
+        return {ref: sorted(pairs) for ref, pairs in found.items()}
+
+    def _relations_for(self, refs: Sequence[str]) -> dict[str, list[dict[str, str]]]:
         return {
-            ref: [{"type": t, "targetRef": target} for t, target in sorted(pairs)]
-            for ref, pairs in found.items()
+            ref: [{"type": t, "targetRef": target} for t, target in pairs]
+            for ref, pairs in self._relation_pairs(refs).items()
         }
 
     def _hydrate(self, rows: Iterable[tuple[str, str, str]]) -> list[dict]:
@@ -509,9 +516,9 @@ class CatalogService:
         where = compile_filters(parse_filters(filters))
         rows: dict[str, tuple[str, str, str]] = {}
         for chunk in _chunks(sorted(set(wanted))):
-            for row in self.session.execute(
+            for row in self.session.connection().execute(
                 select(CatalogEntity.uid, CatalogEntity.entity_ref, CatalogEntity.body).where(
-                    CatalogEntity.entity_ref.in_(chunk), where
+                    any_of(self.session, CatalogEntity.entity_ref, chunk), where
                 )
             ):
                 rows[row.entity_ref] = tuple(row)  # type: ignore[assignment]
@@ -617,6 +624,48 @@ class CatalogService:
             result["totalItems"] = total
         return result
 
+    def _iter_rows(
+        self,
+        *,
+        filters: Sequence[str],
+        order_field: str | None,
+        order: str,
+        offset: int,
+        limit: int | None,
+        after: str | None,
+        batch: int,
+    ) -> Iterator[list[engine.Row]]:
+        """Matching rows in order, in keyset batches (never one huge result set)."""
+        position = None
+        if after:
+            state = Cursor.decode(after, param="after")
+            filters, order_field, order = state.filters, state.order_field, state.order
+            position = state.position
+        where = self._where(filters, None, ())
+        remaining = limit
+        first = True
+        while remaining is None or remaining > 0:
+            size = batch if remaining is None else min(batch, remaining)
+            rows = engine.page(
+                self.session,
+                where,
+                order_field=order_field,
+                order=order,
+                position=position,
+                direction="next",
+                limit=size,
+                offset=max(offset, 0) if first else 0,
+            )
+            first = False
+            if not rows:
+                return
+            position = [rows[-1].sort_value, rows[-1].uid]
+            if remaining is not None:
+                remaining -= len(rows)
+            yield rows
+            if len(rows) < size:
+                return
+
     def iter_entities(
         self,
         *,
@@ -629,41 +678,56 @@ class CatalogService:
         after: str | None = None,
         batch: int = 500,
     ) -> Iterator[dict]:
-        """Every matching entity in order, read in keyset batches (for streaming)."""
-        if after:
-            state = Cursor.decode(after, param="after")
-            filters, order_field, order = state.filters, state.order_field, state.order
-            position = state.position
-        else:
-            position = None
-        where = self._where(filters, None, ())
-        remaining = limit
-        skip = max(offset, 0)
-        while remaining is None or remaining > 0:
-            size = batch if remaining is None else min(batch, remaining + skip)
-            rows = engine.page(
-                self.session,
-                where,
-                order_field=order_field,
-                order=order,
-                position=position,
-                direction="next",
-                limit=size,
-            )
-            if not rows:
-                return
-            position = [rows[-1].sort_value, rows[-1].uid]
-            if skip:
-                dropped = min(skip, len(rows))
-                skip -= dropped
-                rows = rows[dropped:]
-            if remaining is not None:
-                rows = rows[:remaining]
-                remaining -= len(rows)
+        """Every matching entity in order, read in keyset batches."""
+        for rows in self._iter_rows(
+            filters=filters,
+            order_field=order_field,
+            order=order,
+            offset=offset,
+            limit=limit,
+            after=after,
+            batch=batch,
+        ):
             for entity in self._hydrate((r.uid, r.entity_ref, r.body) for r in rows):
                 yield project(entity, fields)
-            if len(rows) == 0 and skip == 0 and remaining is not None:
-                return
+
+    def iter_json(
+        self,
+        *,
+        filters: Sequence[str] = (),
+        order_field: str | None = None,
+        order: str = "asc",
+        fields: Sequence[str] = (),
+        offset: int = 0,
+        after: str | None = None,
+        batch: int = 1000,
+    ) -> Iterator[str]:
+        """Like ``iter_entities`` but as JSON texts, for streaming whole catalogs.
+
+        Without ``fields`` the stored text is sent as it is, with the relations spliced
+        in, instead of being parsed and serialised again.
+        """
+        for rows in self._iter_rows(
+            filters=filters,
+            order_field=order_field,
+            order=order,
+            offset=offset,
+            limit=None,
+            after=after,
+            batch=batch,
+        ):
+            if fields:
+                for entity in self._hydrate((r.uid, r.entity_ref, r.body) for r in rows):
+                    yield json.dumps(project(entity, fields), ensure_ascii=False)
+                continue
+            pairs = self._relation_pairs([r.entity_ref for r in rows])
+            for row in rows:
+                # Types and refs are validated names (no quotes or backslashes).
+                listed = ",".join(
+                    f'{{"type":"{t}","targetRef":"{target}"}}'
+                    for t, target in pairs.get(row.entity_ref, ())
+                )
+                yield f'{row.body[:-1]},"relations":[{listed}]}}'
 
     def next_cursor_after(
         self, entity: dict, *, filters: Sequence[str], order_field: str | None, order: str

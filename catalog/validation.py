@@ -17,6 +17,7 @@ NAMESPACE_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 KEY_NAME_RE = re.compile(r"^[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$")
 LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?)?$")
+KIND_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 TAG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 CORE_API_VERSIONS = ("backstage.io/v1alpha1", "backstage.io/v1beta1")
@@ -217,11 +218,25 @@ def _spec(kind: str, spec: Any, namespace: str, problems: list[ErrorDetail]) -> 
         for index, item in enumerate(values):
             if not isinstance(item, str):
                 continue
+            suffix = f"[{index}]" if isinstance(value, list) else ""
             try:
-                parse_ref(item, default_kind=default_kind, default_namespace=namespace)
+                ref = parse_ref(item, default_kind=default_kind, default_namespace=namespace)
             except RefError as exc:
-                suffix = f"[{index}]" if isinstance(value, list) else ""
                 problems.append(ErrorDetail(f"spec.{field}{suffix}", str(exc)))
+                continue
+            if not (
+                KIND_RE.match(ref.kind)
+                and NAMESPACE_RE.match(ref.namespace)
+                and len(ref.name) <= 63
+                and NAME_RE.match(ref.name)
+            ):
+                problems.append(
+                    ErrorDetail(
+                        f"spec.{field}{suffix}",
+                        f"{item!r} is not a valid entity reference: kind:namespace/name with "
+                        "a DNS-label namespace and a valid entity name",
+                    )
+                )
 
 
 def validate_entity(entity: Any) -> list[ErrorDetail]:

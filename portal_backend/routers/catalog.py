@@ -5,7 +5,6 @@ Thin: parse parameters, check who may do what, call ``CatalogService``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -128,9 +127,8 @@ def get_entities(
 
     def stream() -> Iterator[bytes]:
         with session_scope(factory) as session:
-            first = True
-            yield b"["
-            for entity in CatalogService(session).iter_entities(
+            separator = b"["
+            for text in CatalogService(session).iter_json(
                 filters=filter,
                 order_field=order_field,
                 order=direction,
@@ -138,9 +136,9 @@ def get_entities(
                 offset=skip,
                 after=after,
             ):
-                yield (b"" if first else b",") + json.dumps(entity).encode()
-                first = False
-            yield b"]"
+                yield separator + text.encode()
+                separator = b","
+            yield b"[]" if separator == b"[" else b"]"
 
     return StreamingResponse(stream(), media_type="application/json")
 
