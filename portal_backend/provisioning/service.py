@@ -331,6 +331,7 @@ class Provisioner:
         if not wanted:
             return []
         out = []
+        notes = []
         with session_scope(self.session_factory) as session:
             store = SecretStore(session, self.settings)
             for name, keys in sorted(wanted.items()):
@@ -355,7 +356,11 @@ class Provisioner:
                     }
                 )
                 # Names only: values never reach the log.
-                self.log(f"Secret/{name}: keys {', '.join(sorted(data))} from the secret store")
+                notes.append(f"Secret/{name}: keys {', '.join(sorted(data))} from the secret store")
+        # Logged once the store's transaction is committed: the task log writes to the
+        # same database, and SQLite allows one writer at a time.
+        for note in notes:
+            self.log(note)
         return out
 
     def _secret_value(

@@ -25,16 +25,16 @@ SERVICE = "worker-bot"
 
 def worker_env(settings: Settings) -> dict[str, str]:
     env = settings_env(settings)
-    cluster = settings.clusters["emu"]
     env.update(
         RAGPORTAL_CLUSTERS=json.dumps(
-            {"emu": {"kubeconfig": str(cluster.kubeconfig), "context": cluster.context}}
+            {name: c.model_dump(mode="json") for name, c in settings.clusters.items()}
         ),
-        RAGPORTAL_DEFAULT_CLUSTER="emu",
         RAGPORTAL_PROVISION_POLL_INTERVAL_S="0.05",
-        RAGPORTAL_RECONCILE_INTERVAL_S="0.5",
+        RAGPORTAL_RECONCILE_INTERVAL_S=str(settings.reconcile_interval_s),
         RAGPORTAL_PROVISIONING_SECRET_KEY=settings.provisioning_secret_key or "",
     )
+    if settings.default_cluster:
+        env["RAGPORTAL_DEFAULT_CLUSTER"] = settings.default_cluster
     return env
 
 
