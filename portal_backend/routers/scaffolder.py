@@ -206,6 +206,9 @@ async def event_stream(
 ) -> EventSourceResponse:
     await run_in_threadpool(_load_task, request, task_id)
     factory = request.app.state.session_factory
+    last_event_id = request.headers.get("last-event-id", "")
+    if after is None and last_event_id.isdigit():
+        after = int(last_event_id)  # an EventSource reconnecting after a drop
 
     def poll(last: int | None) -> tuple[list[dict[str, Any]], str]:
         with session_scope(factory) as session:

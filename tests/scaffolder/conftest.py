@@ -161,11 +161,18 @@ def _session_workers(
 
 
 def _reset(settings: Settings) -> None:
-    truncate_all(settings)
+    """Empty tables and folders, then register the templates again as start-up does."""
     import shutil
 
+    from portal_backend.db import make_engine, make_session_factory
+    from portal_backend.scaffolder.registration import register_shipped_templates
+
+    truncate_all(settings)
     for sub in ("repos", "workspaces"):
         shutil.rmtree(settings.data_dir / sub, ignore_errors=True)
+    engine = make_engine(settings.database_url)
+    register_shipped_templates(settings, make_session_factory(engine))
+    engine.dispose()
 
 
 @pytest.fixture

@@ -94,6 +94,11 @@ def test_unknown_template_is_404(portal: httpx.Client) -> None:
 
 
 def test_parameter_schema_and_actions(portal: httpx.Client) -> None:
+    # Shipped templates are Template entities in the catalog, managed by their file.
+    entity = portal.get("/api/catalog/entities/by-name/template/default/demo-service")
+    assert entity.status_code == 200, entity.text
+    location = entity.json()["metadata"]["annotations"]["backstage.io/managed-by-location"]
+    assert location.endswith("/tests/fixtures/templates/demo-service/template.yaml")
     schema = portal.get(f"{API}/templates/default/template/demo-service/parameter-schema").json()
     assert [s["title"] for s in schema["steps"]] == ["Basics", "Options"]
     assert schema["steps"][0]["schema"]["required"] == ["name", "owner"]
@@ -178,6 +183,13 @@ def test_event_stream_delivers_the_log_until_completion(portal: httpx.Client) ->
     )
     ids = [d["id"] for _, d in received]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+    # A reconnecting client (EventSource sends Last-Event-ID) gets only what it missed.
+    resumed = portal.get(
+        f"{API}/tasks/{task_id}/eventstream", headers={"Last-Event-ID": str(ids[-3])}
+    )
+    data = [json.loads(line[5:]) for line in resumed.text.splitlines() if line.startswith("data:")]
+    assert [d["id"] for d in data] == ids[-2:]
 
 
 def test_dry_run_creates_nothing(portal: httpx.Client, scaffolder_settings: Settings) -> None:
