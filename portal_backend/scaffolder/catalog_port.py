@@ -55,22 +55,9 @@ def register_template_files(session: Any, paths: list[Path]) -> list[str]:
     return registered
 
 
-_engines: dict[str, Any] = {}
-
-
-def factory_for(settings: Any) -> Any:
-    """Sessions on the settings' database, for checks that run outside a request."""
-    from portal_backend.db import make_engine, make_session_factory
-
-    engine = _engines.get(settings.database_url)
-    if engine is None:
-        engine = _engines[settings.database_url] = make_engine(settings.database_url)
-    return make_session_factory(engine)
-
-
 def add_url_location(session: Any, url: str, settings: Any) -> list[dict[str, Any]]:
     """Let the catalog read an http(s) catalog-info.yaml itself (its fetch rules apply);
-    a location this task registered before is refreshed instead."""
+    a location registered before (a re-run of the step) is refreshed instead."""
     from catalog.locations import LocationPolicy
     from catalog.service import CatalogService
 
@@ -82,16 +69,23 @@ def add_url_location(session: Any, url: str, settings: Any) -> list[dict[str, An
     service = CatalogService(session, policy=policy)
     existing = service.find_location("url", url)
     if existing is not None:
-        service.refresh_location(existing["id"])
-        return [e for e in (service.get_by_ref(r) for r in _refs_of(service, url)) if e]
+        refreshed = service.refresh_location(existing["id"])
+        return [e for e in (service.get_by_ref(r) for r in refreshed["entities"]) if e]
     result = service.add_location("url", url)
     return list(result.get("entities") or [])
 
 
-def _refs_of(service: Any, url: str) -> list[str]:
-    return service.query_refs(
-        {"metadata.annotations.backstage.io/managed-by-location": f"url:{url}"}
-    )
+_engines: dict[str, Any] = {}
+
+
+def factory_for(settings: Any) -> Any:
+    """Sessions on the settings' database, for checks that run outside a request."""
+    from portal_backend.db import make_engine, make_session_factory
+
+    engine = _engines.get(settings.database_url)
+    if engine is None:
+        engine = _engines[settings.database_url] = make_engine(settings.database_url)
+    return make_session_factory(engine)
 
 
 def entity_ref(entity: dict[str, Any]) -> str:

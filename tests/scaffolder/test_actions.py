@@ -3,6 +3,8 @@ catalog:register, sandboxing, workspace confinement, cookiecutter value handling
 
 from __future__ import annotations
 
+import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,101 @@ def test_expressions_are_sandboxed_and_typed() -> None:
     }
     assert references_steps({"a": ["${{ steps['x'].output.y }}"]})
     assert not references_steps({"a": "${{ parameters.steps }}"})
+
+
+def _hooked_template(root: Path) -> Path:
+    """A template folder whose skeleton has a post-generation hook leaving a marker."""
+    skeleton = root / "hooked" / "skeleton"
+    (skeleton / "{{cookiecutter.name}}").mkdir(parents=True)
+    (skeleton / "hooks").mkdir()
+    (skeleton / "cookiecutter.json").write_text('{"name": "x"}')
+    (skeleton / "{{cookiecutter.name}}" / "README.md").write_text("{{ cookiecutter.name }}\n")
+    (skeleton / "hooks" / "post_gen_project.py").write_text(
+        "from pathlib import Path\nPath('HOOK_RAN').write_text('yes')\n"
+    )
+    return root / "hooked"
+
+
+def test_cookiecutter_hooks_run_only_for_trusted_templates(
+    settings: Settings, session_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    template_dir = _hooked_template(tmp_path / "elsewhere")
+    fetch = get_action("fetch:cookiecutter")
+    logs: list[str] = []
+    for trusted in (False, True):
+        workspace = tmp_path / f"ws-{trusted}"
+        workspace.mkdir()
+        ctx = ActionContext(
+            task_id="t",
+            step_id="s",
+            workspace=workspace,
+            settings=settings,
+            session_factory=session_factory,
+            user_ref="user:default/a",
+            log=logs.append,
+            template_dir=template_dir,
+            template_trusted=trusted,
+        )
+        fetch.run(ctx, {"url": "./skeleton", "values": {"name": "svc"}})  # type: ignore[union-attr]
+        assert (workspace / "README.md").read_text() == "svc\n"
+        assert (workspace / "HOOK_RAN").exists() is trusted
+    assert any("hooks skipped" in line for line in logs)
+
+
+def test_publish_to_a_configured_host_redacts_its_token(
+    settings: Settings, session_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    remote_root = tmp_path / "remote"
+    (remote_root / "team").mkdir(parents=True)
+    subprocess.run(
+        ["git", "init", "--bare", "-q", str(remote_root / "team" / "svc.git")], check=True
+    )
+    hosts = {
+        "git.example": {
+            "url": f"{remote_root}/{{owner}}/{{repo}}.git",
+            "token": "tok-SECRET-1",
+            "contentsUrl": "https://git.example/{owner}/{repo}/src/{branch}",
+        },
+        "broken.example": {"url": "/nowhere/{token}/{owner}/{repo}.git", "token": "tok-SECRET-2"},
+    }
+    configured = settings.model_copy(update={"scaffolder_git_hosts": hosts})
+    ctx = _ctx(configured, session_factory, "task-r", tmp_path / "ws" / "task-r")
+    _render(ctx, "svc")
+    publish = get_action("publish:git")
+    assert publish.precheck({"repoUrl": "git.example?owner=team&repo=svc"}, configured) == []  # type: ignore[union-attr]
+    out = publish.run(ctx, {"repoUrl": "git.example?owner=team&repo=svc"})  # type: ignore[union-attr]
+    assert out["repoContentsUrl"] == "https://git.example/team/svc/src/main"
+    assert commit_count(remote_root / "team" / "svc.git") == 1
+    again = publish.run(ctx, {"repoUrl": "git.example?owner=team&repo=svc"})  # type: ignore[union-attr]
+    assert again["commitHash"] == out["commitHash"]
+    with pytest.raises(ConflictError):  # it has branches now
+        publish.precheck({"repoUrl": "git.example?owner=team&repo=svc"}, configured)  # type: ignore[union-attr]
+    with pytest.raises(ActionError) as failure:
+        publish.run(ctx, {"repoUrl": "broken.example?owner=team&repo=svc"})  # type: ignore[union-attr]
+    assert "tok-SECRET-2" not in str(failure.value)
+
+
+def test_register_reads_http_locations_through_the_catalog(
+    settings: Settings, session_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import http.server
+    import threading
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "catalog-info.yaml").write_text(
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: from-http}\n"
+        "spec: {type: service, lifecycle: production, owner: group:default/a}\n"
+    )
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        local = settings.model_copy(update={"allow_private_urls": True})
+        ctx = _ctx(local, session_factory, "task-h", tmp_path / "ws")
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/catalog-info.yaml"
+        register = get_action("catalog:register")
+        first = register.run(ctx, {"catalogInfoUrl": url})  # type: ignore[union-attr]
+        second = register.run(ctx, {"catalogInfoUrl": url})  # type: ignore[union-attr]
+        assert first["entityRef"] == second["entityRef"] == "component:default/from-http"
+    finally:
+        httpd.shutdown()
