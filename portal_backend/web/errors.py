@@ -31,7 +31,8 @@ def is_browser_request(request: Request) -> bool:
     path = request.url.path
     if any(path == p.rstrip("/") or path.startswith(p) for p in _NOT_BROWSER_PREFIXES):
         return False
-    return "text/html" in request.headers.get("accept", "") or request.method == "GET"
+    # Everything outside the API is a page or a page's form post.
+    return True
 
 
 def error_page(request: Request, status: int, message: str) -> Response:

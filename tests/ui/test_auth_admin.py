@@ -21,6 +21,11 @@ def test_login_admin_tokens_and_logout(page: Page, live_server: LiveServer) -> N
 
     login(page, next_path="/admin")
     expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
     expect(page.get_by_text("No API tokens yet")).to_be_visible()
 
     page.get_by_label("Name", exact=True).fill("ci reader")
