@@ -218,6 +218,7 @@ def main() -> None:
         ),
     )
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     rng = random.Random(42)
     workdir = Path(tempfile.mkdtemp(prefix="catalog-bench-"))
     schema = None
@@ -370,7 +371,8 @@ def main() -> None:
         print("| measurement | n | p50 ms | p95 ms |")
         print("| --- | ---: | ---: | ---: |")
         print(
-            f"| import via locations (YAML + validate + bulk write) | {args.entities:,} | "
+            f"| import via locations, {args.importers} processes (YAML, validation, bulk "
+            f"write) | {args.entities:,} | "
             f"{rate:,.0f} entities/s | ({import_s:.1f} s total) |"
         )
         for r in results:
@@ -383,6 +385,10 @@ def main() -> None:
         idle = results[0]["p95"]
         busy = results[-1]["p95"]
         print()
+        print(
+            f"machine: {os.cpu_count()} CPUs; 1-minute load average {load_before:.1f} at start, "
+            f"{os.getloadavg()[0]:.1f} at end (other work on the machine slows every figure)"
+        )
         print(
             f"stream size: {stream_bytes / 1e6:.1f} MB; by-query p95 under refresh / idle = "
             f"{busy / idle:.2f}x"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+# COPY runs on the raw psycopg connection, so its errors are psycopg's, not SQLAlchemy's.
+from psycopg import IntegrityError as DatabaseIntegrityError  # noqa: F401 (re-exported)
 from sqlalchemy import String, Table, any_, insert, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session

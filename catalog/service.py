@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog import query as engine
-from catalog.bulk import any_of, insert_rows
+from catalog.bulk import DatabaseIntegrityError, any_of, insert_rows
 from catalog.cursor import Cursor
 from catalog.errors import (
     ConflictError,
@@ -360,7 +361,13 @@ class CatalogService:
                 ),
                 changed,
             )
-        insert_rows(self.session, table, _ENTITY_COLUMNS, new_rows)
+        try:
+            insert_rows(self.session, table, _ENTITY_COLUMNS, new_rows)
+        except (IntegrityError, DatabaseIntegrityError) as exc:
+            # Another transaction created one of these entities after we looked.
+            raise ConflictError(
+                "an entity in this batch was created concurrently by another writer; retry"
+            ) from exc
         search: list[tuple[str, ...]] = []
         relations: list[tuple[str, str, str, str]] = []
         for uid, body in written:

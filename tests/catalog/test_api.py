@@ -347,3 +347,43 @@ def test_owner_group_token_may_only_delete_its_own(
             client.delete(f"/api/catalog/entities/by-uid/{web['metadata']['uid']}").status_code
             == 204
         )
+
+
+def test_oversized_request_body_gets_413(
+    admin_client: httpx.Client, live_server: LiveServer
+) -> None:
+    limit = live_server.settings.max_request_body_bytes
+    live_server.settings.max_request_body_bytes = 1000
+    try:
+        response = admin_client.post(
+            "/api/catalog/validate-entity",
+            json={"entity": component("big", description="x" * 2000), "location": "url:x"},
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["name"] == "PayloadTooLargeError"
+    finally:
+        live_server.settings.max_request_body_bytes = limit
+
+
+def test_by_refs_bad_body_and_filter(seeded: httpx.Client) -> None:
+    assert seeded.post("/api/catalog/entities/by-refs", json={"refs": []}).status_code == 400
+    filtered = seeded.post(
+        "/api/catalog/entities/by-refs",
+        params={"filter": "spec.type=website"},
+        json={"entityRefs": ["component:default/web", "component:default/api-gateway"]},
+    ).json()["items"]
+    assert filtered[0] is None
+    assert filtered[1]["metadata"]["name"] == "API-Gateway"
+
+
+def test_total_items_counts_each_entity_once(seeded: httpx.Client) -> None:
+    body = seeded.get(
+        "/api/catalog/entities/by-query",
+        params={"filter": "kind=component,metadata.tags=python,metadata.tags=web"},
+    ).json()
+    assert body["totalItems"] == 2  # "web" has both tags
+    assert sorted(e["metadata"]["name"] for e in body["items"]) == ["indexer", "web"]
+    excluded = seeded.get(
+        "/api/catalog/entities/by-query", params={"filter": "kind=group", "totalItems": "exclude"}
+    ).json()
+    assert "totalItems" not in excluded and len(excluded["items"]) == 2
