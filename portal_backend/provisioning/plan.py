@@ -8,10 +8,13 @@ are recognised by ``app.kubernetes.io/component`` (falling back to the object's 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Any
 
 SERVICE_LABEL = "rag-portal.io/service"
+# A service's name is its Kubernetes namespace: an RFC 1123 label.
+SERVICE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 STAGES = ("namespace", "config", "storage", "qdrant", "models", "api", "ingestion")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
 _CONFIG_KINDS = {

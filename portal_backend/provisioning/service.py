@@ -67,8 +67,6 @@ TEARDOWN_KINDS = (
     "ConfigMap",
     "Secret",
     "PersistentVolumeClaim",
-    "RoleBinding",
-    "Role",
     "ServiceAccount",
 )
 TIMEOUT_ANNOTATION = "rag-portal.io/ready-timeout-seconds"
@@ -694,7 +692,9 @@ class Provisioner:
         try:
             return kube.list(kind, label_selector=selector)
         except KubeError as exc:
-            if exc.status == 404:  # e.g. no Prometheus operator CRDs on this cluster
+            # 404: no such API here (no Prometheus operator CRDs); 403: the portal's role
+            # does not cover the kind, so it cannot have created any either.
+            if exc.status in (403, 404):
                 return []
             raise
 

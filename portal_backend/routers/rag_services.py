@@ -23,10 +23,9 @@ from portal_backend.auth.deps import AdminPrincipal, ReadPrincipal, WritePrincip
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
 from portal_backend.provisioning.kube import KubeError
-from portal_backend.provisioning.plan import SERVICE_LABEL
+from portal_backend.provisioning.plan import SERVICE_LABEL, SERVICE_NAME
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
 from portal_backend.provisioning.service import Provisioner, ProvisioningError
-from portal_backend.scaffolder.actions.rag_provision import SERVICE_NAME
 
 router = APIRouter(prefix="/api/rag", tags=["rag"])
 SECRET_NAME = r"^[a-z0-9]([-a-z0-9_.]{0,98}[a-z0-9])?$"

@@ -134,6 +134,13 @@ def test_cluster_role_is_least_privilege_and_covers_the_generated_bundle(
         )
     )
     kinds = {o["kind"] for o in render_bundle(generated / "deploy" / "k8s", "prod")}
+    from portal_backend.provisioning.service import TEARDOWN_KINDS
+
+    for kind in TEARDOWN_KINDS + ("Namespace",):  # teardown lists and deletes each of them
+        rtype = KINDS[kind]
+        assert {"list", "delete"} <= granted[
+            (rtype.api_version.rpartition("/")[0], rtype.plural)
+        ], kind
     for kind in kinds | {"Secret"}:
         rtype = KINDS[kind]
         group = rtype.api_version.rpartition("/")[0]

@@ -394,3 +394,16 @@ def test_missing_hf_token_is_a_clear_failure(
         bare.provision(request_for(tmp_path))
     assert "PUT /api/rag/secrets/hf-token" in info.value.message
     assert cluster.writes == []
+
+
+def test_teardown_skips_kinds_the_cluster_does_not_serve_or_allow(
+    provisioner: Provisioner, cluster: EmulatedCluster, tmp_path: Path
+) -> None:
+    provisioner.provision(request_for(tmp_path))
+    cluster.faults += [
+        Fault("GET", "/servicemonitors", status=403, times=10, message="forbidden"),
+        Fault("GET", "/prometheusrules", status=404, times=10, message="no such API"),
+    ]
+    result = provisioner.teardown(SERVICE)
+    assert result["remainingObjects"] == []
+    assert cluster.labelled(f"{SERVICE_LABEL}={SERVICE}") == []

@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from portal_backend.provisioning.plan import SERVICE_NAME
 from portal_backend.provisioning.service import (
     Provisioner,
     ProvisioningCancelled,
@@ -32,7 +33,6 @@ from portal_backend.scaffolder.actions.fs import inside
 from portal_backend.settings import Settings
 
 LOCAL_TREE = re.compile(r"^file://(?P<repo>/.+?\.git)/(?:blob|tree)/(?P<ref>[^/]+)/?(?P<path>.*)$")
-SERVICE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def _bundle_from_repo(url: str, ctx: ActionContext) -> Path:
