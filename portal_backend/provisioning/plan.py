@@ -216,3 +216,29 @@ def referenced_secrets(objects: list[dict[str, Any]]) -> dict[str, set[str]]:
                 keys = {item["key"] for item in secret.get("items") or []}
                 refs.setdefault(secret["secretName"], set()).update(keys)
     return refs
+
+
+def release_autoscaled_replicas(
+    objects: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Drop ``spec.replicas`` from workloads a HorizontalPodAutoscaler of the bundle scales.
+
+    Kubernetes' advice for HPA targets: otherwise every apply resets the replica count
+    the autoscaler chose, and the reconciler would call each scale-out drift.
+    """
+    targets = {
+        (ref.get("kind"), ref.get("name"))
+        for o in objects
+        if o.get("kind") == "HorizontalPodAutoscaler"
+        for ref in [(o.get("spec") or {}).get("scaleTargetRef") or {}]
+    }
+    out, released = [], []
+    for obj in objects:
+        if (obj.get("kind"), obj["metadata"].get("name")) in targets and "replicas" in (
+            obj.get("spec") or {}
+        ):
+            obj = copy.deepcopy(obj)
+            del obj["spec"]["replicas"]
+            released.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        out.append(obj)
+    return out, released

@@ -36,6 +36,7 @@ from portal_backend.provisioning.plan import (
     gpu_workloads,
     order_objects,
     referenced_secrets,
+    release_autoscaled_replicas,
     use_cpu_fallback,
 )
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
@@ -220,6 +221,9 @@ class Provisioner:
         ordered: list[PlannedObject] | None = None
         try:
             objects = self._capacity(kube, req, objects, outcome)
+            objects, released = release_autoscaled_replicas(objects)
+            if released:
+                self.log(f"replicas left to the autoscaler for {', '.join(released)}")
             objects = objects + self._secret_objects(req, objects)
             ordered = order_objects(objects)
             self._apply_and_wait(kube, req, ordered, outcome)
@@ -260,7 +264,7 @@ class Provisioner:
     def _record_plan(
         self, req: ProvisionRequest, objects: list[dict[str, Any]], started: float
     ) -> ProvisionOutcome:
-        ordered = order_objects(objects)
+        ordered = order_objects(release_autoscaled_replicas(objects)[0])
         outcome = ProvisionOutcome(req.service, "Planned", None, req.service)
         outcome.objects = [{**p.summary(), "action": "planned"} for p in ordered]
         gpus = gpu_workloads(objects)

@@ -124,6 +124,27 @@ def test_action_provisions_the_generated_bundle_from_the_workspace(
     )
     assert {o["action"] for o in again["objects"]} == {"unchanged"}
 
+    # The HPA scales the API out: not drift, and a re-apply leaves its choice alone.
+    cluster.edit("deployments", SERVICE, f"{SERVICE}-rag-api", {"spec": {"replicas": 5}})
+    cluster.set_status(
+        "deployments",
+        SERVICE,
+        f"{SERVICE}-rag-api",
+        {
+            "observedGeneration": 9,
+            "replicas": 5,
+            "readyReplicas": 5,
+            "availableReplicas": 5,
+            "updatedReplicas": 5,
+        },
+    )
+    assert provisioner.reconcile(SERVICE)["state"] == "Healthy"
+    action.run(
+        _context(k8s_settings, session_factory, generated, logs),
+        {"service": SERVICE, "environment": "prod", "gpuClass": "L4", "entityRef": ref},
+    )
+    assert cluster.get("deployments", SERVICE, f"{SERVICE}-rag-api")["spec"]["replicas"] == 5
+
 
 def test_action_reads_the_published_repository(
     k8s_settings,
