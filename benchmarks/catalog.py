@@ -253,9 +253,9 @@ def main() -> None:
         assert len(location_ids) == len(paths)
         if args.db == "postgresql":
             with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                conn.execute(f'ANALYZE "{schema}".catalog_entities')
-                conn.execute(f'ANALYZE "{schema}".catalog_search')
-                conn.execute(f'ANALYZE "{schema}".catalog_relations')
+                conn.execute(f'VACUUM ANALYZE "{schema}".catalog_entities')
+                conn.execute(f'VACUUM ANALYZE "{schema}".catalog_search')
+                conn.execute(f'VACUUM ANALYZE "{schema}".catalog_relations')
 
         port = 7900 + rng.randrange(1000)
         server = start_server(settings, port)

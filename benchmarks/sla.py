@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,45 @@ from portal_backend.sla import rollups, services, stats  # noqa: E402
 from portal_backend.sla.tables import CostAccrual  # noqa: E402
 
 TOKEN = "bench-bootstrap-token"
+
+
+def cpu_seconds(root: int) -> float:
+    """User+system CPU of a process and its descendants (Linux /proc), in seconds."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU of every PostgreSQL process (includes other users of the server)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if "(postgres)" in stat:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -282,7 +322,9 @@ def main() -> None:
                 [entity("ingest-bench", "team-a"), entity("slo-bench", "team-a")]
             )
             services.sync_from_catalog(session, now)
-        port = 20000 + os.getpid() % 20000
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
         server = start_server(settings, port, args.workers)
         url = f"http://127.0.0.1:{port}"
 
@@ -290,13 +332,22 @@ def main() -> None:
         bodies = make_bodies("component:default/ingest-bench", args.records, args.batch, now)
         mb = sum(len(b) for b in bodies) / 1e6
         print(f"pushing {len(bodies)} batches ({mb:,.0f} MB) ...", flush=True)
+        cpu_before, pg_before = cpu_seconds(server.pid), postgres_cpu_seconds()
+        load_before = os.getloadavg()[0]
         elapsed = asyncio.run(push_all(url, bodies, args.concurrency))
+        server_cpu = cpu_seconds(server.pid) - cpu_before
+        pg_cpu = postgres_cpu_seconds() - pg_before
         rate = args.records / elapsed
         with session_scope(factory) as session:
             end = int(time.time()) + 120
             got = stats.window_stats(session, "component:default/ingest-bench", end - 7200, end)
         assert got.requests == len(bodies) * args.batch, got.requests
         print(f"ingest: {args.records:,} records in {elapsed:.1f}s = {rate:,.0f} records/s")
+        print(
+            f"portal CPU {server_cpu:.1f}s ({args.records / server_cpu:,.0f} records per "
+            f"CPU-second), PostgreSQL CPU {pg_cpu:.1f}s (all sessions), load average "
+            f"{load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
         results.append(
             (
                 f"ingest {args.records:,} records, batches of {args.batch:,}, "
@@ -305,6 +356,21 @@ def main() -> None:
                 ">= 200,000 records/s",
             )
         )
+        results.append(
+            (
+                "ingest cost: portal processes' CPU per record (load-independent)",
+                f"{args.records / server_cpu:,.0f} records per CPU-second",
+                "(capacity per core)",
+            )
+        )
+        if args.db == "postgresql":
+            results.append(
+                (
+                    "ingest cost: PostgreSQL CPU (all sessions on the server)",
+                    f"{args.records / max(pg_cpu, 1e-9):,.0f} records per CPU-second",
+                    "",
+                )
+            )
 
         print("seeding 30 days of minute rollups ...", flush=True)
         seed_minutes(factory, "component:default/slo-bench", now, 30)
@@ -360,6 +426,7 @@ def main() -> None:
                     )
                 )
         print()
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"| figure ({args.db}) | measured | goal |")
         print("| --- | --- | --- |")
         for name, value, goal in results:

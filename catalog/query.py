@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, func, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from catalog.errors import ErrorDetail, InputError
 from catalog.relations import CANONICAL_TYPE
@@ -103,9 +103,16 @@ def count(
 
 
 def facets(
-    session: Session, keys: Sequence[str], where: ColumnElement[bool] | None
+    session: Session,
+    keys: Sequence[str],
+    where: ColumnElement[bool] | None,
+    kinds: Sequence[str] | None = None,
 ) -> dict[str, list[dict[str, object]]]:
-    """Per requested key: [{value, count}], most frequent first."""
+    """Per requested key: [{value, count}], most frequent first.
+
+    ``kinds`` (a filter that is only ``kind=...``) narrows the index range directly;
+    any other filter restricts to the matching entities.
+    """
     result: dict[str, list[dict[str, object]]] = {}
     for requested in keys:
         key = requested.lower()
@@ -124,16 +131,27 @@ def facets(
                     CatalogRelation.source_ref.in_(select(CatalogEntity.entity_ref).where(where))
                 )
         else:
-            query = (
-                select(func.min(CatalogSearch.original_value), func.count())
-                .where(CatalogSearch.key == key)
-                .group_by(CatalogSearch.value)
+            # Count on the index alone (key, value[, kind]); the display spelling of each
+            # value is then looked up once per group, not read from every row.
+            groups = select(CatalogSearch.value, func.count().label("n")).where(
+                CatalogSearch.key == key
             )
-            if where is not None:
-                query = query.where(
+            if kinds:
+                groups = groups.where(CatalogSearch.kind.in_(kinds))
+            elif where is not None:
+                groups = groups.where(
                     CatalogSearch.entity_uid.in_(select(CatalogEntity.uid).where(where))
                 )
-        values = [{"value": v, "count": int(c)} for v, c in session.execute(query)]
+            grouped = groups.group_by(CatalogSearch.value).subquery()
+            spelling = aliased(CatalogSearch)
+            original = (
+                select(spelling.original_value)
+                .where(spelling.key == key, spelling.value == grouped.c.value)
+                .limit(1)
+                .scalar_subquery()
+            )
+            query = select(original, grouped.c.n)
+        values = [{"value": v, "count": int(c)} for v, c in session.connection().execute(query)]
         values.sort(key=lambda item: (-int(item["count"]), str(item["value"])))  # type: ignore[call-overload]
         result[requested] = values
     return result

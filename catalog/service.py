@@ -751,8 +751,14 @@ class CatalogService:
         ).encode()
 
     def facets(self, keys: Sequence[str], filters: Sequence[str] = ()) -> dict[str, Any]:
-        where = self._where(filters, None, ()) if filters else None
-        return {"facets": engine.facets(self.session, keys, where)}
+        alternatives = parse_filters(filters)
+        where = compile_filters(alternatives) if alternatives else None
+        only_kind = (
+            alternatives[0]["kind"]
+            if len(alternatives) == 1 and list(alternatives[0]) == ["kind"]
+            else None
+        )
+        return {"facets": engine.facets(self.session, keys, where, only_kind)}
 
     # -- locations --------------------------------------------------------------------
 
