@@ -13,7 +13,17 @@ from portal_backend.web.templating import render
 
 log = get_logger(__name__)
 
-_NOT_BROWSER_PREFIXES = ("/api/", "/api", "/metrics", "/health", "/static/")
+# Machine endpoints keep the JSON error body; everything else is a page.
+_NOT_BROWSER_PREFIXES = (
+    "/api/",
+    "/api",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/static/",
+    "/openapi.json",
+    "/docs",
+)
 
 _TITLES = {
     400: "That request was not right",

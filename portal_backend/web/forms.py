@@ -36,6 +36,8 @@ def to_editor_schema(schema: dict[str, Any], owners: list[str] | None = None) ->
     page.pop("description", None)
     converted = _convert(page, owners or [])
     converted.setdefault("type", "object")
+    # The wizard titles the page; json-editor would print the form's root name ("p0").
+    converted.setdefault("options", {})["compact"] = True
     return converted
 
 

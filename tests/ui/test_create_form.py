@@ -45,6 +45,14 @@ def test_invalid_input_shows_field_errors_and_submits_nothing(
     _field(page, 0, "owner").select_option("group:default/team-b")
     page.get_by_role("button", name="Next").click()
     expect(page.locator("#progress")).to_contain_text("Step 2 of 5: Documents")
+    # Arrays of strings: an added URL is validated against the item pattern.
+    urls = page.locator('[data-schemapath="p1.source_urls"]')
+    urls.get_by_role("button", name=re.compile("Add")).first.click()
+    _field(page, 1, "source_urls][0").fill("ftp://docs.example/handbook.pdf")
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("#progress")).to_contain_text("Step 2 of 5")
+    expect(page.locator('[data-schemapath="p1.source_urls.0"] .errmsg')).to_be_visible()
+    _field(page, 1, "source_urls][0").fill("https://docs.example/handbook.pdf")
     page.get_by_role("button", name="Next").click()
 
     # Model and GPUs: the sizing panel follows the choices live.

@@ -77,6 +77,12 @@ def test_sla_and_cost_panels_with_ingested_usage(
 
     _push_usage(live_server)
     _accrue_cost(session_factory)
+    with live_server.client() as api:
+        posted = api.post(
+            "/api/sla/services/component/default/chat-bot/evaluations",
+            json={"dataset": "eval/questions.jsonl", "metrics": {"hit_at_k": 0.8, "mrr": 0.65}},
+        )
+        assert posted.status_code == 201, posted.text
 
     page.goto("/catalog/default/component/chat-bot")
     sla = page.locator("#sla")
@@ -89,6 +95,9 @@ def test_sla_and_cost_panels_with_ingested_usage(
     expect(cost.get_by_role("table")).to_contain_text("$")
     expect(cost).to_contain_text("Cost per 1k tokens")
     expect(cost).to_contain_text("of $300.00")
+    evaluation = page.locator("#evaluation")
+    expect(evaluation).to_contain_text("hit_at_k")
+    expect(evaluation).to_contain_text("0.800")
     snap(page, "entity-sla-cost")
 
     # Window selector: the last hour holds all the usage, 7 days too.

@@ -28,7 +28,6 @@
       prompt_before_delete: false,
       remove_empty_properties: true,
       required_by_default: false,
-      startval: cfg.startValues || undefined,
     })
   );
 
