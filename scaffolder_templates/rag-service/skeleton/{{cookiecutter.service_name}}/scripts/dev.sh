@@ -8,7 +8,8 @@ PY="${PY:-.venv/bin/python}"
 LLM_PORT="${LLM_PORT:-8080}"
 MODEL_PATH="${LOCAL_GGUF:-$("$PY" -c 'import app.local_models as m; print(m.smollm2_gguf())')}"
 
-"$PY" -m llama_cpp.server --model "$MODEL_PATH" --host 127.0.0.1 --port "$LLM_PORT" \
+"$PY" -m llama_cpp.server --model "$MODEL_PATH" --model_alias smollm2 \
+  --host 127.0.0.1 --port "$LLM_PORT" \
   --n_ctx 4096 >.llama-server.log 2>&1 &
 LLM_PID=$!
 trap 'kill $LLM_PID 2>/dev/null || true' EXIT
