@@ -212,9 +212,12 @@ async def event_stream(
 
     def poll(last: int | None) -> tuple[list[dict[str, Any]], str]:
         with session_scope(factory) as session:
-            events = [_event_view(e) for e in store.list_events(session, task_id, last)]
+            # State first: a finished task's final event was committed with its state,
+            # so reading events afterwards cannot miss it.
             task = store.get_task(session, task_id)
-            return events, task.status if task else "failed"
+            status = task.status if task else "failed"
+            events = [_event_view(e) for e in store.list_events(session, task_id, last)]
+            return events, status
 
     async def events() -> AsyncIterator[dict[str, str]]:
         last = after

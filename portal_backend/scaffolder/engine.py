@@ -40,6 +40,7 @@ from portal_backend.scaffolder.expressions import (
     render_value,
 )
 from portal_backend.scaffolder.redaction import Redactor
+from portal_backend.scaffolder.sealing import seal, unseal
 from portal_backend.scaffolder.templates import (
     Template,
     find_template,
@@ -51,6 +52,7 @@ from portal_backend.settings import Settings
 log = get_logger(__name__)
 
 Dispatch = Callable[[str], None]
+CANCELLED = ("cancelled", {"message": "Task cancelled by user"})
 
 
 def workspace_for(settings: Settings, task_id: str) -> Path:
@@ -134,7 +136,7 @@ def submit(
             template_ref=template.ref,
             spec=template.snapshot(),
             values=values,
-            secrets=secrets,
+            secrets=seal(settings, secrets),
             created_by=user_ref,
         )
         task_id = task.id
@@ -160,8 +162,7 @@ def cancel(factory: sessionmaker, task_id: str) -> str:
             raise ConflictError(f"task {task_id} is already {task.status}")
         store.request_cancel(session, task_id)
         running = any(s.status == "processing" for s in store.get_steps(session, task_id))
-    if not running and store.finish_task(factory, task_id, "cancelled"):
-        store.add_event(factory, task_id, "cancelled", {"message": "Task cancelled by user"})
+    if not running and store.finish_task(factory, task_id, "cancelled", event=CANCELLED):
         return "cancelled"
     return "cancelling"
 
@@ -251,10 +252,10 @@ def run_next_step(
         if task is None or task.status in store.TERMINAL:
             return "nothing"
         steps = store.get_steps(session, task_id)
-    redactor = Redactor(task.secrets or {})
+    secrets = unseal(settings, task.secrets)
+    redactor = Redactor(secrets)
     if task.cancel_requested and not any(s.status == "processing" for s in steps):
-        if store.finish_task(factory, task_id, "cancelled"):
-            store.add_event(factory, task_id, "cancelled", {"message": "Task cancelled by user"})
+        store.finish_task(factory, task_id, "cancelled", event=CANCELLED)
         return "cancelled"
     pending = [s for s in steps if s.status not in store.DONE_STEP]
     if not pending:
@@ -280,7 +281,7 @@ def run_next_step(
     if step.attempts > 0:
         emit(f"Resuming step {step.name} (attempt {step.attempts + 1})")
     emit(f"Beginning step {step.name}", status="processing")
-    context = _context(task, steps, task.secrets or {})
+    context = _context(task, steps, secrets)
     try:
         if "if" in spec and not is_truthy(render_value(spec["if"], context)):
             store.finish_step(factory, task_id, step.step_id, claim, "skipped", output={})
@@ -305,7 +306,7 @@ def run_next_step(
                 session_factory=factory,
                 user_ref=task.created_by,
                 log=lambda message: emit(str(message)),
-                secrets=dict(task.secrets or {}),
+                secrets=dict(secrets),
                 template_dir=Path(task.spec["directory"]) if task.spec.get("directory") else None,
                 is_cancelled=beat.cancelled.is_set,
                 template_trusted=bool(task.spec.get("trusted")),
@@ -314,10 +315,7 @@ def run_next_step(
     except TaskCancelled:
         if store.finish_step(factory, task_id, step.step_id, claim, "cancelled"):
             emit(f"Step {step.name} cancelled", status="cancelled")
-            if store.finish_task(factory, task_id, "cancelled"):
-                store.add_event(
-                    factory, task_id, "cancelled", {"message": "Task cancelled by user"}
-                )
+            store.finish_task(factory, task_id, "cancelled", event=CANCELLED)
         return "cancelled"
     except Exception as exc:
         message = redactor.redact(str(exc) or type(exc).__name__)
@@ -325,17 +323,19 @@ def run_next_step(
             log.exception("scaffolder.step_crashed", task_id=task_id, step=step.step_id)
         if store.finish_step(factory, task_id, step.step_id, claim, "failed", error=message):
             emit(f"Step {step.name} failed: {message}", status="failed")
-            if store.finish_task(factory, task_id, "failed", error=message, keep_secrets=True):
-                store.add_event(
-                    factory,
-                    task_id,
-                    "completion",
-                    {
-                        "message": f"Run failed at step {step.name}: {message}",
-                        "status": "failed",
-                        "stepId": step.step_id,
-                    },
-                )
+            final = {
+                "message": f"Run failed at step {step.name}: {message}",
+                "status": "failed",
+                "stepId": step.step_id,
+            }
+            store.finish_task(
+                factory,
+                task_id,
+                "failed",
+                error=message,
+                keep_secrets=True,  # a retry needs them
+                event=("completion", final),
+            )
         return "failed"
     if not store.finish_step(factory, task_id, step.step_id, claim, "completed", output=output):
         return "lost"  # presumed dead meanwhile; the worker that took over records it
@@ -352,14 +352,11 @@ def _complete(
         output = render_value(task.spec.get("output") or {}, context)
     except ExpressionError as exc:
         output = {"error": str(exc)}
-    if not store.finish_task(factory, task.id, "completed", output=output):
+    final = {"message": "Run completed", "status": "completed", "output": output}
+    if not store.finish_task(
+        factory, task.id, "completed", output=output, event=("completion", final)
+    ):
         return "nothing"
-    store.add_event(
-        factory,
-        task.id,
-        "completion",
-        {"message": "Run completed", "status": "completed", "output": output},
-    )
     shutil.rmtree(workspace_for(settings, task.id), ignore_errors=True)
     return "completed"
 

@@ -201,8 +201,11 @@ def finish_task(
     output: dict[str, Any] | None = None,
     error: str | None = None,
     keep_secrets: bool = False,
+    event: tuple[str, dict[str, Any]] | None = None,
 ) -> bool:
-    """Move a live task to a terminal state; False when another worker already did."""
+    """Move a live task to a terminal state, writing its final event in the same
+    transaction (so whoever sees the state also sees the event); False when another
+    worker already did."""
     at = now()
     values: dict[str, Any] = {"status": status, "updated_at": at, "completed_at": at}
     if output is not None:
@@ -217,6 +220,10 @@ def finish_task(
             .where(ScaffolderTask.id == task_id, ScaffolderTask.status.in_(("open", "processing")))
             .values(**values)
         )
+        if result.rowcount == 1 and event is not None:
+            session.add(
+                ScaffolderEvent(task_id=task_id, type=event[0], body=event[1], created_at=at)
+            )
         if result.rowcount == 1 and status == "cancelled":
             session.execute(
                 update(ScaffolderStep)

@@ -34,6 +34,7 @@ def test_happy_path_renders_publishes_and_registers(portal: httpx.Client, scaffo
         "completed",
         "completed",
         "completed",
+        "skipped",
     ]
     assert task["createdBy"] == "user:default/bootstrap"
     links = task["output"]["links"]
@@ -308,3 +309,78 @@ def test_task_list_filters_and_pages(portal: httpx.Client, live_token_factory) -
     assert portal.get(f"{API}/tasks", params={"status": "bogus"}).status_code == 422
     # Only the creator (or an admin) may cancel or retry.
     assert other.post(f"{API}/tasks/{ids[0]}/retry").status_code == 403
+
+
+def test_secrets_are_sealed_masked_and_dropped(
+    portal: httpx.Client, scaffolder_settings: Settings
+) -> None:
+    secret = "s3cr3t-token-value"
+    created = portal.post(
+        f"{API}/tasks",
+        json={
+            "templateRef": "template:default/demo-service",
+            "values": values("with-secret", waitSeconds=2),
+            "secrets": {"apiToken": secret},
+        },
+    )
+    task_id = created.json()["id"]
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(scaffolder_settings.database_url)
+
+    def stored() -> str:
+        with engine.connect() as connection:
+            row = connection.execute(
+                text("SELECT secrets FROM scaffolder_tasks WHERE id = :id"), {"id": task_id}
+            ).one()
+        return json.dumps(row[0]) if not isinstance(row[0], str) else row[0]
+
+    at_rest = stored()
+    assert "sealed" in at_rest and secret not in at_rest  # encrypted while the task lives
+    task = wait_status(portal, task_id, ("completed", "failed"))
+    assert task["status"] == "completed", task
+    events = portal.get(f"{API}/tasks/{task_id}/events").json()
+    assert any(e["body"]["message"] == "calling the API with token ***" for e in events)
+    assert secret not in json.dumps(events) and secret not in json.dumps(task)
+    assert stored() == "null"  # dropped once the task completed
+    [repo] = repos(scaffolder_settings)
+    assert secret not in git(repo, "log", "-p", "--all")
+    engine.dispose()
+
+
+def test_template_added_through_a_catalog_location_runs_without_hooks(
+    portal: httpx.Client, scaffolder_settings: Settings
+) -> None:
+    """Any template can be added as a location; its skeleton resolves beside the file,
+    and since it is not in a trusted folder its cookiecutter hooks do not run."""
+    import shutil
+
+    import yaml
+
+    from tests.scaffolder.conftest import FIXTURE_TEMPLATES
+
+    folder = scaffolder_settings.data_dir / "imported" / "custom-demo"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(FIXTURE_TEMPLATES / "demo-service", folder)
+    hooks = folder / "skeleton" / "hooks"
+    hooks.mkdir()
+    (hooks / "post_gen_project.py").write_text("open('HOOK_RAN', 'w').write('yes')\n")
+    template = yaml.safe_load((folder / "template.yaml").read_text())
+    template["metadata"]["name"] = "custom-demo"
+    (folder / "template.yaml").write_text(yaml.safe_dump(template))
+    added = portal.post(
+        "/api/catalog/locations", json={"type": "file", "target": str(folder / "template.yaml")}
+    )
+    assert added.status_code == 201, added.text
+
+    created = portal.post(
+        f"{API}/tasks",
+        json={"templateRef": "template:default/custom-demo", "values": values("from-custom")},
+    )
+    assert created.status_code == 201, created.text
+    task = wait_status(portal, created.json()["id"], ("completed", "failed"))
+    assert task["status"] == "completed", task
+    events = portal.get(f"{API}/tasks/{task['id']}/events").json()
+    assert any("hooks skipped" in e["body"]["message"] for e in events)
+    [repo] = repos(scaffolder_settings)
+    assert "HOOK_RAN" not in git(repo, "ls-tree", "-r", "--name-only", "main")
