@@ -226,6 +226,15 @@ class Provisioner:
                 self.log(f"replicas left to the autoscaler for {', '.join(released)}")
             objects = objects + self._secret_objects(req, objects)
             ordered = order_objects(objects)
+            # Visible in the catalog while a large model loads (which can take many minutes).
+            self._save(
+                req,
+                cluster,
+                ordered,
+                "Progressing",
+                [ObjectStatus(p.kind, p.name, "Progressing") for p in ordered],
+                None,
+            )
             self._apply_and_wait(kube, req, ordered, outcome)
             outcome.state = "Healthy"
             outcome.message = (

@@ -4,9 +4,11 @@ Why not PyPI ``kmock`` directly: its ``KubernetesEmulator`` stores JSON blobs wi
 uid/resourceVersion/creationTimestamp, ignores the namespace in the URL and label/field
 selectors, has no PUT, no create-on-apply (server-side apply), treats Namespace objects
 oddly and keeps an unbounded request log; its fixture is async-only. Wrapping it meant
-replacing nearly every handler, so this module implements the same HTTP semantics the
-official ``kubernetes`` client relies on, in one threaded stdlib server that sync tests
-can start and stop:
+replacing nearly every handler, and installing it registers a pytest plugin that imports
+pytest-asyncio in every test session of the repository (kmock 0.8 broke the whole suite
+here until pytest-asyncio was added too). So this module implements the same HTTP
+semantics the official ``kubernetes`` client relies on, in one threaded stdlib server
+that sync tests can start and stop:
 
 - core (``/api/v1``) and group (``/apis/<group>/<version>``) paths, namespaced and
   cluster-scoped, collections and items, ``/status`` subresources;

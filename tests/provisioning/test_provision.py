@@ -407,3 +407,29 @@ def test_teardown_skips_kinds_the_cluster_does_not_serve_or_allow(
     result = provisioner.teardown(SERVICE)
     assert result["remainingObjects"] == []
     assert cluster.labelled(f"{SERVICE_LABEL}={SERVICE}") == []
+
+
+def test_progress_is_visible_while_a_workload_loads(
+    provisioner: Provisioner, cluster: EmulatedCluster, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    cluster.behaviours[f"{SERVICE}-qdrant"] = "pending"  # e.g. a volume still attaching
+    provisioner.settings.provision_ready_timeout_s = 30
+    results: list = []
+    worker = threading.Thread(
+        target=lambda: results.append(provisioner.provision(request_for(tmp_path)))
+    )
+    worker.start()
+    deadline = time.monotonic() + 20
+    while (provisioner.record(SERVICE) or {}).get("state") != "Progressing" or not cluster.get(
+        "statefulsets", SERVICE, f"{SERVICE}-qdrant"
+    ):
+        assert time.monotonic() < deadline, "never saw Progressing"
+        time.sleep(0.02)
+    ready = {"replicas": 1, "readyReplicas": 1, "currentReplicas": 1}
+    cluster.set_status("statefulsets", SERVICE, f"{SERVICE}-qdrant", ready)
+    worker.join(timeout=30)
+    assert results and results[0].state == "Healthy"
+    assert provisioner.record(SERVICE)["state"] == "Healthy"
