@@ -13,12 +13,23 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy.orm import sessionmaker
 
-from portal_backend.db import upgrade_database
+from portal_backend.auth.service import create_token
+from portal_backend.db import make_engine, make_session_factory, session_scope, upgrade_database
 from portal_backend.settings import Settings
-from tests.conftest import BOOTSTRAP_TOKEN, REDIS_URL, LiveServer, make_settings
+from tests.conftest import (
+    BOOTSTRAP_TOKEN,
+    POSTGRES_URL,
+    REDIS_URL,
+    LiveServer,
+    make_settings,
+    start_live_server,
+    truncate_all,
+)
 from tests.scaffolder.conftest import FAST, Workers
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
@@ -27,23 +38,21 @@ QUEUE = f"ui-test-{uuid.uuid4().hex[:10]}"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture(scope="session", params=["postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    # The browser suite exercises pages, not storage: the domain services under them are
-    # tested on both databases by their own suites. One backend keeps CI time in budget.
-    return request.param
-
-
 @pytest.fixture(scope="session")
-def migrated_settings(
-    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Settings:
-    """The live portal of the browser tests: real Redis queue unique to this session, so
-    the create flow runs on a real worker process (started only by tests that need it)."""
-    schema = request.getfixturevalue("postgres_schema") if backend == "postgresql" else None
+def ui_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings of the browser suite's own portal: its own PostgreSQL schema, and a Redis
+    queue unique to this session so the create flow runs on a real worker process.
+
+    The pages are tested on PostgreSQL only (one browser, one backend): the services under
+    them are tested on both databases by their own suites, and CI time is shared. Own
+    fixture names (not live_server/settings) keep it apart from the parametrized ones.
+    """
+    schema = f"ui_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
     settings = make_settings(
-        backend,
-        tmp_path_factory.mktemp(f"ui-{backend}"),
+        "postgresql",
+        tmp_path_factory.mktemp("ui-data"),
         schema,
         redis_url=REDIS_URL,
         celery_queue=QUEUE,
@@ -51,15 +60,50 @@ def migrated_settings(
         **FAST,
     )
     upgrade_database(settings)
-    return settings
+    yield settings
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(scope="session")
-def worker(
-    migrated_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Workers]:
-    """One real `ragportal worker --beat` process on this session's queue."""
-    workers = Workers(migrated_settings, tmp_path_factory.mktemp("ui-worker-logs"))
+def _ui_server(ui_settings: Settings) -> Iterator[LiveServer]:
+    live, server, thread = start_live_server(ui_settings)
+    yield live
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_portal(_ui_server: LiveServer) -> LiveServer:
+    """The browser suite's portal over real HTTP, every table emptied before the test."""
+    truncate_all(_ui_server.settings)
+    return _ui_server
+
+
+@pytest.fixture
+def ui_db(live_portal: LiveServer) -> Iterator[sessionmaker]:
+    engine = make_engine(live_portal.settings.database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def ui_token(ui_db: sessionmaker):  # type: ignore[no-untyped-def]
+    """A real API token in the suite's database; returns its plain value."""
+
+    def make(scope: str, subject: str = "user:default/tester", group: str | None = None) -> str:
+        with session_scope(ui_db) as session:
+            return create_token(
+                session, name=f"{scope}-token", scope=scope, subject=subject, owner_group=group
+            ).token
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def worker(_ui_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    """One real `ragportal worker --beat` process on this session's queue and schema."""
+    workers = Workers(_ui_server.settings, tmp_path_factory.mktemp("ui-worker-logs"))
     workers.start(beat=True, concurrency=1)
     yield workers
     workers.stop_all()
@@ -79,8 +123,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+def page(browser: Browser, live_portal: LiveServer) -> Iterator[Page]:
+    context = browser.new_context(base_url=live_portal.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
     yield page

@@ -10,7 +10,7 @@ from tests.conftest import LiveServer
 from tests.ui.conftest import login, snap
 
 
-def test_login_admin_tokens_and_logout(page: Page, live_server: LiveServer) -> None:
+def test_login_admin_tokens_and_logout(page: Page, live_portal: LiveServer) -> None:
     # Unauthenticated pages send the browser to the login form, keeping where it was going.
     page.goto("/admin")
     expect(page).to_have_url(re.compile(r"/login\?next=%2Fadmin"))
@@ -42,12 +42,12 @@ def test_login_admin_tokens_and_logout(page: Page, live_server: LiveServer) -> N
     expect(row).to_contain_text(new_token[:10])
 
     # The new read token works in the API and, signed in, cannot open the admin page.
-    with live_server.client(token=new_token) as api:
+    with live_portal.client(token=new_token) as api:
         assert api.get("/api/auth/tokens").status_code == 403
     page.on("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Revoke token ci reader").click()
     expect(page.get_by_text("No API tokens yet")).to_be_visible()
-    with live_server.client(token=new_token) as api:
+    with live_portal.client(token=new_token) as api:
         assert api.get("/api/auth/tokens").status_code == 401
 
     page.get_by_role("button", name="Sign out").click()
@@ -57,7 +57,7 @@ def test_login_admin_tokens_and_logout(page: Page, live_server: LiveServer) -> N
 
 
 def test_error_pages_are_html_for_browsers_and_json_for_the_api(
-    page: Page, live_server: LiveServer, make_token
+    page: Page, live_portal: LiveServer, ui_token
 ) -> None:
     login(page)
     response = page.goto("/no/such/page")
@@ -65,13 +65,13 @@ def test_error_pages_are_html_for_browsers_and_json_for_the_api(
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
     snap(page, "error-404")
 
-    reader = make_token("read")
+    reader = ui_token("read")
     page.context.clear_cookies()
     login(page, token=reader)
     response = page.goto("/admin")
     assert response is not None and response.status == 403
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
 
-    with live_server.client(token=None) as api:
+    with live_portal.client(token=None) as api:
         body = api.get("/api/no/such").json()
         assert body["response"]["statusCode"] == 404 and "error" in body

@@ -15,7 +15,7 @@ def _query(page: Page) -> dict[str, list[str]]:
     return parse_qs(urlparse(page.url).query)
 
 
-def test_catalog_filters_search_sort_paging_and_entity_page(page: Page, session_factory) -> None:
+def test_catalog_filters_search_sort_paging_and_entity_page(page: Page, ui_db) -> None:
     entities = groups() + rag_service("support-bot") + rag_service("hr-bot", owner="team-b")
     entities += [
         component(
@@ -25,11 +25,11 @@ def test_catalog_filters_search_sort_paging_and_entity_page(page: Page, session_
         )
         for i in range(12)
     ]
-    seed(session_factory, entities)
-    set_status(session_factory, "component:default/hr-bot", "slo", {"state": "breached"})
-    set_status(session_factory, "component:default/support-bot", "slo", {"state": "ok"})
+    seed(ui_db, entities)
+    set_status(ui_db, "component:default/hr-bot", "slo", {"state": "breached"})
+    set_status(ui_db, "component:default/support-bot", "slo", {"state": "ok"})
     set_status(
-        session_factory,
+        ui_db,
         "component:default/support-bot",
         "deployment",
         {
@@ -111,8 +111,8 @@ def test_catalog_filters_search_sort_paging_and_entity_page(page: Page, session_
     expect(page).to_have_url(re.compile("/catalog/default/resource/support-bot-model-server"))
 
 
-def test_delete_service_needs_the_typed_name(page: Page, session_factory) -> None:
-    seed(session_factory, groups() + rag_service("old-bot"))
+def test_delete_service_needs_the_typed_name(page: Page, ui_db) -> None:
+    seed(ui_db, groups() + rag_service("old-bot"))
     login(page, next_path="/catalog/default/component/old-bot")
     page.get_by_label("Type old-bot to confirm").fill("old-bot")
     page.get_by_role("button", name="Delete service").click()

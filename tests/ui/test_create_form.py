@@ -17,16 +17,16 @@ def _field(page: Page, page_index: int, name: str):  # type: ignore[no-untyped-d
     return page.locator(f'[name="p{page_index}[{name}]"]')
 
 
-def _task_count(live_server: LiveServer) -> int:
-    with live_server.client() as api:
+def _task_count(live_portal: LiveServer) -> int:
+    with live_portal.client() as api:
         return api.get("/api/scaffolder/v2/tasks").json()["totalTasks"]
 
 
 def test_invalid_input_shows_field_errors_and_submits_nothing(
-    page: Page, live_server: LiveServer, session_factory
+    page: Page, live_portal: LiveServer, ui_db
 ) -> None:
-    seed(session_factory, groups())
-    register_shipped_templates(live_server.settings, session_factory)
+    seed(ui_db, groups())
+    register_shipped_templates(live_portal.settings, ui_db)
     login(page, next_path="/create")
     page.get_by_role("link", name="Choose Create RAG service").click()
     expect(page.locator("#wizard")).to_have_attribute("data-ready", "true")
@@ -84,4 +84,4 @@ def test_invalid_input_shows_field_errors_and_submits_nothing(
     snap(page, "create-server-error")
     expect(gpu_group.locator(".errmsg").last).to_be_visible()
     snap(page, "create-server-error")
-    assert _task_count(live_server) == 0
+    assert _task_count(live_portal) == 0

@@ -18,7 +18,7 @@ from tests.ui.seed import groups, rag_service, seed, set_status
 REF = "component:default/chat-bot"
 
 
-def _push_usage(live_server: LiveServer, minutes: int = 60) -> None:
+def _push_usage(live_portal: LiveServer, minutes: int = 60) -> None:
     now = utcnow()
     records = []
     for i in range(minutes * 2):
@@ -34,17 +34,17 @@ def _push_usage(live_server: LiveServer, minutes: int = 60) -> None:
                 "outcome": "error" if i % 10 == 0 else "success",
             }
         )
-    with live_server.client() as api:
+    with live_portal.client() as api:
         response = api.post(
             "/api/sla/usage", json={"batch_id": uuid.uuid4().hex, "records": records}
         )
         assert response.status_code == 200, response.text
 
 
-def _accrue_cost(session_factory, days: int = 3) -> None:  # type: ignore[no-untyped-def]
+def _accrue_cost(ui_db, days: int = 3) -> None:  # type: ignore[no-untyped-def]
     """Cost accrues the SLA service's way: price x GPUs x hours since the last accrual."""
     now = utcnow()
-    with session_scope(session_factory) as session:
+    with session_scope(ui_db) as session:
         service = services.sync_one(session, REF, now)
         assert service is not None
         costs.accrue(session, [service], now - timedelta(days=days))
@@ -52,10 +52,10 @@ def _accrue_cost(session_factory, days: int = 3) -> None:  # type: ignore[no-unt
 
 
 def test_sla_and_cost_panels_with_ingested_usage(
-    page: Page, live_server: LiveServer, session_factory, make_token
+    page: Page, live_portal: LiveServer, ui_db, ui_token
 ) -> None:
-    seed(session_factory, groups() + rag_service("chat-bot"))
-    set_status(session_factory, REF, "deployment", {"state": "Healthy", "objects": []})
+    seed(ui_db, groups() + rag_service("chat-bot"))
+    set_status(ui_db, REF, "deployment", {"state": "Healthy", "objects": []})
 
     # Admin: a GPU price and a budget override, through the admin page.
     login(page, next_path="/admin")
@@ -75,9 +75,9 @@ def test_sla_and_cost_panels_with_ingested_usage(
     expect(page.locator("#price-error")).to_contain_text("not a number")
     snap(page, "admin")
 
-    _push_usage(live_server)
-    _accrue_cost(session_factory)
-    with live_server.client() as api:
+    _push_usage(live_portal)
+    _accrue_cost(ui_db)
+    with live_portal.client() as api:
         posted = api.post(
             "/api/sla/services/component/default/chat-bot/evaluations",
             json={"dataset": "eval/questions.jsonl", "metrics": {"hit_at_k": 0.8, "mrr": 0.65}},
@@ -110,7 +110,7 @@ def test_sla_and_cost_panels_with_ingested_usage(
 
     # Home, signed in as a member of the owning group: the group's service and the fleet.
     page.context.clear_cookies()
-    login(page, token=make_token("write", group="group:default/team-a"))
+    login(page, token=ui_token("write", group="group:default/team-a"))
     group = page.get_by_role("region", name=re.compile("My group's services"))
     expect(group.get_by_role("link", name="chat-bot")).to_be_visible()
     expect(page.locator("#fleet-total")).to_have_text("1")

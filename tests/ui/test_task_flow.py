@@ -29,10 +29,10 @@ def _wait_done(page: Page, timeout: float) -> None:
 
 
 def test_create_rag_service_through_the_form(
-    page: Page, live_server: LiveServer, worker, session_factory
+    page: Page, live_portal: LiveServer, worker, ui_db
 ) -> None:
-    seed(session_factory, groups())
-    register_shipped_templates(live_server.settings, session_factory)
+    seed(ui_db, groups())
+    register_shipped_templates(live_portal.settings, ui_db)
     login(page, next_path="/create")
     snap(page, "create-picker")
     page.get_by_role("link", name="Choose Create RAG service").click()
@@ -70,9 +70,9 @@ def test_create_rag_service_through_the_form(
 
 
 def test_cancel_and_retry_from_the_task_page(
-    page: Page, live_server: LiveServer, worker, session_factory
+    page: Page, live_portal: LiveServer, worker, ui_db
 ) -> None:
-    with session_scope(session_factory) as session:
+    with session_scope(ui_db) as session:
         catalog_port.register_template_files(
             session, [UI_TEMPLATES / "slow-task" / "template.yaml"]
         )
