@@ -284,6 +284,51 @@ def catalog_import(
         console.print(f"  {ref}")
 
 
+secrets_app = typer.Typer(
+    help="The provisioner's secret store (e.g. hf-token); values are never printed.",
+    no_args_is_help=True,
+)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("set")
+def secrets_set(
+    name: str = typer.Argument(..., help="Secret name, e.g. hf-token."),
+    value: str = typer.Option(
+        ...,
+        "--value",
+        prompt=True,
+        hide_input=True,
+        envvar="RAGPORTAL_SECRET_VALUE",
+        help="The value (prompted without echo when omitted).",
+    ),
+) -> None:
+    """Store a platform-wide secret that provisioning creates in clusters."""
+    from portal_backend.provisioning.secrets import GLOBAL, SecretStore
+
+    if not value:
+        raise fail("the value must not be empty")
+    settings = _settings()
+    upgrade_database(settings)
+    factory = make_session_factory(make_engine(settings.database_url))
+    with session_scope(factory) as session:
+        SecretStore(session, settings).set(GLOBAL, name, value)
+    console.print(f"stored secret {name}")
+
+
+@secrets_app.command("list")
+def secrets_list() -> None:
+    """Names of the platform-wide secrets."""
+    from portal_backend.provisioning.secrets import GLOBAL, SecretStore
+
+    settings = _settings()
+    upgrade_database(settings)
+    factory = make_session_factory(make_engine(settings.database_url))
+    with session_scope(factory) as session:
+        for name in sorted(SecretStore(session, settings).names(GLOBAL)):
+            console.print(name)
+
+
 def main() -> None:
     app()
 
