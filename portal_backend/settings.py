@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     scaffolder_stale_after_s: float = 30.0
     scaffolder_requeue_after_s: float = 120.0
     scaffolder_sweep_interval_s: float = 10.0
+    # Workspaces of failed/cancelled tasks are kept this long for a retry, then removed.
+    scaffolder_workspace_retention_s: float = 7 * 24 * 3600.0
 
     # SLA and cost (portal_backend/sla): where metrics come from, where alerts go.
     # Cluster name -> Prometheus base URL (the "default" entry serves unnamed clusters).

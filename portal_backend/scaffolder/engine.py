@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -480,4 +481,26 @@ def recovery_sweep(settings: Settings, factory: sessionmaker, dispatch: Dispatch
             resumed += 1
     for task_id in idle:
         _dispatch(factory, dispatch, task_id)
-    return {"resumed": resumed, "requeued": len(idle)}
+    removed = remove_old_workspaces(settings, factory)
+    return {"resumed": resumed, "requeued": len(idle), "workspacesRemoved": removed}
+
+
+def remove_old_workspaces(settings: Settings, factory: sessionmaker) -> int:
+    """Workspaces kept for a retry go once their task ended longer ago than the retention
+    (or when the task no longer exists and the folder is that old)."""
+    root = settings.data_dir / "workspaces"
+    if not root.is_dir():
+        return 0
+    folders = {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if not folders:
+        return 0
+    cutoff = time.time() - settings.scaffolder_workspace_retention_s
+    with session_scope(factory) as session:
+        ended = store.ended_before(session, list(folders), cutoff)
+        known = store.existing_ids(session, list(folders))
+    removed = 0
+    for name, path in folders.items():
+        if name in ended or (name not in known and path.stat().st_mtime < cutoff):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed

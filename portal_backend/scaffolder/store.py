@@ -315,3 +315,20 @@ def touch(factory: sessionmaker, task_id: str) -> None:
         session.execute(
             update(ScaffolderTask).where(ScaffolderTask.id == task_id).values(updated_at=now())
         )
+
+
+def ended_before(session: Session, task_ids: list[str], cutoff_epoch: float) -> set[str]:
+    """Of these tasks, the failed or cancelled ones that ended before the cutoff."""
+    cutoff = datetime.fromtimestamp(cutoff_epoch, UTC)
+    rows = session.scalars(
+        select(ScaffolderTask.id).where(
+            ScaffolderTask.id.in_(task_ids),
+            ScaffolderTask.status.in_(("failed", "cancelled", "completed")),
+            ScaffolderTask.completed_at < cutoff,
+        )
+    )
+    return set(rows)
+
+
+def existing_ids(session: Session, task_ids: list[str]) -> set[str]:
+    return set(session.scalars(select(ScaffolderTask.id).where(ScaffolderTask.id.in_(task_ids))))

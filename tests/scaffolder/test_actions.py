@@ -244,3 +244,39 @@ def test_register_reads_http_locations_through_the_catalog(
         assert first["entityRef"] == second["entityRef"] == "component:default/from-http"
     finally:
         httpd.shutdown()
+
+
+def test_sweep_removes_workspaces_past_retention(settings: Settings, session_factory) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from portal_backend.db import session_scope
+    from portal_backend.scaffolder import engine, store
+
+    with session_scope(session_factory) as session:
+        spec = {"steps": [{"id": "a", "action": "debug:log"}]}
+        old = store.create_task(
+            session,
+            template_ref="template:default/x",
+            spec=spec,
+            values={},
+            secrets=None,
+            created_by="user:default/a",
+        )
+        fresh = store.create_task(
+            session,
+            template_ref="template:default/x",
+            spec=spec,
+            values={},
+            secrets=None,
+            created_by="user:default/a",
+        )
+        old.status, old.completed_at = "failed", datetime.now(UTC) - timedelta(days=8)
+        fresh.status, fresh.completed_at = "failed", datetime.now(UTC)
+        ids = old.id, fresh.id
+    for task_id in (*ids, "gone-task"):
+        (settings.data_dir / "workspaces" / task_id).mkdir(parents=True)
+    sent: list[str] = []
+    result = engine.recovery_sweep(settings, session_factory, sent.append)
+    left = sorted(p.name for p in (settings.data_dir / "workspaces").iterdir())
+    assert result["workspacesRemoved"] == 1 and sent == []
+    assert left == sorted([ids[1], "gone-task"])  # fresh, and an unknown folder too new
