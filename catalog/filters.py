@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
 
 from catalog.errors import ErrorDetail, InputError
 from catalog.relations import CANONICAL_TYPE
@@ -120,11 +120,14 @@ def compile_filters(alternatives: list[Conditions]) -> ColumnElement[bool]:
     return or_(*groups) if groups else false()
 
 
-def full_text_condition(term: str, fields: Sequence[str]) -> ColumnElement[bool]:
-    """Entities where any of ``fields`` contains ``term`` (case-insensitive substring)."""
+def full_text_matches(term: str, fields: Sequence[str]) -> Select[tuple[str]]:
+    """Uids of entities where any of ``fields`` contains ``term`` (case-insensitive)."""
     escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    sub = select(CatalogSearch.entity_uid).where(
+    return select(CatalogSearch.entity_uid).where(
         CatalogSearch.key.in_([f.lower() for f in fields]),
         CatalogSearch.value.like(f"%{escaped}%", escape="\\"),
     )
-    return CatalogEntity.uid.in_(sub)
+
+
+def full_text_condition(term: str, fields: Sequence[str]) -> ColumnElement[bool]:
+    return CatalogEntity.uid.in_(full_text_matches(term, fields))

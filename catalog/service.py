@@ -33,6 +33,7 @@ from catalog.filters import (
     compile_filters,
     conditions_from_mapping,
     full_text_condition,
+    full_text_matches,
     parse_filters,
     search_only_count,
 )
@@ -48,6 +49,7 @@ MANAGED_BY_LOCATION = "backstage.io/managed-by-location"
 MANAGED_BY_ORIGIN_LOCATION = "backstage.io/managed-by-origin-location"
 ORPHAN = "backstage.io/orphan"
 _CHUNK = 1000
+_FULL_TEXT_LIST = 5000
 
 _ENTITY_COLUMNS = (
     "uid",
@@ -547,9 +549,21 @@ class CatalogService:
         )
         where = compile_filters(alternatives)  # type: ignore[arg-type]
         if term and term.strip():
-            where = where & full_text_condition(
-                term.strip(), fields or engine.DEFAULT_FULL_TEXT_FIELDS
+            fields = fields or engine.DEFAULT_FULL_TEXT_FIELDS
+            # Find the matches first (one scan of those keys' index ranges). Few matches
+            # become a uid list, so sorting and counting them is cheap; as a subquery,
+            # the planner would walk the whole name index looking for them.
+            matches = list(
+                self.session.connection()
+                .execute(
+                    full_text_matches(term.strip(), fields).distinct().limit(_FULL_TEXT_LIST + 1)
+                )
+                .scalars()
             )
+            if len(matches) <= _FULL_TEXT_LIST:
+                where = where & any_of(self.session, CatalogEntity.uid, matches)
+            else:  # a broad term: matches are dense, the subquery form finds a page fast
+                where = where & full_text_condition(term.strip(), fields)
         return where
 
     def query_entities(
