@@ -77,7 +77,9 @@ def test_cancel_and_retry_from_the_task_page(
             session, [UI_TEMPLATES / "slow-task" / "template.yaml"]
         )
     login(page, next_path="/templates")
-    page.get_by_role("link", name="Use template").click()
+    snap(page, "templates")
+    page.get_by_role("link", name="Slow task (browser test template)").click()
+    page.get_by_role("link", name="Create with this template").click()
     expect(page.locator("#wizard")).to_have_attribute("data-ready", "true")
     page.get_by_role("button", name="Next").click()
     page.get_by_role("button", name="Create").click()
