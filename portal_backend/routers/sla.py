@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from catalog.errors import ErrorDetail, InputError, NotAllowedError, NotFoundError
@@ -29,6 +31,14 @@ from portal_backend.sla.tables import Budget, SlaService
 router = APIRouter(prefix="/api/sla", tags=["sla"])
 AnyPrincipal = Depends(require_principal())
 KNOWN_TTL_S = 60.0
+MAX_ATTEMPTS = 4
+
+
+def _json(data: dict) -> Response:
+    """Large read models go out through orjson (FastAPI's encoder is the slow part)."""
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+    )
 
 
 def _factory(request: Request):  # type: ignore[no-untyped-def]
@@ -70,17 +80,26 @@ def _push(request: Request, body: bytes, principal: Principal) -> dict:
         is_admin=principal.is_admin,
     )
     settings = request.app.state.settings
-    with session_scope(_factory(request)) as session:
-        _ensure_known(request, sorted(refs), session)
-        result = ingest.ingest_batch(
-            session,
-            batch,
-            now=utcnow(),
-            service_map=service_map,
-            token_id=principal.token_id,
-            raw_retention_hours=settings.sla_raw_retention_hours,
-            max_age=_max_age(settings),
-        )
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            with session_scope(_factory(request)) as session:
+                _ensure_known(request, sorted(refs), session)
+                result = ingest.ingest_batch(
+                    session,
+                    batch,
+                    now=utcnow(),
+                    service_map=service_map,
+                    token_id=principal.token_id,
+                    raw_retention_hours=settings.sla_raw_retention_hours,
+                    max_age=_max_age(settings),
+                )
+            break
+        except OperationalError:
+            # A deadlock victim or a busy SQLite file: the transaction rolled back whole
+            # (batch id included), so running it again is safe.
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
     return {
         "batchId": result.batch_id,
         "accepted": result.accepted,
@@ -132,10 +151,10 @@ def service_status(
     request: Request,
     window: str = Query("24h"),
     _: Principal = ReadPrincipal,
-) -> dict:
+) -> Response:
     with session_scope(_factory(request)) as session:
         service = _service(session, kind, namespace, name)
-        return reports.service_report(session, service, window, utcnow())
+        return _json(reports.service_report(session, service, window, utcnow()))
 
 
 class IngestTokenCreate(BaseModel):
@@ -280,9 +299,9 @@ def cost_summary(
     group_by: str = Query("service", alias="groupBy"),
     window: str = Query("30d"),
     _: Principal = ReadPrincipal,
-) -> dict:
+) -> Response:
     with session_scope(_factory(request)) as session:
-        return reports.cost_summary(session, group_by, window, utcnow())
+        return _json(reports.cost_summary(session, group_by, window, utcnow()))
 
 
 def _alert_view(alert) -> dict:  # type: ignore[no-untyped-def]

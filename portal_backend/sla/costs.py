@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog.errors import ErrorDetail, InputError
+from portal_backend.sla.fastsql import fetch_tuples
 from portal_backend.sla.rollups import HOUR, _insert
 from portal_backend.sla.tables import CostAccrual, CostCursor, PriceItem, SlaService
 
@@ -214,3 +215,11 @@ def daily_costs(
     for ref, ts, usd in session.execute(query):
         out[ref][ts] = usd
     return out
+
+
+def daily_rows(session: Session, start: int, end: int) -> list[tuple[str, int, float]]:
+    """(service ref, day start, usd) of every day bucket in [start, end)."""
+    query = select(C.c.service_ref, C.c.bucket_ts, C.c.usd).where(
+        C.c.period == "1d", C.c.bucket_ts >= start, C.c.bucket_ts < end
+    )
+    return fetch_tuples(session, query)

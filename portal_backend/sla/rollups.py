@@ -193,7 +193,9 @@ def apply_deltas(session: Session, deltas: dict[Key, RollupDelta]) -> None:
     pending = sorted(deltas)  # a fixed order: concurrent writers lock rows the same way
     updates: list[dict] = []
     for _attempt in range(5):
-        query = select(T).where(tuple_(*key_cols).in_(pending))
+        # ORDER BY puts PostgreSQL's row locks in key order (LockRows sits above the
+        # sort): writers sharing hour/day rows queue up instead of deadlocking.
+        query = select(T).where(tuple_(*key_cols).in_(pending)).order_by(*key_cols)
         if is_postgres:
             query = query.with_for_update()
         existing = {

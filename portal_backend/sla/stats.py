@@ -92,7 +92,8 @@ class RollupRows:
 
     def __init__(self, rows: list) -> None:  # type: ignore[type-arg]
         # Columns at once: rows are (resolution, bucket_ts, *COUNTERS, latency, ttft).
-        columns = list(zip(*rows, strict=True)) if rows else [()] * (len(COUNTERS) + 4)
+        # Indexing rows is C-fast; unpacking SQLAlchemy Rows (zip(*rows)) is not.
+        columns = [[r[i] for r in rows] for i in range(len(COUNTERS) + 4)]
         self.resolution = np.array(columns[0], dtype=object)
         self.ts = np.array(columns[1], dtype=np.int64)
         self.counters = (

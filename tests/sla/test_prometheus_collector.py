@@ -52,14 +52,42 @@ class VllmMetrics:
         self.generation.inc(generated)
 
 
+class RagApiMetrics:
+    """The generated RAG API's own metrics (what users see, outcome by outcome)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "rag_request_latency_seconds", "latency", registry=self.registry, buckets=BUCKETS
+        )
+        self.ttft = Histogram(
+            "rag_time_to_first_token_seconds", "ttft", registry=self.registry, buckets=BUCKETS
+        )
+        self.requests = Counter("rag_requests", "requests", ["outcome"], registry=self.registry)
+        self.prompt = Counter("rag_prompt_tokens", "prompt", registry=self.registry)
+        self.completion = Counter("rag_completion_tokens", "completion", registry=self.registry)
+        for outcome in ("success", "error", "timeout", "refused"):
+            self.requests.labels(outcome)
+
+    def serve(self, latency_s: float, outcome: str, prompt: int, completion: int) -> None:
+        self.latency.observe(latency_s)
+        self.ttft.observe(latency_s / 5)
+        self.requests.labels(outcome).inc()
+        self.prompt.inc(prompt)
+        self.completion.inc(completion)
+
+
 class Exporter:
     def __init__(self) -> None:
         self.metrics = VllmMetrics()
+        self.rag: RagApiMetrics | None = None
         exporter = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 body = generate_latest(exporter.metrics.registry)
+                if exporter.rag is not None:
+                    body += generate_latest(exporter.rag.registry)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
@@ -188,3 +216,27 @@ def test_vllm_metrics_through_prometheus_with_counter_reset(  # type: ignore[no-
     assert after.prompt_tokens == 4500 + 600
     assert after.completion_tokens == first.completion_tokens + 120
     assert int(after.latency.sum()) == 57
+
+
+def test_rag_api_metrics_preferred_over_vllm(  # type: ignore[no-untyped-def]
+    session_factory, exporter: Exporter, prometheus_url: str
+) -> None:
+    """Both the RAG API and vLLM export (same namespace): requests are counted once,
+    from the RAG API, with its outcomes (timeouts and refusals are not errors)."""
+    register(session_factory, rag_service("bot"))
+    exporter.rag = RagApiMetrics()
+    _wait_for(prometheus_url, 'sum(rag_requests_total{namespace="bot"})', 0)
+    for _ in range(20):
+        exporter.rag.serve(0.9, "success", 300, 60)
+        exporter.metrics.serve(0.7, "stop", 300, 60)
+    for outcome in ("timeout", "timeout", "timeout", "refused", "refused", "error"):
+        exporter.rag.serve(5.0, outcome, 300, 0)
+    _wait_for(prometheus_url, 'sum(rag_requests_total{namespace="bot"})', 26)
+    _wait_for(prometheus_url, 'sum(vllm:request_success_total{namespace="bot"})', 20)
+    assert _collect(session_factory, prometheus_url) == 26
+    totals = _totals(session_factory)
+    assert (totals.requests, totals.successes) == (26, 20)
+    assert (totals.timeouts, totals.refused, totals.errors) == (3, 2, 1)
+    assert totals.prompt_tokens == 26 * 300 and totals.completion_tokens == 20 * 60
+    assert int(totals.latency.sum()) == 26
+    assert 4000 <= totals.latency_quantile(0.99) <= 5000  # in the (2.5 s, 5 s] bucket
