@@ -172,6 +172,8 @@ def list_tasks(
     offset: int = Query(0, ge=0),
     principal: Principal = ReadPrincipal,
 ) -> dict[str, Any]:
+    if createdBy == "me":
+        createdBy = principal.subject  # noqa: N806
     with session_scope(request.app.state.session_factory) as session:
         tasks, total = store.list_tasks(
             session, created_by=createdBy, status=status, limit=limit, offset=offset

@@ -302,6 +302,9 @@ def test_task_list_filters_and_pages(portal: httpx.Client, live_token_factory) -
     assert everything["totalTasks"] == 4
     mine = portal.get(f"{API}/tasks", params={"createdBy": "user:default/carol"}).json()
     assert [t["id"] for t in mine["tasks"]] == [carol_id]
+    assert [
+        t["id"] for t in other.get(f"{API}/tasks", params={"createdBy": "me"}).json()["tasks"]
+    ] == [carol_id]
     page = portal.get(f"{API}/tasks", params={"limit": 2, "offset": 2}).json()
     assert len(page["tasks"]) == 2 and page["totalTasks"] == 4
     done = portal.get(f"{API}/tasks", params={"status": "completed"}).json()
