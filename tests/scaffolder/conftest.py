@@ -284,3 +284,15 @@ def live_token_factory(_scaffolder_server: LiveServer, portal: httpx.Client):  #
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_session_queues() -> Iterator[None]:
+    """Leave nothing of this session's queues behind in the shared Redis."""
+    yield
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{SESSION_QUEUE}*", count=1000))
+    if keys:
+        client.delete(*keys)
