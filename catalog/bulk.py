@@ -12,7 +12,7 @@ from typing import Any
 
 # COPY runs on the raw psycopg connection, so its errors are psycopg's, not SQLAlchemy's.
 from psycopg import IntegrityError as DatabaseIntegrityError  # noqa: F401 (re-exported)
-from sqlalchemy import String, Table, any_, insert, literal
+from sqlalchemy import String, Table, any_, insert, literal, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -43,3 +43,36 @@ def any_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(literal(list(values), type_=ARRAY(String)))
     return column.in_(values)
+
+
+# Re-analyse when a write adds this share of the rows the planner last counted.
+_STALE_SHARE = 0.2
+_MIN_ROWS = 2000
+
+
+def refresh_statistics(session: Session, written_rows: int) -> None:
+    """ANALYZE the catalog tables after bulk writes that make their statistics stale.
+
+    Without statistics PostgreSQL plans multi-condition filters over the search rows as
+    if every key held a handful of rows (seconds instead of milliseconds right after an
+    import); autovacuum catches up only a minute or more later. Runs inside the
+    writer's transaction: it blocks neither readers nor other writers.
+    """
+    if written_rows < _MIN_ROWS:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return
+    row = connection.execute(
+        text(
+            "SELECT c.reltuples, coalesce(s.n_mod_since_analyze, 0) FROM pg_class c "
+            "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "WHERE c.oid = to_regclass('catalog_search')"
+        )
+    ).first()
+    if row is None:
+        return
+    counted, modified = float(row[0]), int(row[1])
+    if counted >= 0 and modified + written_rows < _STALE_SHARE * max(counted, 1.0):
+        return
+    connection.execute(text("ANALYZE catalog_entities, catalog_search, catalog_relations"))

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog import query as engine
-from catalog.bulk import DatabaseIntegrityError, any_of, insert_rows
+from catalog.bulk import DatabaseIntegrityError, any_of, insert_rows, refresh_statistics
 from catalog.cursor import Cursor
 from catalog.errors import (
     ConflictError,
@@ -376,6 +376,7 @@ class CatalogService:
             search.extend(_search_tuples(uid, body))
             relations.extend((uid, s, t, r) for s, t, r in compute_relations(body))
         _insert_search(self.session, search)
+        refresh_statistics(self.session, len(search))
         insert_rows(
             self.session,
             CatalogRelation.__table__,  # type: ignore[attr-defined]
