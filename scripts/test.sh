@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
+# Tools installed into the venv (kubectl fallback, ruff) are found by the tests.
+export PATH="$PWD/.venv/bin:$PATH"
 for step in scripts/setup.d/*.sh; do
   [ -e "$step" ] || continue
   echo "== setup: $step"
