@@ -230,3 +230,24 @@ def test_missing_bundle_is_a_clear_step_failure(
         get_action("rag:provision").run(  # type: ignore[union-attr]
             _context(settings, session_factory, tmp_path, []), {"service": SERVICE}
         )
+
+
+def test_dry_run_uses_the_workspace_when_nothing_was_published(
+    k8s_settings,
+    session_factory,
+    cluster: EmulatedCluster,
+    generated: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """In a scaffolder dry run, publish:git hands out a dry-run:// URL: the template's
+    provision step passes it on, and the bundle must come from the rendered workspace."""
+    logs: list[str] = []
+    output = get_action("rag:provision").run(  # type: ignore[union-attr]
+        _context(k8s_settings, session_factory, generated, logs, dry_run=True),
+        {
+            "service": SERVICE,
+            "environment": "prod",
+            "repoContentsUrl": f"dry-run://local?owner=platform&repo={SERVICE}",
+        },
+    )
+    assert output["state"] == "Planned" and len(output["objects"]) == 26
+    assert cluster.request_count == 0

@@ -131,7 +131,9 @@ class RagProvisionAction(Action):
         problems = self.precheck(input, ctx.settings)
         if problems:
             raise ActionError("; ".join(f"{p.path}: {p.message}" for p in problems))
-        if input.get("repoContentsUrl") and not input.get("path"):
+        # A dry run publishes nothing, so its repoContentsUrl points nowhere: the rendered
+        # workspace holds the same bundle.
+        if input.get("repoContentsUrl") and not input.get("path") and not ctx.dry_run:
             k8s_dir = _bundle_from_repo(str(input["repoContentsUrl"]), ctx)
         else:
             path = str(input.get("path") or "").strip("/")
