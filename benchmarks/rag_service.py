@@ -184,6 +184,12 @@ def inner_ingestion(repo: Path, chunks: int) -> dict:
         "pipeline_chunks_per_s": report.chunks_added / pipeline_s,
         "encode_chunks_per_s": len(texts) / encode_s,
         "overhead_pct": 100 * (pipeline_s - encode_s) / encode_s,
+        # Same run, so immune to load drift between runs on a shared machine: the time
+        # the pipeline spent outside its embedding calls, against the time inside them.
+        "in_run_embedding_s": report.embedding_seconds,
+        "in_run_overhead_pct": 100
+        * (pipeline_s - report.embedding_seconds)
+        / max(report.embedding_seconds, 1e-9),
         "rerun_s": rerun_s,
         "rerun_points_written": rerun.points_written,
     }
@@ -357,7 +363,13 @@ def main() -> None:
             f"{ing['encode_s']:.1f} s = {ing['encode_chunks_per_s']:.1f} chunks/s",
             "",
         ),
-        ("pipeline overhead", f"{ing['overhead_pct']:.1f} %", "<= 10 %"),
+        ("pipeline overhead vs bare encode", f"{ing['overhead_pct']:.1f} %", "<= 10 %"),
+        (
+            "pipeline time outside embedding, same run",
+            f"{ing['pipeline_s'] - ing['in_run_embedding_s']:.1f} s = "
+            f"{ing['in_run_overhead_pct']:.1f} % of its embedding time",
+            "<= 10 %",
+        ),
         (
             "unchanged re-run",
             f"{ing['rerun_s']:.2f} s, {ing['rerun_points_written']} points written",
