@@ -20,9 +20,9 @@ from portal_backend.auth.deps import (
     require_principal,
 )
 from portal_backend.auth.models import ApiToken
-from portal_backend.auth.service import Principal, create_token, revoke_token
+from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
-from portal_backend.sla import costs, evaluations, ingest, reports, services
+from portal_backend.sla import costs, evaluations, ingest, ingest_tokens, reports, services
 from portal_backend.sla.alerts import list_alerts
 from portal_backend.sla.clock import utcnow
 from portal_backend.sla.refs import group_ref, normalize_ref
@@ -186,15 +186,12 @@ def issue_ingest_token(
     with session_scope(_factory(request)) as session:
         service = _service(session, kind, namespace, name)
         _check_owner(principal, service)
-        created = create_token(
+        created = ingest_tokens.issue(
             session,
-            name=(body.name if body and body.name else f"ingest {service.service_ref}"),
-            scope="write",
-            subject=principal.subject,
+            service.service_ref,
             owner_group=service.owner,
-            purpose="ingest",
-            service_ref=service.service_ref,
             created_by=principal.subject,
+            name=body.name if body else None,
             expires_in_days=body.expires_in_days if body else None,
         )
         return {**_token_view(created.record), "token": created.token}
@@ -204,16 +201,10 @@ def issue_ingest_token(
 def list_ingest_tokens(
     kind: str, namespace: str, name: str, request: Request, principal: Principal = WritePrincipal
 ) -> dict:
-    from sqlalchemy import select
-
     with session_scope(_factory(request)) as session:
         service = _service(session, kind, namespace, name)
         _check_owner(principal, service)
-        rows = session.scalars(
-            select(ApiToken).where(
-                ApiToken.purpose == "ingest", ApiToken.service_ref == service.service_ref
-            )
-        )
+        rows = ingest_tokens.list_for(session, service.service_ref)
         return {"items": [_token_view(r) for r in rows]}
 
 
@@ -229,14 +220,7 @@ def revoke_ingest_token(
     with session_scope(_factory(request)) as session:
         service = _service(session, kind, namespace, name)
         _check_owner(principal, service)
-        record = session.get(ApiToken, token_id)
-        if (
-            record is None
-            or record.purpose != "ingest"
-            or record.service_ref != service.service_ref
-        ):
-            raise NotFoundError(f"no ingest token {token_id} for {service.service_ref}")
-        revoke_token(session, token_id)
+        ingest_tokens.revoke(session, service.service_ref, token_id)
 
 
 @router.post("/services/{kind}/{namespace}/{name}/evaluations", status_code=201)

@@ -33,7 +33,7 @@ def alertmanager_payload(alert: Alert, status: str, base_url: str) -> dict[str, 
         "annotations": {k: str(v) for k, v in (alert.annotations or {}).items()},
         "startsAt": _iso(alert.starts_at),
         "endsAt": _iso(alert.ends_at) if status == "resolved" else "0001-01-01T00:00:00Z",
-        "generatorURL": f"{base_url}/api/sla/alerts?fingerprint={alert.id}",
+        "generatorURL": f"{base_url}/api/sla/alerts?service={alert.service_ref or ''}",
         "fingerprint": f"{alert.id:016x}",
     }
     return {

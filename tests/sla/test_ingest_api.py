@@ -52,6 +52,10 @@ def test_ingest_token_scoped_to_its_service_and_revocable(  # type: ignore[no-un
     a, b = register(session_factory, rag_service("bot-a"), rag_service("bot-b"))
     issued = _issue(admin_client, "bot-a")
     assert issued["serviceRef"] == a and issued["token"].startswith("rp_")
+    listed = admin_client.get("/api/sla/services/component/default/bot-a/ingest-tokens").json()
+    assert [t["id"] for t in listed["items"]] == [issued["id"]] and "token" not in listed["items"][
+        0
+    ]
     with live_server.client(token=issued["token"]) as ingest:
         assert ingest.post("/api/sla/usage", json=_batch(a)).status_code == 200
         other = ingest.post("/api/sla/usage", json=_batch(b))
