@@ -37,9 +37,7 @@ def upgrade() -> None:
         sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
         sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
     )
-    op.create_index(
-        "ix_sla_usage_rollups_res_ts", "sla_usage_rollups", ["resolution", "bucket_ts"]
-    )
+    op.create_index("ix_sla_usage_rollups_res_ts", "sla_usage_rollups", ["resolution", "bucket_ts"])
     op.create_table(
         "sla_ingest_batches",
         sa.Column("batch_id", sa.String(length=128), primary_key=True),
