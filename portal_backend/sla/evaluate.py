@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog.service import CatalogService
 from portal_backend.sla import costs, slo, stats
 from portal_backend.sla.alerts import Condition, Transitions, reconcile
 from portal_backend.sla.rollups import HOUR
@@ -168,7 +169,29 @@ def evaluate_all(
         session, [c for e in evaluations for c in e.conditions], now, webhooks or []
     )
     if write_catalog:
-        for e in evaluations:
-            if write_status(session, e.service_ref, "slo", e.slo):
-                write_status(session, e.service_ref, "cost", e.cost)
+        write_changed_statuses(session, evaluations)
     return evaluations, transitions
+
+
+def _same(old: dict | None, new: dict) -> bool:
+    def strip(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k != "updatedAt"}
+
+    return old is not None and strip(old) == strip(new)
+
+
+def write_changed_statuses(session: Session, evaluations: list[ServiceEvaluation]) -> int:
+    """Writes status.slo/status.cost only where they changed: a status write re-indexes
+    the entity, which a fleet evaluated every minute should not pay for nothing."""
+    refs = [e.service_ref for e in evaluations]
+    current = CatalogService(session).get_by_refs(refs) if refs else []
+    written = 0
+    for evaluation, entity in zip(evaluations, current, strict=True):
+        if entity is None:
+            continue
+        status = entity.get("status") or {}
+        for section, value in (("slo", evaluation.slo), ("cost", evaluation.cost)):
+            if not _same(status.get(section), value):
+                write_status(session, evaluation.service_ref, section, value)
+                written += 1
+    return written

@@ -56,6 +56,14 @@ def test_fast_burn_pages_at_minute_44_and_resolves_at_62(session_factory) -> Non
         assert entity["status"]["slo"]["state"] == "breached"
         assert CatalogService(session).query_refs({"status.slo.state": "breached"}) == [ref]
 
+    with session_scope(session_factory) as session:
+        etag = CatalogService(session).get_by_ref(ref)["metadata"]["etag"]
+    # 29 s later, same minute: same figures, so the entity is not rewritten.
+    with session_scope(session_factory) as session:
+        evaluate.evaluate_all(session, _at(43) - timedelta(seconds=29), webhooks=HOOKS)
+    with session_scope(session_factory) as session:
+        assert CatalogService(session).get_by_ref(ref)["metadata"]["etag"] == etag
+
     # Still firing later: no second alert (fires once).
     assert _evaluate(session_factory, 55)["availability:page"] is True
     assert _evaluate(session_factory, 60)["availability:page"] is True
