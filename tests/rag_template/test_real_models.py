@@ -131,16 +131,20 @@ def test_real_ingestion_of_the_sample_corpus(repo: Path, ingested: dict):
     assert rerun["chunks_unchanged"] == ingested["chunks_added"]
 
 
-def test_golden_questions_retrieve_their_sources(repo: Path, ingested: dict, api_url: str):
+@pytest.fixture(scope="module")
+def eval_report(repo: Path, ingested: dict) -> dict:
     # Qdrant local mode allows one process per folder: evaluate on a copy.
     copy = repo.parent / "eval-qdrant"
     shutil.copytree(repo / ".qdrant", copy, dirs_exist_ok=True)
     result = run_in_venv(repo, "-m", "eval", "--k", "4", env={"QDRANT_PATH": str(copy)})
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
-    misses = [q for q in report["per_question"] if q["rank"] is None]
+    return json.loads(result.stdout)
+
+
+def test_golden_questions_retrieve_their_sources(eval_report: dict):
+    misses = [q for q in eval_report["per_question"] if q["rank"] is None]
     assert misses == [], misses
-    assert report["hit_at_k"] == 1.0 and report["mrr"] >= 0.8
+    assert eval_report["hit_at_k"] == 1.0 and eval_report["mrr"] >= 0.8
 
 
 def test_query_answers_from_the_real_llm_with_citations_and_usage(api_url: str):
@@ -251,3 +255,51 @@ def test_bad_inputs_are_reported_not_fatal(repo: Path, tmp_path: Path):
     assert "removed 2 <script>" in warnings["tracking.html"]
     assert report["documents_new"] == 7 and report["documents_failed"] == 4
     assert "ingestion report" in result.stderr.lower()
+
+
+def test_usage_and_evaluation_reach_the_portal(
+    repo: Path, ingested: dict, llm_url: str, api_url: str, eval_report: dict,
+    live_server, admin_client, session_factory,
+):  # fmt: skip
+    """The generated API pushes its usage to a real portal with the service's ingest
+    token, and `python -m eval` output is accepted as an evaluation."""
+    from sqlmodel import func, select
+
+    from catalog.service import CatalogService
+    from portal_backend.db import session_scope
+    from portal_backend.sla.tables import IngestBatch
+    from tests.rag_template.test_rendered_repos import entities
+
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities(entities(repo), location_key="url:test")
+    issued = admin_client.post("/api/sla/services/component/default/docs-bot/ingest-tokens")
+    assert issued.status_code == 201, issued.text
+    token = issued.json()["token"]
+    copy = repo.parent / "usage-qdrant"
+    shutil.copytree(repo / ".qdrant", copy, dirs_exist_ok=True)
+    env = {
+        "LLM_BASE_URL": llm_url,
+        "FALLBACK_LLM_BASE_URL": "",
+        "RAGPORTAL_URL": live_server.url,
+        "RAGPORTAL_INGEST_TOKEN": token,
+        "USAGE_BATCH_SIZE": "1",
+        "USAGE_FLUSH_INTERVAL_S": "0.5",
+    }
+    for url in _api(repo, copy, env, "api-usage"):
+        for question in ("How do I rotate the Qdrant API key?", "zebra pineapple carburetor"):
+            assert httpx.post(f"{url}/query", json={"question": question}, timeout=120).is_success
+        deadline = time.monotonic() + 30
+        while True:
+            with session_scope(session_factory) as session:
+                pushed = session.scalar(select(func.sum(IngestBatch.records))) or 0
+            if pushed >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert pushed == 2
+    posted = httpx.post(
+        f"{live_server.url}/api/sla/services/component/default/docs-bot/evaluations",
+        json=eval_report,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert posted.status_code == 201, posted.text
+    assert posted.json()["metrics"]["hit_at_k"] == eval_report["hit_at_k"]
