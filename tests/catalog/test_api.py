@@ -136,6 +136,7 @@ def test_get_entities_list_order_paging_and_streaming(seeded: httpx.Client) -> N
     assert everything.status_code == 200
     assert everything.headers["content-type"].startswith("application/json")
     assert len(everything.json()) == 7
+    assert seeded.get("/api/catalog/entities", params={"filter": "kind=nothing"}).json() == []
 
     ordered = seeded.get(
         "/api/catalog/entities",
