@@ -79,3 +79,22 @@ def test_validate_deploy_script(rendered: Rendered) -> None:
     else:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "SUCCESS" in result.stdout
+
+
+def test_catalog_endpoint_annotation_names_the_deployed_api_service(rendered: Rendered) -> None:
+    """The endpoint the catalog shows (and the portal links to) is the API Service that the
+    bundle actually creates, on its port."""
+    from urllib.parse import urlsplit
+
+    documents = [
+        d for d in yaml.safe_load_all((rendered.root / "catalog-info.yaml").read_text()) if d
+    ]
+    component = next(d for d in documents if d["kind"] == "Component")
+    endpoint = urlsplit(component["metadata"]["annotations"]["rag-portal.io/endpoint"])
+    service_name, namespace = endpoint.hostname.split(".")[:2]
+    for env in OVERLAYS:
+        services = rendered.by_kind(env, "Service")
+        assert service_name in services, f"{env}: no Service {service_name}"
+        service = services[service_name]
+        assert service["metadata"]["namespace"] == namespace
+        assert endpoint.port in {p["port"] for p in service["spec"]["ports"]}
