@@ -22,13 +22,15 @@ TASK_MODULES = ("workers.scaffolder", "workers.provisioning", "workers.sla")
 
 def _filesystem_broker_options(data_dir: Path) -> dict[str, object]:
     queue_dir = data_dir / "queue"
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (queue_dir / sub).mkdir(parents=True, exist_ok=True)
     return {
         "data_folder_in": str(queue_dir / "out"),
         "data_folder_out": str(queue_dir / "out"),
         "processed_folder": str(queue_dir / "processed"),
         "store_processed": "false",
+        # Exchange tables; kombu's default is ./control in the working directory.
+        "control_folder": str(queue_dir / "control"),
         # The folder is polled; a step's next message should not wait a whole second.
         "polling_interval": 0.2,
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import BOOTSTRAP_TOKEN, free_port
-from tests.scaffolder.conftest import FAST, FIXTURE_TEMPLATES, REPO_ROOT, wait_for, wait_status
+from tests.scaffolder.conftest import FAST, FIXTURE_TEMPLATES, wait_for, wait_status
 from tests.scaffolder.helpers import commit_count, repos, submit
 
 
@@ -40,10 +40,12 @@ def test_serve_runs_an_embedded_worker_and_stops_it(tmp_path: Path) -> None:
         **{f"RAGPORTAL_{k.upper()}": str(v) for k, v in FAST.items()},
     )
     log = (tmp_path / "serve.log").open("w")
+    workdir = tmp_path / "cwd"  # the queue must live in the data folder, not where serve runs
+    workdir.mkdir()
     serve = subprocess.Popen(
         [sys.executable, "-m", "portal_backend.cli", "serve"],
         env=env,
-        cwd=REPO_ROOT,
+        cwd=workdir,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -71,6 +73,8 @@ def test_serve_runs_an_embedded_worker_and_stops_it(tmp_path: Path) -> None:
         settings_like = type("S", (), {"data_dir": tmp_path / "data"})
         [repo] = repos(settings_like)  # type: ignore[arg-type]
         assert commit_count(repo) == 1
+        assert list(workdir.iterdir()) == []
+        assert (tmp_path / "data" / "queue" / "control").is_dir()
         client.close()
     finally:
         serve.send_signal(signal.SIGTERM)
