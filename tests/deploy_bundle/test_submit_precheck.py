@@ -59,3 +59,24 @@ def test_llama3_context_beyond_8192_is_refused_on_its_field(
     with pytest.raises(InputError) as info:
         precheck(template, values, settings, "user:default/a")
     assert [d.path for d in info.value.details] == ["parameters.max_model_len"]
+
+
+def test_70b_bf16_on_one_l4_is_refused_with_what_would_fit(
+    template: Template, settings: Settings
+) -> None:
+    """The issue's example: the form caps GPUs per replica at one, and 70B bf16 cannot fit."""
+    values = with_defaults(
+        template,
+        {
+            **BASE,
+            "model": "llama-3-70b-instruct",
+            "quantization": "bf16",
+            "gpu_class": "L4",
+            "max_gpus": 1,
+        },
+    )
+    with pytest.raises(InputError) as info:
+        precheck(template, values, settings, "user:default/a")
+    messages = {d.path: d.message for d in info.value.details}
+    assert "does not fit on 1 x L4" in messages["parameters.gpu_class"], messages
+    assert "needs >=" in messages["parameters.gpu_class"]
