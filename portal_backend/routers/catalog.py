@@ -172,14 +172,14 @@ def get_entities_by_query(
     fullTextFilterTerm: str | None = None,  # noqa: N803
     fullTextFilterFields: list[str] = Query(default=[]),  # noqa: N803
     _: Principal = ReadPrincipal,
-) -> dict[str, Any]:
+) -> JSONResponse:
     if cursor is None:
         _check_filters(filter)
     order_field, order = _order_fields(orderField, separator=",", param="orderField")
     if totalItems not in (None, "include", "exclude"):
         raise InputError("totalItems must be 'include' or 'exclude'")
     with _session(request) as session:
-        return CatalogService(session).query_entities(
+        result = CatalogService(session).query_entities(
             filters=filter,
             order_field=order_field,
             order=order,
@@ -191,6 +191,7 @@ def get_entities_by_query(
             fields=_split(fields),
             include_total=totalItems != "exclude",
         )
+    return JSONResponse(result)
 
 
 @router.post("/entities/by-refs")
@@ -199,7 +200,7 @@ def get_entities_by_refs(
     payload: Any = Body(default=None),
     filter: list[str] = Query(default=[]),
     _: Principal = ReadPrincipal,
-) -> dict[str, Any]:
+) -> JSONResponse:
     if not isinstance(payload, dict) or not isinstance(payload.get("entityRefs"), list):
         raise InputError(
             "body must be {entityRefs: [...], fields?: [...]}",
@@ -214,27 +215,27 @@ def get_entities_by_refs(
     _check_filters(filter)
     with _session(request) as session:
         items = CatalogService(session).get_by_refs(refs, filters=filter, fields=fields)
-    return {"items": items}
+    return JSONResponse({"items": items})
 
 
 @router.get("/entities/by-name/{kind}/{namespace}/{name}")
 def get_entity_by_name(
     kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
-) -> dict:
+) -> JSONResponse:
     with _session(request) as session:
         entity = CatalogService(session).get_by_name(kind, namespace, name)
     if entity is None:
         raise NotFoundError(f"No entity named '{name}' found, with kind '{kind}' in '{namespace}'")
-    return entity
+    return JSONResponse(entity)
 
 
 @router.get("/entities/by-uid/{uid}")
-def get_entity_by_uid(uid: str, request: Request, _: Principal = ReadPrincipal) -> dict:
+def get_entity_by_uid(uid: str, request: Request, _: Principal = ReadPrincipal) -> JSONResponse:
     with _session(request) as session:
         entity = CatalogService(session).get_by_uid(uid)
     if entity is None:
         raise NotFoundError(f"No entity with uid {uid}")
-    return entity
+    return JSONResponse(entity)
 
 
 @router.delete("/entities/by-uid/{uid}", status_code=204)
@@ -250,7 +251,7 @@ def get_entity_facets(
     facet: list[str] = Query(default=[]),
     filter: list[str] = Query(default=[]),
     _: Principal = ReadPrincipal,
-) -> dict[str, Any]:
+) -> JSONResponse:
     if not facet:
         raise InputError(
             "at least one facet is required, e.g. ?facet=spec.type",
@@ -258,7 +259,7 @@ def get_entity_facets(
         )
     _check_filters(filter)
     with _session(request) as session:
-        return CatalogService(session).facets(facet, filter)
+        return JSONResponse(CatalogService(session).facets(facet, filter))
 
 
 @router.post("/locations", status_code=201)
