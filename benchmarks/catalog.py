@@ -16,6 +16,7 @@ import argparse
 import multiprocessing
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -400,6 +401,7 @@ def main() -> None:
         if schema:
             with psycopg.connect(args.postgres_url, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
