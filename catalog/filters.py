@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, false, or_, select, true
 
 from catalog.errors import ErrorDetail, InputError
 from catalog.relations import CANONICAL_TYPE
@@ -123,8 +123,12 @@ def compile_filters(alternatives: list[Conditions]) -> ColumnElement[bool]:
 def full_text_matches(term: str, fields: Sequence[str]) -> Select[tuple[str]]:
     """Uids of entities where any of ``fields`` contains ``term`` (case-insensitive)."""
     escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    # The keys are rendered into the SQL (quoted by SQLAlchemy) rather than bound: only
+    # then can PostgreSQL prove "key IN (...)" implies the trigram index's partial
+    # predicate, also in the generic plans of statements psycopg prepares.
+    keys = bindparam("full_text_keys", [f.lower() for f in fields], literal_execute=True)
     return select(CatalogSearch.entity_uid).where(
-        CatalogSearch.key.in_([f.lower() for f in fields]),
+        CatalogSearch.key.in_(keys),
         CatalogSearch.value.like(f"%{escaped}%", escape="\\"),
     )
 

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session, aliased
 
 from catalog.errors import ErrorDetail, InputError
 from catalog.relations import CANONICAL_TYPE
-from catalog.tables import CatalogEntity, CatalogRelation, CatalogSearch
+from catalog.tables import FULL_TEXT_KEYS, CatalogEntity, CatalogRelation, CatalogSearch
 
 MAX_LIMIT = 1000
-DEFAULT_FULL_TEXT_FIELDS = ("metadata.name", "metadata.title", "metadata.description")
+DEFAULT_FULL_TEXT_FIELDS = FULL_TEXT_KEYS
 
 _SORT_COLUMNS = {
     "metadata.name": CatalogEntity.name,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -38,8 +38,27 @@ class CatalogEntity(SQLModel, table=True):
     updated_at: datetime
 
 
+# Keys full-text search reads by default (fullTextFilterTerm without fields).
+FULL_TEXT_KEYS = ("metadata.name", "metadata.title", "metadata.description")
+_FULL_TEXT_ROWS = "key IN (" + ", ".join(f"'{k}'" for k in FULL_TEXT_KEYS) + ")"
+
+
 class CatalogSearch(SQLModel, table=True):
     __tablename__ = "catalog_search"
+    __table_args__ = (
+        # Substring search ("value LIKE '%term%'") on PostgreSQL: a pg_trgm GIN index,
+        # partial so only the default full-text rows (a few per entity, not all ~25)
+        # pay for it on import. SQLite gets a plain partial index (same name, so models
+        # and migrations agree on both); it searches by scanning these rows.
+        Index(
+            "ix_catalog_search_value_trgm",
+            "value",
+            postgresql_using="gin",
+            postgresql_ops={"value": "gin_trgm_ops"},
+            postgresql_where=text(_FULL_TEXT_ROWS),
+            sqlite_where=text(_FULL_TEXT_ROWS),
+        ),
+    )
     # The primary key (key, value, kind, entity_uid) is the search index itself: filters and
     # facets are index(-only) scans; entity_uid alone serves deletes on re-import.
 

@@ -47,6 +47,35 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key", "value", "kind", "entity_uid"),
     )
     op.create_index("ix_catalog_search_entity_uid", "catalog_search", ["entity_uid"])
+    full_text_rows = "key IN ('metadata.name', 'metadata.title', 'metadata.description')"
+    if op.get_bind().dialect.name == "postgresql":
+        # pg_trgm (a trusted extension) serves "value LIKE '%term%'" from a GIN index.
+        # It goes to public once per database: an extension living in a per-tenant schema
+        # would vanish with that schema (CASCADE), taking other schemas' indexes along.
+        # The advisory lock serialises concurrent first migrations of one database.
+        op.execute("SELECT pg_advisory_xact_lock(hashtext('rag-portal:pg_trgm'))")
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+        trgm_schema = (
+            op.get_bind()
+            .execute(
+                sa.text(
+                    "SELECT n.nspname FROM pg_extension e "
+                    "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
+                )
+            )
+            .scalar_one()
+        )
+        op.execute(
+            "CREATE INDEX ix_catalog_search_value_trgm ON catalog_search "
+            f'USING gin (value "{trgm_schema}".gin_trgm_ops) WHERE {full_text_rows}'
+        )
+    else:
+        op.create_index(
+            "ix_catalog_search_value_trgm",
+            "catalog_search",
+            ["value"],
+            sqlite_where=sa.text(full_text_rows),
+        )
     if op.get_bind().dialect.name == "postgresql":
         # key, value and kind are strongly correlated ('service' only occurs under
         # spec.type); without this the planner misjudges filters by orders of magnitude.
@@ -87,6 +116,7 @@ def downgrade() -> None:
     op.drop_index("ix_catalog_relations_target_type", table_name="catalog_relations")
     op.drop_index("ix_catalog_relations_originating_uid", table_name="catalog_relations")
     op.drop_table("catalog_relations")
+    op.drop_index("ix_catalog_search_value_trgm", table_name="catalog_search")
     op.drop_index("ix_catalog_search_entity_uid", table_name="catalog_search")
     op.drop_table("catalog_search")
     op.drop_index("ix_catalog_entities_name_uid", table_name="catalog_entities")
