@@ -492,25 +492,32 @@ class CatalogService:
             result.append(entity)
         return result
 
+    def _get_one(self, where: Any) -> dict | None:
+        """One entity with its relations in a single query (one round trip, not two).
+
+        The body repeats on each of the entity's relation rows; for one entity with a
+        handful of relations that costs less than a second query.
+        """
+        rows = self.session.execute(
+            select(CatalogEntity.body, CatalogRelation.type, CatalogRelation.target_ref)
+            .outerjoin(CatalogRelation, CatalogRelation.source_ref == CatalogEntity.entity_ref)
+            .where(where)
+        ).all()
+        if not rows:
+            return None
+        entity = json.loads(rows[0].body)
+        pairs = sorted({(r.type, r.target_ref) for r in rows if r.type is not None})
+        entity["relations"] = [{"type": t, "targetRef": target} for t, target in pairs]
+        return entity
+
     def get_by_ref(self, ref: str) -> dict | None:
-        canonical = self._ref(ref)
-        row = self.session.execute(
-            select(CatalogEntity.uid, CatalogEntity.entity_ref, CatalogEntity.body).where(
-                CatalogEntity.entity_ref == canonical
-            )
-        ).first()
-        return self._hydrate([tuple(row)])[0] if row else None  # type: ignore[list-item]
+        return self._get_one(CatalogEntity.entity_ref == self._ref(ref))
 
     def get_by_name(self, kind: str, namespace: str, name: str) -> dict | None:
         return self.get_by_ref(f"{kind}:{namespace}/{name}")
 
     def get_by_uid(self, uid: str) -> dict | None:
-        row = self.session.execute(
-            select(CatalogEntity.uid, CatalogEntity.entity_ref, CatalogEntity.body).where(
-                CatalogEntity.uid == uid
-            )
-        ).first()
-        return self._hydrate([tuple(row)])[0] if row else None  # type: ignore[list-item]
+        return self._get_one(CatalogEntity.uid == uid)
 
     def get_by_refs(
         self, refs: Sequence[str], *, filters: Sequence[str] = (), fields: Sequence[str] = ()
