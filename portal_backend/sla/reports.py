@@ -4,6 +4,7 @@ shaped like Backstage Cost Insights (daily ``aggregation``, ``change``, ``trendl
 from __future__ import annotations
 
 from datetime import datetime
+from operator import itemgetter
 
 import numpy as np
 from sqlalchemy import select
@@ -117,30 +118,39 @@ def cost_summary(session: Session, group_by: str, window: str, now: datetime) ->
     month_start = int(costs.month_start(now).timestamp())
     first = min(previous_start, month_start)
     rows = costs.daily_rows(session, first, today + DAY)
-    owners = dict(session.execute(select(SlaService.service_ref, SlaService.owner)).all())
+    # One read of the service table gives owners and annotated budgets.
+    owners: dict[str, str | None] = {}
+    annotated: dict[str, float | None] = {}
+    for ref, owner, annotated_budget in session.execute(
+        select(SlaService.service_ref, SlaService.owner, SlaService.monthly_budget_usd)
+    ):
+        owners[ref] = owner
+        annotated[ref] = annotated_budget
     budgets = {b.ref: b.monthly_usd for b in session.scalars(select(Budget))}
-    annotated = dict(
-        session.execute(select(SlaService.service_ref, SlaService.monthly_budget_usd)).all()
-    )
 
     def key_of(ref: str) -> str:
         return ref if group_by == "service" else owners.get(ref) or "unowned"
 
-    keys = sorted({key_of(ref) for ref in owners} | {key_of(ref) for ref, _, _ in rows})
+    # Columns through itemgetter maps: zip(*rows) over ~30k tuples was a third of the
+    # whole request.
+    refs = list(map(itemgetter(0), rows))
+    row_refs = set(refs)
+    keys = sorted({key_of(ref) for ref in owners.keys() | row_refs})
     index = {k: i for i, k in enumerate(keys)}
     span = (today + DAY - first) // DAY
     matrix = np.zeros((len(keys), span))
     if rows:
-        refs, stamps, amounts = zip(*rows, strict=True)
-        row_of = {ref: index[key_of(ref)] for ref in set(refs)}
-        np.add.at(
-            matrix,
-            (
-                np.fromiter((row_of[r] for r in refs), np.int64, len(refs)),
-                (np.fromiter(stamps, np.int64, len(stamps)) - first) // DAY,
-            ),
-            np.fromiter(amounts, np.float64, len(amounts)),
+        row_of = {ref: index[key_of(ref)] for ref in row_refs}
+        cells = (
+            np.fromiter(map(row_of.__getitem__, refs), np.int64, len(refs)) * span
+            + (np.fromiter(map(itemgetter(1), rows), np.int64, len(rows)) - first) // DAY
         )
+        # bincount sums repeated cells like np.add.at, several times faster.
+        matrix += np.bincount(
+            cells,
+            weights=np.fromiter(map(itemgetter(2), rows), np.float64, len(rows)),
+            minlength=len(keys) * span,
+        ).reshape(len(keys), span)
     col = (np.arange(span) * DAY) + first
     window_cols = (col >= start) & (col <= today)
     current = np.round(matrix[:, window_cols], 4)
