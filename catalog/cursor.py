@@ -26,9 +26,15 @@ class Cursor:
     position: list[str] | None = None
     direction: str = "next"
     total: int | None = None
+    # A predicate query (POST by-query). Only present when set: catalog-client sends
+    # cursors whose JSON has a "query" key to the POST endpoint.
+    query: Any = None
 
     def encode(self) -> str:
-        raw = json.dumps(asdict(self), separators=(",", ":")).encode()
+        data = asdict(self)
+        if data["query"] is None:
+            del data["query"]
+        raw = json.dumps(data, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod

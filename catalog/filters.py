@@ -89,6 +89,11 @@ def _condition(
     return CatalogEntity.uid.in_(sub)
 
 
+def condition(key: str, values: list[str] | None) -> ColumnElement[bool]:
+    """One ``key[=value...]`` condition (lowercase key and values); also used by predicates."""
+    return _condition(key, values)
+
+
 def search_only_count(alternatives: list[Conditions]) -> tuple[str, list[str], list[str]] | None:
     """(key, values, kinds) when the filter is "kind=... and one search condition".
 

@@ -38,6 +38,7 @@ from catalog.filters import (
     search_only_count,
 )
 from catalog.locations import LocationPolicy, check_target, location_key, read_target
+from catalog.predicates import compile_predicate
 from catalog.refs import RefError, normalize_ref, parse_ref, ref_of
 from catalog.relations import compute_relations
 from catalog.search import search_rows
@@ -587,8 +588,11 @@ class CatalogService:
         offset: int = 0,
         fields: Sequence[str] = (),
         include_total: bool = True,
+        query: Any = None,
     ) -> dict[str, Any]:
         """Backstage's ``queryEntities``: {items, totalItems, pageInfo}.
+
+        ``query`` is a predicate object (POST by-query), ANDed with ``filters``.
 
         ``offset`` only applies to the first page; later pages follow the cursor's keyset.
         """
@@ -606,11 +610,18 @@ class CatalogService:
                 order=order,
                 term=term,
                 term_fields=list(term_fields),
+                query=query,
             )
         where = self._where(state.filters, state.term, state.term_fields)
+        if state.query is not None:
+            where = where & compile_predicate(state.query)
         total = state.total
         if total is None and include_total:
-            fast = None if state.term else search_only_count(parse_filters(state.filters))
+            fast = (
+                None
+                if state.term or state.query is not None
+                else search_only_count(parse_filters(state.filters))
+            )
             total = engine.count(self.session, where, fast)
         rows = engine.page(
             self.session,
@@ -772,14 +783,20 @@ class CatalogService:
             position=[str(value or ""), uid],
         ).encode()
 
-    def facets(self, keys: Sequence[str], filters: Sequence[str] = ()) -> dict[str, Any]:
+    def facets(
+        self, keys: Sequence[str], filters: Sequence[str] = (), query: Any = None
+    ) -> dict[str, Any]:
+        """Per key [{value, count}]; ``query`` (a predicate object) is ANDed with ``filters``."""
         alternatives = parse_filters(filters)
         where = compile_filters(alternatives) if alternatives else None
         only_kind = (
             alternatives[0]["kind"]
-            if len(alternatives) == 1 and list(alternatives[0]) == ["kind"]
+            if len(alternatives) == 1 and list(alternatives[0]) == ["kind"] and query is None
             else None
         )
+        if query is not None:
+            predicate = compile_predicate(query)
+            where = predicate if where is None else where & predicate
         return {"facets": engine.facets(self.session, keys, where, only_kind)}
 
     # -- locations --------------------------------------------------------------------

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from catalog.errors import ErrorDetail, InputError, NotAllowedError, NotFoundError
 from catalog.filters import parse_filters
 from catalog.locations import LocationPolicy
+from catalog.predicates import compile_predicate
 from catalog.service import CatalogService
 from portal_backend.auth.deps import ReadPrincipal, WritePrincipal
 from portal_backend.auth.service import Principal
@@ -194,6 +195,90 @@ def get_entities_by_query(
     return JSONResponse(result)
 
 
+def _body_list(payload: dict, name: str) -> list[str]:
+    value = payload.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{name} must be a list of strings", [ErrorDetail(name, "strings")])
+    return value
+
+
+def _body_int(payload: dict, name: str) -> int | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"{name} must be a whole number >= 0", [ErrorDetail(name, ">= 0")])
+    return value
+
+
+def _body_order(payload: dict) -> tuple[str | None, str]:
+    """Backstage's ``orderBy: [{field, order}]``; the first one applies, as in GET."""
+    order_by = payload.get("orderBy")
+    if order_by is None:
+        return None, "asc"
+    directives = order_by if isinstance(order_by, list) else [order_by]
+    if not directives:
+        return None, "asc"
+    first = directives[0]
+    if (
+        not isinstance(first, dict)
+        or not isinstance(first.get("field"), str)
+        or not first["field"].strip()
+        or first.get("order", "asc") not in ("asc", "desc")
+    ):
+        raise InputError(
+            "orderBy must be [{field: 'metadata.name', order: 'asc'|'desc'}]",
+            [ErrorDetail("orderBy[0]", "expected {field, order: asc|desc}")],
+        )
+    return first["field"].strip(), first.get("order", "asc")
+
+
+@router.post("/entities/by-query")
+def query_entities_by_predicate(
+    request: Request, payload: Any = Body(default=None), _: Principal = ReadPrincipal
+) -> JSONResponse:
+    """``GET /entities/by-query`` with a predicate ``query`` object in a JSON body."""
+    payload = {} if payload is None else payload
+    if not isinstance(payload, dict):
+        raise InputError(
+            "body must be {query?, fields?, limit?, offset?, orderBy?, cursor?, fullTextFilter?}",
+            [ErrorDetail("", "an object")],
+        )
+    cursor = payload.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise InputError("cursor must be a string", [ErrorDetail("cursor", "a string")])
+    order_field, order = _body_order(payload)
+    full_text = payload.get("fullTextFilter") or {}
+    if not isinstance(full_text, dict) or not isinstance(full_text.get("term", ""), str):
+        raise InputError(
+            "fullTextFilter must be {term: string, fields?: [...]}",
+            [ErrorDetail("fullTextFilter", "expected {term, fields?}")],
+        )
+    total_items = payload.get("totalItems")
+    if total_items not in (None, "include", "exclude"):
+        raise InputError(
+            "totalItems must be 'include' or 'exclude'",
+            [ErrorDetail("totalItems", str(total_items))],
+        )
+    query = payload.get("query")
+    if cursor is None and query is not None:
+        compile_predicate(query)  # 400 naming the bad path before any work
+    with _session(request) as session:
+        result = CatalogService(session).query_entities(
+            query=query,
+            order_field=order_field,
+            order=order,
+            term=full_text.get("term") or None,
+            term_fields=_body_list(full_text, "fields"),
+            cursor=cursor,
+            limit=_body_int(payload, "limit"),
+            offset=_body_int(payload, "offset") or 0,
+            fields=_body_list(payload, "fields"),
+            include_total=total_items != "exclude",
+        )
+    return JSONResponse(result)
+
+
 @router.post("/entities/by-refs")
 def get_entities_by_refs(
     request: Request,
@@ -260,6 +345,26 @@ def get_entity_facets(
     _check_filters(filter)
     with _session(request) as session:
         return JSONResponse(CatalogService(session).facets(facet, filter))
+
+
+@router.post("/entity-facets")
+def query_entity_facets_by_predicate(
+    request: Request, payload: Any = Body(default=None), _: Principal = ReadPrincipal
+) -> JSONResponse:
+    """``GET /entity-facets`` with a predicate ``query`` object in a JSON body."""
+    if not isinstance(payload, dict):
+        raise InputError("body must be {facets: [...], query?}", [ErrorDetail("", "an object")])
+    facets = _body_list(payload, "facets")
+    if not facets:
+        raise InputError(
+            "at least one facet is required, e.g. {facets: ['spec.type']}",
+            [ErrorDetail("facets", "required")],
+        )
+    query = payload.get("query")
+    if query is not None:
+        compile_predicate(query)
+    with _session(request) as session:
+        return JSONResponse(CatalogService(session).facets(facets, query=query))
 
 
 @router.post("/locations", status_code=201)

@@ -388,3 +388,117 @@ def test_total_items_counts_each_entity_once(seeded: httpx.Client) -> None:
         "/api/catalog/entities/by-query", params={"filter": "kind=group", "totalItems": "exclude"}
     ).json()
     assert "totalItems" not in excluded and len(excluded["items"]) == 2
+
+
+def _by_predicate(client: httpx.Client, body: dict) -> dict:
+    response = client.post("/api/catalog/entities/by-query", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_post_by_query_predicates(seeded: httpx.Client) -> None:
+    def names(query: dict) -> list[str]:
+        body = {"query": query, "orderBy": [{"field": "metadata.name", "order": "asc"}]}
+        return _names(_by_predicate(seeded, body)["items"])
+
+    # keys of one object are ANDed, values match case-insensitively
+    assert names({"kind": "Component", "spec.type": "service"}) == ["indexer", "web"]
+    assert names({"$all": [{"kind": "component"}, {"metadata.tags": "python"}]}) == [
+        "indexer",
+        "web",
+    ]
+    assert names({"$any": [{"kind": "group"}, {"kind": "system"}]}) == [
+        "search",
+        "team-a",
+        "team-b",
+    ]
+    assert names({"kind": "component", "$not": {"spec.type": "service"}}) == ["API-Gateway"]
+    assert names({"kind": {"$in": ["resource", "system"]}}) == ["db", "search"]
+    assert names({"metadata.annotations.rag-portal.io/service": {"$exists": True}}) == ["web"]
+    assert names({"kind": "component", "spec.system": {"$exists": False}}) == [
+        "API-Gateway",
+        "indexer",
+    ]
+    assert names({"relations.ownedBy": "group:default/team-b"}) == ["API-Gateway", "search"]
+    assert names(
+        {"$any": [{"$all": [{"kind": "component"}, {"metadata.tags": "go"}]}, {"kind": "resource"}]}
+    ) == ["API-Gateway", "db"]
+    assert names({"$any": []}) == []
+    assert len(names({})) == 7
+
+    # same response shape as GET, fields and full text included
+    body = _by_predicate(
+        seeded,
+        {
+            "query": {"kind": "component"},
+            "fields": ["metadata.name"],
+            "orderBy": [{"field": "metadata.name", "order": "desc"}],
+            "fullTextFilter": {"term": "front"},
+        },
+    )
+    assert body == {"items": [{"metadata": {"name": "web"}}], "totalItems": 1, "pageInfo": {}}
+
+
+def test_post_by_query_cursor_continues_the_query(seeded: httpx.Client) -> None:
+    query = {"$not": {"kind": "group"}}
+    first = _by_predicate(
+        seeded,
+        {"query": query, "limit": 2, "orderBy": [{"field": "metadata.name", "order": "asc"}]},
+    )
+    assert _names(first["items"]) == ["API-Gateway", "db"]
+    assert first["totalItems"] == 5
+    cursor = first["pageInfo"]["nextCursor"]
+    second = _by_predicate(seeded, {"cursor": cursor, "limit": 2})
+    assert _names(second["items"]) == ["indexer", "search"]
+    third = _by_predicate(seeded, {"cursor": second["pageInfo"]["nextCursor"], "limit": 2})
+    assert _names(third["items"]) == ["web"]
+    assert "nextCursor" not in third["pageInfo"]
+    back = _by_predicate(seeded, {"cursor": third["pageInfo"]["prevCursor"], "limit": 2})
+    assert _names(back["items"]) == ["indexer", "search"]
+    # the GET endpoint continues a predicate cursor the same way
+    again = seeded.get(
+        "/api/catalog/entities/by-query", params={"cursor": cursor, "limit": 2}
+    ).json()
+    assert _names(again["items"]) == ["indexer", "search"]
+
+
+def test_post_entity_facets_with_query(seeded: httpx.Client) -> None:
+    response = seeded.post(
+        "/api/catalog/entity-facets",
+        json={"facets": ["spec.type", "kind"], "query": {"$not": {"kind": "group"}}},
+    )
+    assert response.status_code == 200, response.text
+    facets = response.json()["facets"]
+    assert facets["kind"] == [
+        {"value": "Component", "count": 3},
+        {"value": "Resource", "count": 1},
+        {"value": "System", "count": 1},
+    ]
+    assert {"value": "service", "count": 2} in facets["spec.type"]
+    everything = seeded.post("/api/catalog/entity-facets", json={"facets": ["kind"]}).json()
+    assert {"value": "Group", "count": 2} in everything["facets"]["kind"]
+
+
+@pytest.mark.parametrize(
+    ("query", "path"),
+    [
+        ({"$all": {"kind": "x"}}, "query.$all"),
+        ({"$any": [{"kind": "x"}, {"spec.type": {"$in": "x"}}]}, "query.$any[1].spec.type.$in"),
+        ({"$not": {"spec.type": {"$exists": "yes"}}}, "query.$not.spec.type.$exists"),
+        ({"kind": {"$eq": "x"}}, "query.kind"),
+        ({"$nor": []}, "query.$nor"),
+        ({"kind": ["a"]}, "query.kind"),
+        ("kind=component", "query"),
+    ],
+)
+def test_post_predicates_reject_bad_queries(seeded: httpx.Client, query: object, path: str) -> None:
+    for route, extra in (
+        ("/api/catalog/entities/by-query", {}),
+        ("/api/catalog/entity-facets", {"facets": ["kind"]}),
+    ):
+        response = seeded.post(route, json={"query": query, **extra})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["name"] == "InputError"
+        assert path in error["message"]
+        assert error["details"][0]["path"] == path
