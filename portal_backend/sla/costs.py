@@ -1,10 +1,13 @@
 """Cost: price table, provisioned-resources model, accrual into hour/day buckets, and the
 derived figures (window cost, month-to-date, projection, per-1k-tokens, per-prompt).
 
-Model: $/hour of a service = GPUs per replica x replicas x price of its GPU class,
-while its deployment is not Down/Planned (no status yet = assumed running, as the
-annotations describe what was provisioned). Accrual integrates that rate over time,
-split at hour boundaries, so a replica change applies from the moment it is seen.
+Model: $/hour of a service, while its deployment is not Down/Planned (no status yet =
+assumed running). Where provisioning recorded the desired state it applied
+(``provisioned_services``), the rate is priced from that state's resource requests
+and replica counts (``resources.desired_rate``: GPU, CPU, memory and storage); otherwise
+GPUs per replica x replicas x price of its GPU class, from the annotations. Accrual
+integrates that rate over time, split at hour boundaries, so a replica change applies
+from the moment it is seen.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog.errors import ErrorDetail, InputError
+from portal_backend.provisioning.models import ProvisionedService
 from portal_backend.sla.fastsql import fetch_tuples
+from portal_backend.sla.resources import Rate, desired_rate
 from portal_backend.sla.rollups import HOUR, _insert
 from portal_backend.sla.tables import CostAccrual, CostCursor, PriceItem, SlaService
 
@@ -67,14 +72,45 @@ def set_prices(session: Session, prices: dict[str, float], now: datetime, by: st
     ) if prices else None
 
 
-def hourly_rate(service: SlaService, prices: dict[str, float]) -> tuple[float, float]:
-    """($ per hour, GPUs running) for a service from its provisioned resources."""
+def provisioning_records(session: Session) -> dict[str, ProvisionedService]:
+    """Provisioning records by entity ref and by service name (one query)."""
+    out: dict[str, ProvisionedService] = {}
+    for row in session.scalars(select(ProvisionedService)):
+        out.setdefault(f"name:{row.service}", row)
+        if row.entity_ref:
+            out[row.entity_ref.lower()] = row
+    return out
+
+
+def record_of(
+    service: SlaService, records: dict[str, ProvisionedService]
+) -> ProvisionedService | None:
+    found = records.get(service.service_ref.lower())
+    if found is None:
+        found = records.get(f"name:{service.service_ref.rsplit('/', 1)[-1]}")
+    return found if found is not None and found.desired else None
+
+
+def rate_of(
+    service: SlaService, prices: dict[str, float], record: ProvisionedService | None = None
+) -> tuple[Rate, str]:
+    """($/h by resource, model used: "provisioned" or "annotations")."""
     if (service.deployment_state or "").lower() in NOT_RUNNING:
-        return 0.0, 0.0
+        return Rate(), "provisioned" if record is not None else "annotations"
+    if record is not None:
+        return desired_rate(record.desired, record.detail, prices, service.gpu_class), "provisioned"
     gpus = (service.gpus or 0.0) * (service.replicas if service.replicas is not None else 1.0)
     gpu_class = (service.gpu_class or "default").lower()
     price = prices.get(f"gpu:{gpu_class}", prices.get("gpu:default", 0.0))
-    return gpus * price, gpus
+    return Rate(gpu=gpus * price, gpus=gpus), "annotations"
+
+
+def hourly_rate(
+    service: SlaService, prices: dict[str, float], record: ProvisionedService | None = None
+) -> tuple[float, float]:
+    """($ per hour, GPUs running) for a service from its provisioned resources."""
+    rate, _ = rate_of(service, prices, record)
+    return rate.total, rate.gpus
 
 
 def add_cost(
@@ -139,12 +175,13 @@ def accrue(session: Session, services: list[SlaService], now: datetime) -> int:
     prices = get_prices(session)
     now_ts = now.timestamp()
     cursors = {c.service_ref: c for c in session.scalars(select(CostCursor))}
+    records = provisioning_records(session)
     for service in services:
         cursor = cursors.get(service.service_ref)
         if cursor is None:
             session.add(CostCursor(service_ref=service.service_ref, accrued_until=now_ts))
             continue
-        rate, gpus = hourly_rate(service, prices)
+        rate, gpus = hourly_rate(service, prices, record_of(service, records))
         add_cost(session, service.service_ref, cursor.accrued_until, now_ts, rate, gpus)
         cursor.accrued_until = max(cursor.accrued_until, now_ts)
     session.flush()

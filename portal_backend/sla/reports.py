@@ -52,6 +52,8 @@ def service_report(session: Session, service: SlaService, window: str, now: date
     requests = selected["requests"]
     figures = costs.month_figures(session, service.service_ref, now)
     budget = budget_of(session, service)
+    record = costs.record_of(service, costs.provisioning_records(session))
+    rate, rate_model = costs.rate_of(service, costs.get_prices(session), record)
     burn = slo.burn_conditions(rows, now_ts, targets)
     evaluations = session.scalars(
         select(Evaluation)
@@ -82,6 +84,8 @@ def service_report(session: Session, service: SlaService, window: str, now: date
             **figures,
             "budgetUsd": budget,
             "budgetUsedPercent": round(100 * figures["mtdUsd"] / budget, 1) if budget else None,
+            # The rate being accrued now, by resource; model: provisioned | annotations.
+            "rate": {"model": rate_model, **rate.as_dict()},
         },
         "series": stats.series(session, service.service_ref, start, end, SERIES_STEP[window]),
         "evaluations": [
