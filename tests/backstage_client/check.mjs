@@ -101,6 +101,37 @@ await step('queryEntities with cursor', async () => {
   assert.deepEqual(streamed.sort(), ['web', 'worker']);
 });
 
+await step('queryEntities with predicate query', async () => {
+  // A `query` object makes the client POST /entities/by-query.
+  const query = { $any: [{ kind: 'group' }, { 'spec.type': { $in: ['batch'] } }] };
+  const first = await client.queryEntities(
+    { query, limit: 1, orderFields: { field: 'metadata.name', order: 'asc' } },
+    auth,
+  );
+  assert.equal(first.totalItems, 2);
+  assert.deepEqual(first.items.map(e => e.metadata.name), ['team-a']);
+  const second = await client.queryEntities({ cursor: first.pageInfo.nextCursor, limit: 1 }, auth);
+  assert.deepEqual(second.items.map(e => e.metadata.name), ['worker']);
+  assert.equal(second.pageInfo.nextCursor, undefined);
+  const not = await client.queryEntities(
+    { query: { kind: 'component', $not: { 'spec.type': 'batch' } }, fields: ['metadata.name'] },
+    auth,
+  );
+  assert.deepEqual(not.items, [{ metadata: { name: 'web' } }]);
+  await assert.rejects(
+    client.queryEntities({ query: { kind: { $regex: 'x' } } }, auth),
+    err => err.statusCode === 400 && err.body.error.details[0].path === 'query.kind',
+  );
+});
+
+await step('getEntityFacets with predicate query', async () => {
+  const { facets } = await client.getEntityFacets(
+    { facets: ['kind'], query: { 'metadata.name': { $exists: true }, $not: { kind: 'group' } } },
+    auth,
+  );
+  assert.deepEqual(facets.kind, [{ value: 'Component', count: 2 }]);
+});
+
 await step('getEntityByRef', async () => {
   const web = await client.getEntityByRef('component:default/web', auth);
   assert.equal(web.metadata.uid, webUid);
