@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
@@ -74,8 +75,12 @@ def set_prices(session: Session, prices: dict[str, float], now: datetime, by: st
 
 def provisioning_records(session: Session) -> dict[str, ProvisionedService]:
     """Provisioning records by entity ref and by service name (one query)."""
+    return _index(session.scalars(select(ProvisionedService)))
+
+
+def _index(rows: Iterable[ProvisionedService]) -> dict[str, ProvisionedService]:
     out: dict[str, ProvisionedService] = {}
-    for row in session.scalars(select(ProvisionedService)):
+    for row in rows:
         out.setdefault(f"name:{row.service}", row)
         if row.entity_ref:
             out[row.entity_ref.lower()] = row
@@ -89,6 +94,18 @@ def record_of(
     if found is None:
         found = records.get(f"name:{service.service_ref.rsplit('/', 1)[-1]}")
     return found if found is not None and found.desired else None
+
+
+def record_for(session: Session, service: SlaService) -> ProvisionedService | None:
+    """One service's provisioning record (the report's single-service read)."""
+    name = service.service_ref.rsplit("/", 1)[-1]
+    rows = session.scalars(
+        select(ProvisionedService).where(
+            (ProvisionedService.entity_ref == service.service_ref)
+            | (ProvisionedService.service == name)
+        )
+    )
+    return record_of(service, _index(rows))
 
 
 def rate_of(

@@ -52,7 +52,7 @@ def service_report(session: Session, service: SlaService, window: str, now: date
     requests = selected["requests"]
     figures = costs.month_figures(session, service.service_ref, now)
     budget = budget_of(session, service)
-    record = costs.record_of(service, costs.provisioning_records(session))
+    record = costs.record_for(session, service)
     rate, rate_model = costs.rate_of(service, costs.get_prices(session), record)
     burn = slo.burn_conditions(rows, now_ts, targets)
     evaluations = session.scalars(
