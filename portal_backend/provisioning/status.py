@@ -33,9 +33,13 @@ class ObjectStatus:
     message: str = ""
     reason: str = ""
     drift: list[str] | None = None
+    # Pods the workload runs now (status.replicas): cost accrues on live, not desired, counts.
+    replicas: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "state": self.state}
+        if self.replicas is not None:
+            out["replicas"] = self.replicas
         if self.message:
             out["message"] = self.message
         if self.reason:
@@ -193,12 +197,15 @@ def object_status(
             kind, name, "Present" if kind != "Job" else _job_state(live), drift=drift
         )
     ready, progress = readiness(live)
+    running = int((live.get("status") or {}).get("replicas") or 0)
     if ready:
-        return ObjectStatus(kind, name, "Ready", progress, drift=drift)
+        return ObjectStatus(kind, name, "Ready", progress, drift=drift, replicas=running)
     failed = failure_reason(kube, live, unschedulable_is_fatal=True)
     if failed:
-        return ObjectStatus(kind, name, "Failed", failed[1], failed[0], drift=drift)
-    return ObjectStatus(kind, name, "Progressing", progress, drift=drift)
+        return ObjectStatus(
+            kind, name, "Failed", failed[1], failed[0], drift=drift, replicas=running
+        )
+    return ObjectStatus(kind, name, "Progressing", progress, drift=drift, replicas=running)
 
 
 def _job_state(live: dict[str, Any]) -> str:

@@ -433,3 +433,41 @@ def test_progress_is_visible_while_a_workload_loads(
     worker.join(timeout=30)
     assert results and results[0].state == "Healthy"
     assert provisioner.record(SERVICE)["state"] == "Healthy"
+
+
+def test_reconciler_records_live_replicas_that_cost_accrues_on(
+    provisioner: Provisioner,
+    cluster: EmulatedCluster,
+    tmp_path: Path,
+    session_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """An HPA scales the API out: the reconciler records the live pod count, and the SLA
+    cost model prices the pods that run, not the ones the bundle asked for."""
+    from portal_backend.provisioning.models import ProvisionedService
+    from portal_backend.sla.resources import desired_rate
+
+    register_service_entity(session_factory, SERVICE)
+    provisioner.provision(request_for(tmp_path))
+    provisioner.reconcile(SERVICE)
+
+    def api_rate() -> tuple[int, float]:
+        with session_scope(session_factory) as session:
+            row = session.query(ProvisionedService).filter_by(service=SERVICE).one()
+            live = {(o["kind"], o["name"]): o.get("replicas") for o in row.detail}
+            rate = desired_rate(row.desired, row.detail, {"cpu_core_hour": 1.0}, "L4")
+        return live[("Deployment", f"{SERVICE}-api")], rate.cpu
+
+    replicas_before, cpu_before = api_rate()
+    live = cluster.get("deployments", SERVICE, f"{SERVICE}-api")
+    assert live is not None
+    cluster.set_status(
+        "deployments",
+        SERVICE,
+        f"{SERVICE}-api",
+        {**live["status"], "replicas": replicas_before + 3, "readyReplicas": replicas_before + 3},
+    )
+    result = provisioner.reconcile(SERVICE)
+    assert result["changed"]
+    replicas_after, cpu_after = api_rate()
+    assert replicas_after == replicas_before + 3
+    assert cpu_after > cpu_before
