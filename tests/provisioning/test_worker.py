@@ -39,38 +39,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 class ProvisioningWorkers(Workers):
-    def start(
-        self,
-        *,
-        beat: bool = True,
-        concurrency: int = 1,  # type: ignore[override]
-        settings: Settings | None = None,
-    ):  # type: ignore[no-untyped-def]
-        import subprocess
-        import sys
-
-        from tests.scaffolder.conftest import REPO_ROOT, Worker
-
-        log = self.log_dir / f"worker-{len(self.started)}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "portal_backend.cli",
-            "worker",
-            "--concurrency",
-            str(concurrency),
-        ] + (["--beat"] if beat else [])
-        process = subprocess.Popen(
-            command,
-            env=worker_env(self.settings),
-            cwd=REPO_ROOT,
-            start_new_session=True,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        worker = Worker(process, log)
-        self.started.append(worker)
-        return worker
+    def environment(self, settings: Settings) -> dict[str, str]:
+        return worker_env(settings)
 
 
 @pytest.fixture

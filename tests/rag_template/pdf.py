@@ -1,35 +1,18 @@
-"""Small real PDFs (one text line per page) for ingestion tests, without extra packages."""
+"""Small real PDFs for ingestion tests: the generated repository's own maker, loaded from
+the skeleton (a plain Python file there), so the two never drift apart."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 
-def text_pdf(pages: list[str], title: str = "Test PDF") -> bytes:
-    objects: list[bytes] = []
-    page_ids = [4 + 2 * i for i in range(len(pages))]
-    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
-    kids = " ".join(f"{i} 0 R" for i in page_ids).encode()
-    objects.append(b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % len(pages))
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    for i, text in enumerate(pages):
-        content_id = page_ids[i] + 1
-        objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % content_id
-        )
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode()
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    info_id = len(objects) + 1
-    objects.append(f"<< /Title ({title}) >>".encode())
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info %d 0 R >>\n" % (len(objects) + 1, info_id)
-    out += b"startxref\n%d\n%%%%EOF\n" % xref
-    return bytes(out)
+_MAKER = (
+    Path(__file__).resolve().parents[2]
+    / "scaffolder_templates/rag-service/skeleton/{{cookiecutter.service_name}}/tests/pdf_maker.py"
+)
+_spec = importlib.util.spec_from_file_location("rag_skeleton_pdf_maker", _MAKER)
+assert _spec is not None and _spec.loader is not None
+_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_module)
+
+text_pdf = _module.text_pdf

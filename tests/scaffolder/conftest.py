@@ -109,7 +109,7 @@ class Workers:
             command.append("--beat")
         process = subprocess.Popen(
             command,
-            env=settings_env(settings),
+            env=self.environment(settings),
             cwd=REPO_ROOT,
             start_new_session=True,
             stdout=log.open("w"),
@@ -118,6 +118,10 @@ class Workers:
         worker = Worker(process, log)
         self.started.append(worker)
         return worker
+
+    def environment(self, settings: Settings) -> dict[str, str]:
+        """The worker process's environment; suites with more settings extend it."""
+        return settings_env(settings)
 
     def stop_all(self) -> None:
         for worker in self.started:
