@@ -35,6 +35,13 @@ def get_by_ref(session: Any, ref: str) -> dict[str, Any] | None:
     return _service(session).get_by_ref(ref)
 
 
+def refs_of_kind(session: Any, kind: str) -> list[str]:
+    """Refs of every entity of ``kind`` (sorted), e.g. the Groups an owner may be."""
+    if not catalog_available():
+        return []
+    return _service(session).query_refs({"kind": kind})
+
+
 def upsert(session: Any, entities: list[dict[str, Any]], location_key: str) -> list[dict[str, Any]]:
     return _service(session).upsert_entities(entities, location_key=location_key)
 

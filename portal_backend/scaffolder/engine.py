@@ -37,6 +37,7 @@ from portal_backend.scaffolder.actions.base import (
 from portal_backend.scaffolder.expressions import (
     ExpressionError,
     is_truthy,
+    parameter_read,
     references_steps,
     render_value,
 )
@@ -83,6 +84,17 @@ def _check_steps(template: Template) -> None:
         raise InputError(f"template {template.ref} has invalid steps", details)
 
 
+def _form_path(path: str, raw_input: Any) -> str:
+    """``input.<key>`` of a step becomes ``parameters.<field>`` when that input is one form
+    field, so the 400 names what the user typed (e.g. ``parameters.owner``)."""
+    key = path.removeprefix("input.")
+    if key != path and isinstance(raw_input, dict):
+        field = parameter_read(raw_input.get(key))
+        if field:
+            return f"parameters.{field}"
+    return path
+
+
 def precheck(template: Template, values: dict[str, Any], settings: Settings, user_ref: str) -> None:
     """Ask each action whether its input can work, before anything exists (400 / 409)."""
     context = {"parameters": values, "user": _user_context(user_ref), "steps": {}, "secrets": {}}
@@ -105,7 +117,7 @@ def precheck(template: Template, values: dict[str, Any], settings: Settings, use
             details.append(ErrorDetail(f"steps.{step['id']}", str(exc)))
             continue
         errors: list[FieldError] = action.precheck(rendered, settings)
-        details += [ErrorDetail(e.path, e.message) for e in errors]
+        details += [ErrorDetail(_form_path(e.path, raw_input), e.message) for e in errors]
     if details:
         raise InputError("the values cannot be used by this template", details)
 

@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
-from jinja2 import ChainableUndefined, TemplateError, Undefined, meta
+from jinja2 import ChainableUndefined, TemplateError, Undefined, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _WHOLE_EXPRESSION = re.compile(r"^\s*\$\{\{(.*)\}\}\s*$", re.DOTALL)
@@ -102,6 +102,24 @@ def references_steps(value: Any) -> bool:
     if isinstance(value, list):
         return any(references_steps(v) for v in value)
     return False
+
+
+def parameter_read(value: Any) -> str | None:
+    """The one form parameter a step input reads (``${{ parameters.owner }}`` -> ``owner``),
+    so a problem found with that input can point at the form field; None when the input
+    reads no parameter or several."""
+    if not isinstance(value, str) or "${{" not in value:
+        return None
+    try:
+        tree = _ENV.parse(value)
+    except TemplateError:
+        return None
+    read = {
+        node.attr
+        for node in tree.find_all(nodes.Getattr)
+        if isinstance(node.node, nodes.Name) and node.node.name == "parameters"
+    }
+    return read.pop() if len(read) == 1 else None
 
 
 def render_value(value: Any, context: dict[str, Any]) -> Any:

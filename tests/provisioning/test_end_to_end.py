@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from catalog.service import CatalogService
+from portal_backend.db import session_scope
 from portal_backend.provisioning.plan import SERVICE_LABEL
 from portal_backend.settings import Settings
 from tests.conftest import REDIS_URL, LiveServer, start_live_server
@@ -47,6 +49,19 @@ def portal_and_workers(settings: Settings, tmp_path: Path) -> Iterator[LiveServe
         workers.stop_all()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def owner_group(session_factory) -> None:  # type: ignore[no-untyped-def]
+    """The template's owner step refuses owners that are not Groups in the catalog."""
+    team = {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Group",
+        "metadata": {"name": "team-a"},
+        "spec": {"type": "team", "children": []},
+    }
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities([team])
 
 
 @pytest.fixture

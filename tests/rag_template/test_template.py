@@ -39,8 +39,10 @@ def test_template_entity_shape():
     owner = pages[0]["properties"]["owner"]
     assert owner["ui:field"] == "OwnerPicker"
     assert owner["ui:options"]["allowedKinds"] == ["Group"]
+    assert owner["ui:options"]["catalogFilter"] == {"kind": ["Group"]}
     steps = [(s["id"], s["action"]) for s in template["spec"]["steps"]]
     assert steps == [
+        ("owner", "catalog:fetch"),
         ("sizing", "rag:sizing"),
         ("fetch", "fetch:cookiecutter"),
         ("publish", "publish:git"),

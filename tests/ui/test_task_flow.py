@@ -48,7 +48,7 @@ def test_create_rag_service_through_the_form(
     expect(page).to_have_url(TASK_URL, timeout=30_000)
     _wait_done(page, 180_000)
     steps = page.get_by_role("list", name="Steps")
-    expect(steps.locator(".badge.completed")).to_have_count(5)
+    expect(steps.locator(".badge.completed")).to_have_count(6)
     expect(page.locator("#log")).to_contain_text("[publish]")
     snap(page, "task-completed")
 
