@@ -67,4 +67,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scaffolder_router.router)
     app.include_router(sla_router.router)
     mount_web(app, settings)  # web UI at `/`; after the API routers
+    sla_router.install_usage_fast_path(app)  # outermost: the usage push skips the layers
     return app

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     allow_private_urls: bool = False
     location_fetch_max_bytes: int = 5 * 1024 * 1024
     location_fetch_timeout_s: float = 10.0
+    # Background refresh of every registered location (Celery beat); 0 turns it off.
+    catalog_refresh_interval_s: float = Field(default=300.0, ge=0)
     max_request_body_bytes: int = 10 * 1024 * 1024
     # Templates shipped with the portal, registered in the catalog at start-up.
     templates_dir: Path = Field(
@@ -91,6 +93,9 @@ class Settings(BaseSettings):
     sla_minute_rollup_retention_days: int = 35
     sla_hour_rollup_retention_days: int = 400
     sla_batch_id_retention_days: int = 7
+    # Usage push: a verified token is reused this long per portal process, so a
+    # revocation takes effect within this many seconds (0 = look it up on every batch).
+    sla_ingest_token_cache_s: float = Field(default=5.0, ge=0)
     # Spike alert: last hour's spend above this multiple of its trailing 24 h average.
     sla_spike_factor: float = 3.0
     sla_collect_interval_s: float = 60.0

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,7 @@ from portal_backend.auth.deps import (
 from portal_backend.auth.models import ApiToken
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
+from portal_backend.routers.sla_ingest import UsagePushFastPath, token_cache
 from portal_backend.sla import costs, evaluations, ingest, ingest_tokens, reports, services
 from portal_backend.sla.alerts import list_alerts
 from portal_backend.sla.clock import utcnow
@@ -32,6 +34,11 @@ router = APIRouter(prefix="/api/sla", tags=["sla"])
 AnyPrincipal = Depends(require_principal())
 KNOWN_TTL_S = 60.0
 MAX_ATTEMPTS = 4
+
+
+def install_usage_fast_path(app: FastAPI) -> None:
+    """Call after every other middleware is added: the fast path must be outermost."""
+    app.add_middleware(UsagePushFastPath)
 
 
 def _json(data: dict) -> Response:
@@ -45,16 +52,16 @@ def _factory(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state.session_factory
 
 
-def _known_services(request: Request) -> dict[str, float]:
-    cache = getattr(request.app.state, "sla_known_services", None)
+def _known_services(state: Any) -> dict[str, float]:
+    cache = getattr(state, "sla_known_services", None)
     if cache is None:
-        cache = request.app.state.sla_known_services = {}
+        cache = state.sla_known_services = {}
     return cache
 
 
-def _ensure_known(request: Request, refs: list[str], session) -> None:  # type: ignore[no-untyped-def]
+def _ensure_known(state: Any, refs: list[str], session) -> None:  # type: ignore[no-untyped-def]
     """Every service exists (tracked or in the catalog); positive answers cached 60 s."""
-    cache = _known_services(request)
+    cache = _known_services(state)
     now = time.monotonic()
     for ref in refs:
         if cache.get(ref, 0) > now:
@@ -70,7 +77,10 @@ def _ensure_known(request: Request, refs: list[str], session) -> None:  # type: 
         cache[ref] = now + KNOWN_TTL_S
 
 
-def _push(request: Request, body: bytes, principal: Principal) -> dict:
+def push_batch(state: Any, body: bytes, principal: Principal) -> dict:
+    """Parse, authorise and store one usage batch (runs in a worker thread).
+
+    Shared by the regular route and the ASGI fast path (routers/sla_ingest.py)."""
     batch = ingest.parse_batch(body)
     service_map = ingest.batch_services(batch)
     refs = set(service_map.values())
@@ -79,11 +89,11 @@ def _push(request: Request, body: bytes, principal: Principal) -> dict:
         token_service=principal.service_ref if principal.purpose == "ingest" else None,
         is_admin=principal.is_admin,
     )
-    settings = request.app.state.settings
+    settings = state.settings
     for attempt in range(MAX_ATTEMPTS):
         try:
-            with session_scope(_factory(request)) as session:
-                _ensure_known(request, sorted(refs), session)
+            with session_scope(state.session_factory) as session:
+                _ensure_known(state, sorted(refs), session)
                 result = ingest.ingest_batch(
                     session,
                     batch,
@@ -116,9 +126,12 @@ def _max_age(settings):  # type: ignore[no-untyped-def]
 
 @router.post("/usage")
 async def push_usage(request: Request, principal: Principal = AnyPrincipal) -> dict:
-    """A batch of usage records; the same batch_id twice changes nothing."""
+    """A batch of usage records; the same batch_id twice changes nothing.
+
+    Requests with an Authorization header are answered by the ASGI fast path in
+    routers/sla_ingest.py before they reach this route (same contract)."""
     body = await request.body()
-    return await run_in_threadpool(_push, request, body, principal)
+    return await run_in_threadpool(push_batch, request.app.state, body, principal)
 
 
 # -- services ------------------------------------------------------------------------
@@ -221,6 +234,8 @@ def revoke_ingest_token(
         service = _service(session, kind, namespace, name)
         _check_owner(principal, service)
         ingest_tokens.revoke(session, service.service_ref, token_id)
+    # Other portal processes stop accepting it within sla_ingest_token_cache_s.
+    token_cache(request.app.state).forget(token_id)
 
 
 @router.post("/services/{kind}/{namespace}/{name}/evaluations", status_code=201)

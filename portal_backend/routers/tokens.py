@@ -11,6 +11,7 @@ from portal_backend.auth.deps import AdminPrincipal
 from portal_backend.auth.models import ApiToken
 from portal_backend.auth.service import Principal, create_token, list_tokens, revoke_token
 from portal_backend.db import session_scope
+from portal_backend.routers.sla_ingest import token_cache
 
 router = APIRouter(prefix="/api/auth/tokens", tags=["auth"])
 
@@ -67,3 +68,5 @@ def list_all(request: Request, _: Principal = AdminPrincipal) -> dict:
 def revoke(token_id: str, request: Request, _: Principal = AdminPrincipal) -> None:
     with session_scope(request.app.state.session_factory) as session:
         revoke_token(session, token_id)
+    # The usage push caches verified tokens for a few seconds; forget this one here.
+    token_cache(request.app.state).forget(token_id)

@@ -1,19 +1,21 @@
 """Usage push: validate a batch, fold it into rollups, remember its id (idempotent).
 
-Hot path (goal: 200k records/s on 2 cores): pydantic parses the raw JSON body in Rust,
-the batch is folded column-wise with numpy (one bincount per measure), and the few
-rollup rows it touches (usually 1-2 minutes and 1 hour per service) are upserted in
-three statements. Nothing is written per record unless raw retention is switched on.
+Hot path (goal: 200k records/s on 2 cores): msgspec parses and validates the raw JSON
+body in C (pydantic only words the errors), the batch is folded column-wise with numpy
+(one bincount per measure), and the few rollup rows it touches (usually 1-2 minutes,
+1 hour and 1 day per service) are merged in two statements on PostgreSQL
+(rollups.apply_batch). Nothing is written per record unless raw retention is switched on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from operator import attrgetter
+from typing import Annotated, Literal
 
+import msgspec
 import numpy as np
-import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
@@ -78,13 +80,13 @@ _from_iso = datetime.fromisoformat
 def parse_batch(body: bytes) -> ParsedBatch:
     """The batch from raw JSON, or InputError naming every bad field (first 20).
 
-    Fast path: orjson and numpy checks of each column. Anything unusual falls back to
-    the pydantic model, whose messages name the exact field; the fast path accepts
-    nothing the model would refuse.
+    Fast path: msgspec decodes and checks every record against the same constraints in
+    one C pass. Anything it refuses falls back to the pydantic model, whose messages
+    name the exact field; the fast path accepts nothing the model would refuse.
     """
     try:
         return _parse_fast(body)
-    except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError):
+    except msgspec.DecodeError:  # ValidationError included
         pass
     try:
         model = UsageBatchIn.model_validate_json(body)
@@ -100,53 +102,58 @@ def parse_batch(body: bytes) -> ParsedBatch:
     return _columns(model)
 
 
+class _FastRecord(msgspec.Struct, gc=False):
+    """UsageRecordIn's constraints, checked by msgspec's C decoder in the same pass as
+    the JSON parse (no dicts built, no GC tracking of the 1,000 records)."""
+
+    service: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    timestamp: Annotated[datetime, msgspec.Meta(tz=True)]
+    latency_ms: Annotated[float, msgspec.Meta(ge=0)]
+    outcome: Literal["success", "error", "timeout", "refused"]
+    ttft_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    prompt_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
+    completion_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
+    model: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class _FastBatch(msgspec.Struct, gc=False):
+    batch_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    records: Annotated[
+        list[_FastRecord], msgspec.Meta(min_length=1, max_length=MAX_RECORDS_PER_BATCH)
+    ]
+
+
+_fast_decoder = msgspec.json.Decoder(_FastBatch)
+_get = {name: attrgetter(name) for name in _FastRecord.__struct_fields__}
+
+
 def _parse_fast(body: bytes) -> ParsedBatch:
-    data = orjson.loads(body)
-    batch_id = data["batch_id"]
-    records = data["records"]
-    if (
-        type(batch_id) is not str
-        or not 1 <= len(batch_id) <= 128
-        or type(records) is not list
-        or not 1 <= len(records) <= MAX_RECORDS_PER_BATCH
-    ):
-        raise ValueError("batch envelope")
-    service = [r["service"] for r in records]
-    stamps = [_from_iso(r["timestamp"]) for r in records]
-    if any(s.tzinfo is None for s in stamps):
-        raise ValueError("naive timestamp")
-    if any(type(s) is not str or not 1 <= len(s) <= 255 for s in service):
-        raise ValueError("service")
-    latency = np.array([r["latency_ms"] for r in records], dtype=np.float64)
+    """Strict decode: anything msgspec refuses (also what pydantic would coerce, such as
+    "12" for a number) goes to the pydantic model, which accepts or words the error.
+    msgspec refuses out-of-range numbers (1e999), so no NaN or inf gets through."""
+    data = _fast_decoder.decode(body)
+    records = data.records
+    n = len(records)
+
+    def column(name: str) -> np.ndarray:
+        return np.fromiter(map(_get[name], records), np.float64, n)
+
     # None -> NaN; JSON itself cannot carry NaN, so NaN means "absent".
-    ttft = np.array([r.get("ttft_ms") for r in records], dtype=np.float64)
-    prompt = np.array([r.get("prompt_tokens", 0) for r in records], dtype=np.float64)
-    completion = np.array([r.get("completion_tokens", 0) for r in records], dtype=np.float64)
-    outcome = np.array([_OUTCOME_CODE[r["outcome"]] for r in records], dtype=np.int64)
-    model = [r.get("model") for r in records]
-    if not (
-        np.isfinite(latency).all()
-        and (latency >= 0).all()
-        and not np.isinf(ttft).any()
-        and not (ttft < 0).any()
-        and all(
-            np.isfinite(t).all() and (t >= 0).all() and (t == np.floor(t)).all()
-            for t in (prompt, completion)
-        )
-        and all(m is None or (type(m) is str and len(m) <= 200) for m in model)
-        and all(type(r["latency_ms"]) in (int, float) for r in records)
-    ):
-        raise ValueError("column values")
+    ttft = np.array(list(map(_get["ttft_ms"], records)), dtype=np.float64)
     return ParsedBatch(
-        batch_id=batch_id,
-        service=service,
-        timestamp=np.array([s.timestamp() for s in stamps], dtype=np.float64),
-        latency_ms=latency,
+        batch_id=data.batch_id,
+        service=list(map(_get["service"], records)),
+        timestamp=np.fromiter(
+            map(datetime.timestamp, map(_get["timestamp"], records)), np.float64, n
+        ),
+        latency_ms=column("latency_ms"),
         ttft_ms=ttft,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        outcome=outcome,
-        model=model,
+        prompt_tokens=column("prompt_tokens"),
+        completion_tokens=column("completion_tokens"),
+        outcome=np.fromiter(
+            map(_OUTCOME_CODE.__getitem__, map(_get["outcome"], records)), np.int64, n
+        ),
+        model=list(map(_get["model"], records)),
     )
 
 
@@ -217,27 +224,14 @@ def ingest_batch(
         raise InputError(f"{len(bad)} record(s) have an unusable timestamp", details)
 
     refs = sorted(set(service_map.values()))
-    inserted = rollups.insert_ignore(
-        session,
-        IngestBatch.__table__,
-        [
-            {
-                "batch_id": batch.batch_id,
-                "token_id": token_id,
-                "records": len(batch),
-                "received_at": now,
-            }
-        ],
-    )
-    if inserted == 0:
-        return IngestResult(batch.batch_id, 0, True, refs)
-
     codes = {ref: i for i, ref in enumerate(refs)}
     raw_code = {raw: codes[ref] for raw, ref in service_map.items()}
     if len(raw_code) == 1:
         service_codes = np.full(len(batch), next(iter(raw_code.values())), dtype=np.int64)
     else:
         service_codes = np.array([raw_code[s] for s in batch.service], dtype=np.int64)
+    # Folded before the batch id is claimed: the claim and the row locks are one
+    # statement, which needs the rollup keys. A duplicate wastes only this fold (~0.3 ms).
     deltas = rollups.fold(
         service_codes=service_codes,
         services=refs,
@@ -249,7 +243,14 @@ def ingest_batch(
         outcome_codes=batch.outcome,
         source="push",
     )
-    rollups.apply_deltas(session, deltas)
+    claim = {
+        "batch_id": batch.batch_id,
+        "token_id": token_id,
+        "records": len(batch),
+        "received_at": now,
+    }
+    if not rollups.claim_and_apply(session, IngestBatch.__table__, claim, deltas):
+        return IngestResult(batch.batch_id, 0, True, refs)
     if raw_retention_hours > 0:
         _store_raw(session, batch, service_map)
     return IngestResult(batch.batch_id, len(batch), False, refs)

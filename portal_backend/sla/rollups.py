@@ -236,3 +236,106 @@ def apply_deltas(session: Session, deltas: dict[Key, RollupDelta]) -> None:
         .values({c: bindparam(f"n_{c}") for c in (*_COUNTERS, "latency_hist", "ttft_hist")})
     )
     connection.execute(statement, updates)
+
+
+# -- PostgreSQL hot path: batch-id claim and rollup merge in two statements --------------
+
+_KEY_COLS = ("service_ref", "resolution", "bucket_ts", "source")
+_VALUE_COLS = (*_COUNTERS, "latency_hist", "ttft_hist")
+_ALL_COLS = ", ".join((*_KEY_COLS, *_VALUE_COLS))
+_KEY_TUPLE = "(%s, %s, %s::bigint, %s)"
+_VALUE_ROW = (
+    "(%s, %s, %s::bigint, %s, %s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::bigint, "
+    "%s::float8, %s::bigint, %s::bigint, %s::bytea, %s::bytea, %s::bool)"
+)
+# One statement: claim the batch id and, only when the claim succeeded, read the rows
+# this batch touches FOR UPDATE in key order (the same lock order as apply_deltas, so
+# writers sharing hour/day rows queue instead of deadlocking). The outer join returns
+# one row with claimed = 0 for a duplicate batch, and claimed = 1 plus NULLs when no
+# rollup row exists yet.
+_CLAIM_AND_LOCK = """
+WITH claim AS (
+    INSERT INTO {claim_table} ({claim_cols}) VALUES ({claim_values})
+    ON CONFLICT DO NOTHING RETURNING 1
+), locked AS (
+    SELECT {all_cols} FROM sla_usage_rollups
+    WHERE EXISTS (SELECT 1 FROM claim)
+      AND (service_ref, resolution, bucket_ts, source) IN ({keys})
+    ORDER BY service_ref, resolution, bucket_ts, source
+    FOR UPDATE
+)
+SELECT (SELECT count(*) FROM claim), locked.*
+FROM (VALUES (1)) AS one (x) LEFT JOIN locked ON true
+"""
+# One statement: rows read above are locked, so they are overwritten with their merged
+# values; missing rows are inserted whole. A missing row that a concurrent writer
+# inserted in between is not in RETURNING and is merged by apply_deltas (rare).
+_WRITE = """
+WITH v ({all_cols}, is_new) AS (VALUES {rows}),
+upd AS (
+    UPDATE sla_usage_rollups AS r SET {assignments}
+    FROM v
+    WHERE NOT v.is_new AND r.service_ref = v.service_ref AND r.resolution = v.resolution
+      AND r.bucket_ts = v.bucket_ts AND r.source = v.source
+    RETURNING 1
+)
+INSERT INTO sla_usage_rollups ({all_cols})
+SELECT {all_cols} FROM v WHERE v.is_new
+ORDER BY service_ref, resolution, bucket_ts, source
+ON CONFLICT DO NOTHING
+RETURNING service_ref, resolution, bucket_ts, source
+"""
+_ASSIGNMENTS = ", ".join(f"{c} = v.{c}" for c in _VALUE_COLS)
+
+
+def claim_and_apply(  # type: ignore[no-untyped-def]
+    session: Session, claim_table, claim_row: dict, deltas: dict[Key, RollupDelta]
+) -> bool:
+    """Claims ``claim_row`` (a batch id, INSERT ... ON CONFLICT DO NOTHING) and merges the
+    deltas in the same transaction; False (nothing written) when the id was claimed before.
+
+    PostgreSQL: two statements through the driver (claim + lock-read, then one write),
+    instead of one per step through the ORM: the ingest hot path's database cost. Other
+    databases: insert_ignore then apply_deltas.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        if insert_ignore(session, claim_table, [claim_row]) == 0:
+            return False
+        apply_deltas(session, deltas)
+        return True
+    keys = sorted(deltas)
+    claim_cols = list(claim_row)
+    sql = _CLAIM_AND_LOCK.format(
+        claim_table=claim_table.name,
+        claim_cols=", ".join(claim_cols),
+        claim_values=", ".join(["%s"] * len(claim_cols)),
+        all_cols=_ALL_COLS,
+        keys=", ".join([_KEY_TUPLE] * len(keys)),
+    )
+    params = [claim_row[c] for c in claim_cols] + [part for key in keys for part in key]
+    result = connection.exec_driver_sql(sql, tuple(params)).all()
+    if result[0][0] == 0:
+        return False
+    width = len(_KEY_COLS) + len(_VALUE_COLS)
+    existing = {
+        tuple(row[1:5]): dict(zip((*_KEY_COLS, *_VALUE_COLS), row[1:], strict=True))
+        for row in result
+        if row[1] is not None
+    }
+    values: list = []
+    for key in keys:
+        row = existing.get(key)
+        merged = _row_values(key, deltas[key], row)
+        values += [*key, *(merged[c] for c in _VALUE_COLS), row is None]
+    assert len(values) == len(keys) * (width + 1)
+    sql = _WRITE.format(
+        all_cols=_ALL_COLS,
+        rows=", ".join([_VALUE_ROW] * len(keys)),
+        assignments=_ASSIGNMENTS,
+    )
+    inserted = {tuple(r) for r in connection.exec_driver_sql(sql, tuple(values)).all()}
+    lost = [k for k in keys if k not in existing and k not in inserted]
+    if lost:
+        apply_deltas(session, {k: deltas[k] for k in lost})
+    return True
