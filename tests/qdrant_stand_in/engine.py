@@ -28,7 +28,7 @@ from qdrant_client.http import models as qm
 
 # Qdrant's defaults where a create request leaves a value out (Qdrant 1.13 config).
 DEFAULT_HNSW = qm.HnswConfig(m=16, ef_construct=100, full_scan_threshold=10_000)
-OPTIMIZE_AFTER_IDLE_S = 0.3
+OPTIMIZE_AFTER_IDLE_S = 1.0
 
 DISTANCES = {
     qm.Distance.COSINE: qe.Distance.Cosine,
