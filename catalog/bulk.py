@@ -8,6 +8,7 @@ INSERT batches, and SQLite's executemany is already fast in-process.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 # COPY runs on the raw psycopg connection, so its errors are psycopg's, not SQLAlchemy's.
@@ -23,6 +24,11 @@ def insert_rows(
     rows = list(rows)
     if not rows:
         return
+    # In primary-key order, consecutive rows land on the same index leaf page (with
+    # time-ordered uids, the end of their key range) instead of hopping between pages.
+    key = [columns.index(c.name) for c in table.primary_key.columns if c.name in columns]
+    if key:
+        rows.sort(key=itemgetter(*key))
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         driver = connection.connection.driver_connection
@@ -52,6 +58,7 @@ def any_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
 # import's time at a 0.2 share).
 _STALE_SHARE = 1.0
 _MIN_ROWS = 2000
+_ANALYZE_LOCK = "rag-portal:catalog-analyze"
 
 
 def refresh_statistics(session: Session, written_rows: int) -> None:
@@ -79,4 +86,18 @@ def refresh_statistics(session: Session, written_rows: int) -> None:
     counted, modified = float(row[0]), int(row[1])
     if counted >= 0 and modified + written_rows < _STALE_SHARE * max(counted, 1.0):
         return
-    connection.execute(text("ANALYZE catalog_entities, catalog_search, catalog_relations"))
+    # ANALYZE holds a lock that a second ANALYZE of the same table waits for until the
+    # first writer commits; parallel importers would queue behind each other. One is
+    # enough: the others skip (the statistics they would gather are the same).
+    if not connection.execute(
+        text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": _ANALYZE_LOCK}
+    ).scalar():
+        return
+    # Only the columns queries filter, join and sort on: the entity documents (large,
+    # toasted text) and the display spellings would double its cost for nothing.
+    connection.execute(
+        text(
+            "ANALYZE catalog_entities (uid, entity_ref, kind, namespace, name, location_key), "
+            "catalog_search (key, value, kind, entity_uid), catalog_relations"
+        )
+    )

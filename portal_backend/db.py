@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal_backend.settings import Settings
@@ -16,8 +17,13 @@ from portal_backend.settings import Settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
 
+# A pooled connection idle for longer than this is checked with a round trip before use.
+PING_AFTER_IDLE_S = 10.0
+# Connections are replaced after this long (server-side idle timeouts, failovers).
+POOL_RECYCLE_S = 1800
 
-def make_engine(database_url: str) -> Engine:
+
+def make_engine(database_url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S) -> Engine:
     if database_url.startswith("sqlite"):
         engine = create_engine(
             database_url,
@@ -34,7 +40,42 @@ def make_engine(database_url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(database_url, pool_size=10, max_overflow=20, pool_recycle=POOL_RECYCLE_S)
+    _ping_idle_connections(engine, ping_after_idle_s)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine, after_s: float) -> None:
+    """Check a pooled connection before use only when it sat idle for a while.
+
+    ``pool_pre_ping`` pings on every checkout: one extra round trip per request (a
+    by-name read is three: ping, query, commit). A connection in steady use cannot
+    have gone stale unnoticed, so only one that waited in the pool longer than
+    ``after_s`` (the case after a database restart in a quiet period) is pinged; a
+    dead one is replaced transparently (the pool retries the checkout). A connection
+    that dies while the pool is busy fails the one statement that meets it, and
+    SQLAlchemy then invalidates the whole pool, so the following requests reconnect.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        idle_since = record.info.get("checked_in_at")
+        if idle_since is None or time.monotonic() - idle_since < after_s:
+            return  # new, or in recent use
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+            dbapi_connection.rollback()
+        except Exception as error:  # the driver's own "connection is gone" errors
+            # The pool drops this connection and checks out (or opens) another.
+            raise exc.DisconnectionError(f"stale pooled connection: {error}") from error
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
