@@ -1,7 +1,7 @@
 """Opaque cursors: base64url JSON carrying the query and the keyset position.
 
 A later page only needs the cursor (as in Backstage), and the position is the
-(sort value, uid) of the last item seen, so pages stay stable while rows are written.
+(sort values..., uid) of the last item seen, so pages stay stable while rows are written.
 """
 
 from __future__ import annotations
@@ -18,11 +18,15 @@ from catalog.errors import ErrorDetail, InputError
 @dataclass
 class Cursor:
     filters: list[str] = field(default_factory=list)
+    # A single order (cursors issued before several order fields existed) ...
     order_field: str | None = None
     order: str = "asc"
+    # ... or several: [[field, "asc"|"desc"], ...]; takes precedence when set.
+    order_by: list[list[str]] | None = None
     term: str | None = None
     term_fields: list[str] = field(default_factory=list)
-    # (sort value, uid) of the item this page starts after (next) or before (prev).
+    # (one sort value per order field, uid) of the item this page starts after (next)
+    # or before (prev).
     position: list[str] | None = None
     direction: str = "next"
     total: int | None = None
@@ -30,10 +34,17 @@ class Cursor:
     # cursors whose JSON has a "query" key to the POST endpoint.
     query: Any = None
 
+    def sort_spec(self) -> list[tuple[str, str]]:
+        """The effective [(field, direction), ...], never empty."""
+        if self.order_by:
+            return [(field, order) for field, order in self.order_by]
+        return [(self.order_field or "metadata.name", self.order)]
+
     def encode(self) -> str:
         data = asdict(self)
-        if data["query"] is None:
-            del data["query"]
+        for optional in ("query", "order_by"):
+            if data[optional] is None:
+                del data[optional]
         raw = json.dumps(data, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -47,9 +58,21 @@ class Cursor:
             cursor = cls(**data)
             if cursor.direction not in ("next", "prev") or cursor.order not in ("asc", "desc"):
                 raise ValueError("bad direction or order")
+            if cursor.order_by is not None and (
+                not isinstance(cursor.order_by, list)
+                or not cursor.order_by
+                or not all(
+                    isinstance(pair, list)
+                    and len(pair) == 2
+                    and isinstance(pair[0], str)
+                    and pair[1] in ("asc", "desc")
+                    for pair in cursor.order_by
+                )
+            ):
+                raise ValueError("bad order_by")
             if cursor.position is not None and (
                 not isinstance(cursor.position, list)
-                or len(cursor.position) != 2
+                or len(cursor.position) != len(cursor.sort_spec()) + 1
                 or not all(isinstance(p, str) for p in cursor.position)
             ):
                 raise ValueError("bad position")

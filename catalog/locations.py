@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -30,6 +30,9 @@ class LocationPolicy:
     file_roots: tuple[Path, ...] | None = None
     max_bytes: int = 5 * 1024 * 1024
     timeout_s: float = 10.0
+    # Location entities' targets: how deep they may nest, how many one registration reaches.
+    max_depth: int = 5
+    max_locations: int = 100
 
 
 def location_key(location_type: str, target: str) -> str:
@@ -150,8 +153,18 @@ def _fetch_url(url: str, policy: LocationPolicy) -> str:
     raise InputError(f"{url} redirected more than {MAX_REDIRECTS} times")
 
 
-def read_target(location_type: str, target: str, policy: LocationPolicy) -> str:
-    """The text at a location, after the safety checks; raises a 4xx PortalError."""
+def read_target(
+    location_type: str, target: str, policy: LocationPolicy, *, registered: bool = False
+) -> str:
+    """The text at a location, after the safety checks; raises a 4xx PortalError.
+
+    ``registered``: the target of a location already registered, whose file path passed
+    the allowed-roots check (or was imported by the server's owner) when it was added;
+    only targets reached through it are checked against the roots again. URL checks
+    always apply, as DNS can change.
+    """
+    if registered and location_type == "file":
+        policy = replace(policy, file_roots=None)
     check_target(location_type, target, policy)
     if location_type == "url":
         return _fetch_url(target, policy)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from catalog.errors import ErrorDetail, InputError
@@ -13,6 +13,9 @@ from catalog.relations import CANONICAL_TYPE
 from catalog.tables import FULL_TEXT_KEYS, CatalogEntity, CatalogRelation, CatalogSearch
 
 MAX_LIMIT = 1000
+# Each non-column order field is a correlated subquery per row; a handful is plenty.
+MAX_ORDER_FIELDS = 5
+DEFAULT_ORDER: tuple[tuple[str, str], ...] = (("metadata.name", "asc"),)
 DEFAULT_FULL_TEXT_FIELDS = FULL_TEXT_KEYS
 
 _SORT_COLUMNS = {
@@ -28,7 +31,12 @@ class Row:
     uid: str
     entity_ref: str
     body: str
-    sort_value: str
+    # One value per order field, then the uid: the keyset position of this row.
+    sort_values: tuple[str, ...]
+
+    @property
+    def position(self) -> list[str]:
+        return [*self.sort_values, self.uid]
 
 
 def sort_expression(order_field: str | None) -> ColumnElement[str]:
@@ -47,37 +55,78 @@ def sort_expression(order_field: str | None) -> ColumnElement[str]:
     return func.coalesce(smallest, "")
 
 
+def _keyset_condition(
+    keys: Sequence[tuple[ColumnElement[str], bool]], values: Sequence[str]
+) -> ColumnElement[bool]:
+    """Rows strictly after ``values`` in the order ``keys`` (expression, ascending)."""
+    if len({ascending for _, ascending in keys}) == 1:
+        # One direction: a row-value comparison, which an index on the columns can serve.
+        left, right = tuple_(*(k for k, _ in keys)), tuple_(*values)
+        return left > right if keys[0][1] else left < right
+    # Mixed directions: (a > x) OR (a = x AND b < y) OR (a = x AND b = y AND uid > u).
+    alternatives = []
+    for index, (expression, ascending) in enumerate(keys):
+        equal = [k == v for (k, _), v in zip(keys[:index], values[:index], strict=True)]
+        beyond = expression > values[index] if ascending else expression < values[index]
+        alternatives.append(and_(*equal, beyond))
+    return or_(*alternatives)
+
+
 def page(
     session: Session,
     where: ColumnElement[bool],
     *,
-    order_field: str | None,
-    order: str,
+    order_by: Sequence[tuple[str, str]],
     position: Sequence[str] | None,
     direction: str,
     limit: int,
     offset: int = 0,
 ) -> list[Row]:
-    """Up to ``limit`` rows after (next) or before (prev) ``position``, in display order."""
-    sort = sort_expression(order_field).label("sort_value")
-    forward = (order == "asc") == (direction == "next")
-    query = select(CatalogEntity.uid, CatalogEntity.entity_ref, CatalogEntity.body, sort).where(
+    """Up to ``limit`` rows after (next) or before (prev) ``position``, in display order.
+
+    ``order_by`` is [(field, "asc"|"desc"), ...]; ties are broken by uid in the last
+    field's direction, so the order is total and keyset positions are unambiguous.
+    """
+    order_by = list(order_by) or list(DEFAULT_ORDER)
+    flip = direction != "next"
+    keys: list[tuple[ColumnElement[str], bool]] = [
+        (sort_expression(field), (order == "asc") != flip) for field, order in order_by
+    ]
+    keys.append((CatalogEntity.uid, keys[-1][1]))
+    labels = [sort_expression(field).label(f"sort_{i}") for i, (field, _) in enumerate(order_by)]
+    query = select(CatalogEntity.uid, CatalogEntity.entity_ref, CatalogEntity.body, *labels).where(
         where
     )
     if position is not None:
-        key = tuple_(sort_expression(order_field), CatalogEntity.uid)
-        bound = tuple_(*position)
-        query = query.where(key > bound if forward else key < bound)
-    if forward:
-        query = query.order_by(sort_expression(order_field).asc(), CatalogEntity.uid.asc())
-    else:
-        query = query.order_by(sort_expression(order_field).desc(), CatalogEntity.uid.desc())
+        query = query.where(_keyset_condition(keys, position))
+    query = query.order_by(*(k.asc() if ascending else k.desc() for k, ascending in keys))
     if offset:
         query = query.offset(offset)
-    rows = [Row(*r) for r in session.connection().execute(query.limit(limit))]
+    rows = [
+        Row(r[0], r[1], r[2], tuple("" if v is None else str(v) for v in r[3:]))
+        for r in session.connection().execute(query.limit(limit))
+    ]
     if direction == "prev":
         rows.reverse()
     return rows
+
+
+def check_order_by(order_by: Sequence[tuple[str, str]], *, param: str) -> list[tuple[str, str]]:
+    """Validated (field, direction) pairs; a 400 naming ``param`` otherwise."""
+    if len(order_by) > MAX_ORDER_FIELDS:
+        raise InputError(
+            f"at most {MAX_ORDER_FIELDS} {param} values are allowed, got {len(order_by)}",
+            [ErrorDetail(param, f"at most {MAX_ORDER_FIELDS} order fields")],
+        )
+    checked = []
+    for field, order in order_by:
+        if not isinstance(field, str) or not field.strip() or order not in ("asc", "desc"):
+            raise InputError(
+                f"invalid {param} ({field!r}, {order!r}): a field path and 'asc' or 'desc'",
+                [ErrorDetail(param, "expected a field and asc|desc")],
+            )
+        checked.append((field.strip(), order))
+    return checked
 
 
 def count(

@@ -37,18 +37,13 @@ from catalog.filters import (
     parse_filters,
     search_only_count,
 )
+from catalog.location_tree import read_tree
 from catalog.locations import LocationPolicy, check_target, location_key, read_target
 from catalog.predicates import compile_predicate
 from catalog.refs import RefError, normalize_ref, parse_ref, ref_of
 from catalog.relations import compute_relations
 from catalog.search import search_rows
-from catalog.tables import (
-    CatalogEntity,
-    CatalogLocation,
-    CatalogRelation,
-    CatalogSearch,
-    new_uid,
-)
+from catalog.tables import CatalogEntity, CatalogLocation, CatalogRelation, CatalogSearch
 from catalog.validation import validate_entity
 from catalog.yaml_loader import load_documents
 
@@ -136,15 +131,30 @@ def _insert_search(session: Session, rows: list[tuple[str, ...]]) -> None:
     insert_rows(session, CatalogSearch.__table__, _SEARCH_COLUMNS, rows)  # type: ignore[attr-defined]
 
 
+def _order_list(order_by: Sequence[tuple[str, str]] | None) -> list[list[str]] | None:
+    """Order pairs as the cursor stores them (JSON lists); None when not given."""
+    return [[field, order] for field, order in order_by] if order_by else None
+
+
 def location_view(location: CatalogLocation) -> dict[str, str]:
     return {"id": location.id, "type": location.type, "target": location.target}
+
+
+def location_status(location: CatalogLocation) -> dict[str, Any]:
+    """When the location's last refresh (or registration) finished, and its error."""
+    refreshed = location.refreshed_at
+    if refreshed is not None and refreshed.tzinfo is None:
+        refreshed = refreshed.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+    return {
+        "lastRefreshAt": refreshed.isoformat() if refreshed else None,
+        "lastRefreshError": location.last_error,
+    }
 
 
 class CatalogService:
     def __init__(self, session: Session, *, policy: LocationPolicy | None = None) -> None:
         self.session = session
         self.policy = policy or LocationPolicy()
-        self._stored: list[tuple[str, str, str]] = []  # what the last _write stored
 
     # -- validation -------------------------------------------------------------------
 
@@ -201,14 +211,15 @@ class CatalogService:
         location_key: str | None = None,
         owner_group: str | None = None,
         _validated: bool = False,
+        _sources: Sequence[str] | None = None,
     ) -> list[dict]:
         """Validate all, then insert or update them in one go; returns the stored entities."""
         if not _validated:
             self._validate_all(entities, "entities")
-        self._write(entities, location_key=location_key, owner_group=owner_group)
-        # The documents just written (or found unchanged), not read back: only the
-        # relations (which other entities' specs add to) need the database.
-        return self._hydrate(self._stored)
+        refs = self._write(
+            entities, location_key=location_key, owner_group=owner_group, sources=_sources
+        )
+        return self.get_by_refs(refs)  # type: ignore[return-value]
 
     def _existing(self, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -256,7 +267,10 @@ class CatalogService:
         *,
         location_key: str | None,
         owner_group: str | None,
+        sources: Sequence[str] | None = None,
     ) -> list[str]:
+        """``sources``: per entity, the key of the location (in ``location_key``'s tree)
+        it was read from; it becomes the entity's managed-by-location annotation."""
         now = datetime.now(UTC)
         refs = [ref_of(e) for e in entities]
         existing = self._existing(refs)
@@ -289,15 +303,14 @@ class CatalogService:
         new_rows: list[tuple[Any, ...]] = []
         changed: list[dict[str, Any]] = []
         written: list[tuple[str, dict]] = []
-        # (uid, ref, stored JSON text) of every entity, for upsert_entities' answer.
-        stored: list[tuple[str, str, str]] = []
-        for entity, ref in zip(entities, refs, strict=True):
+        for index, (entity, ref) in enumerate(zip(entities, refs, strict=True)):
             previous = existing.get(ref)
-            body = self._prepare(entity, previous, location_key)
-            uid = previous["uid"] if previous else new_uid()
+            body = self._prepare(
+                entity, previous, location_key, sources[index] if sources else None
+            )
+            uid = previous["uid"] if previous else str(uuid.uuid4())
             text, etag = encode(body, uid)
             if previous and previous["etag"] == etag:
-                stored.append((uid, ref, previous["body"]))
                 continue  # unchanged: keep uid, etag, search rows and relations as they are
             parsed = parse_ref(ref)
             keep_location = location_key or (previous or {}).get("location_key")
@@ -327,12 +340,18 @@ class CatalogService:
                     )
                 )
             written.append((uid, body))
-            stored.append((uid, ref, text))
         self._store(new_rows, changed, written)
-        self._stored = stored
         return refs
 
-    def _prepare(self, entity: dict, previous: dict[str, Any] | None, location: str | None) -> dict:
+    def _prepare(
+        self,
+        entity: dict,
+        previous: dict[str, Any] | None,
+        location: str | None,
+        source: str | None = None,
+    ) -> dict:
+        """The document as stored. ``location`` is the registered location (the origin),
+        ``source`` the location of its tree the entity was read from (default: the origin)."""
         # Copies of the levels that change; spec and the rest are only read.
         body = {k: v for k, v in entity.items() if k != "relations"}
         metadata = dict(body["metadata"])
@@ -343,7 +362,7 @@ class CatalogService:
         annotations = dict(metadata.get("annotations") or {})
         annotations.pop(ORPHAN, None)
         if location:
-            annotations[MANAGED_BY_LOCATION] = location
+            annotations[MANAGED_BY_LOCATION] = source or location
             annotations.setdefault(MANAGED_BY_ORIGIN_LOCATION, location)
         if annotations or "annotations" in metadata:
             metadata["annotations"] = annotations
@@ -535,9 +554,15 @@ class CatalogService:
         return self._get_one(CatalogEntity.uid == uid)
 
     def get_by_refs(
-        self, refs: Sequence[str], *, filters: Sequence[str] = (), fields: Sequence[str] = ()
+        self,
+        refs: Sequence[str],
+        *,
+        filters: Sequence[str] = (),
+        fields: Sequence[str] = (),
+        query: Any = None,
     ) -> list[dict | None]:
-        """Entities in the order of ``refs``; None where missing or not matching ``filters``."""
+        """Entities in the order of ``refs``; None where missing or not matching ``filters``
+        (ORed alternatives) and the predicate ``query``."""
         canonical: list[str | None] = []
         for ref in refs:
             try:
@@ -546,6 +571,8 @@ class CatalogService:
                 canonical.append(None)
         wanted = [c for c in canonical if c]
         where = compile_filters(parse_filters(filters))
+        if query is not None:
+            where = where & compile_predicate(query)
         rows: dict[str, tuple[str, str, str]] = {}
         for chunk in _chunks(sorted(set(wanted))):
             for row in self.session.connection().execute(
@@ -603,10 +630,13 @@ class CatalogService:
         fields: Sequence[str] = (),
         include_total: bool = True,
         query: Any = None,
+        order_by: Sequence[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
         """Backstage's ``queryEntities``: {items, totalItems, pageInfo}.
 
         ``query`` is a predicate object (POST by-query), ANDed with ``filters``.
+        ``order_by`` ([(field, asc|desc), ...], first is most significant) replaces
+        ``order_field``/``order`` when given.
 
         ``offset`` only applies to the first page; later pages follow the cursor's keyset.
         """
@@ -622,6 +652,7 @@ class CatalogService:
                 filters=list(filters),
                 order_field=order_field,
                 order=order,
+                order_by=_order_list(order_by),
                 term=term,
                 term_fields=list(term_fields),
                 query=query,
@@ -640,8 +671,7 @@ class CatalogService:
         rows = engine.page(
             self.session,
             where,
-            order_field=state.order_field,
-            order=state.order,
+            order_by=state.sort_spec(),
             position=state.position,
             direction=state.direction,
             limit=size + 1,
@@ -656,7 +686,7 @@ class CatalogService:
             return Cursor(
                 **{
                     **state.__dict__,
-                    "position": [row.sort_value, row.uid],
+                    "position": row.position,
                     "direction": direction,
                     "total": total,
                 }
@@ -682,8 +712,7 @@ class CatalogService:
         self,
         *,
         filters: Sequence[str],
-        order_field: str | None,
-        order: str,
+        order_by: Sequence[tuple[str, str]],
         offset: int,
         limit: int | None,
         after: str | None,
@@ -693,7 +722,7 @@ class CatalogService:
         position = None
         if after:
             state = Cursor.decode(after, param="after")
-            filters, order_field, order = state.filters, state.order_field, state.order
+            filters, order_by = state.filters, state.sort_spec()
             position = state.position
         where = self._where(filters, None, ())
         remaining = limit
@@ -703,8 +732,7 @@ class CatalogService:
             rows = engine.page(
                 self.session,
                 where,
-                order_field=order_field,
-                order=order,
+                order_by=order_by,
                 position=position,
                 direction="next",
                 limit=size,
@@ -713,7 +741,7 @@ class CatalogService:
             first = False
             if not rows:
                 return
-            position = [rows[-1].sort_value, rows[-1].uid]
+            position = rows[-1].position
             if remaining is not None:
                 remaining -= len(rows)
             yield rows
@@ -731,12 +759,12 @@ class CatalogService:
         limit: int | None = None,
         after: str | None = None,
         batch: int = 500,
+        order_by: Sequence[tuple[str, str]] | None = None,
     ) -> Iterator[dict]:
         """Every matching entity in order, read in keyset batches."""
         for rows in self._iter_rows(
             filters=filters,
-            order_field=order_field,
-            order=order,
+            order_by=_order_list(order_by) or [(order_field or "metadata.name", order)],
             offset=offset,
             limit=limit,
             after=after,
@@ -755,6 +783,7 @@ class CatalogService:
         offset: int = 0,
         after: str | None = None,
         batch: int = 1000,
+        order_by: Sequence[tuple[str, str]] | None = None,
     ) -> Iterator[str]:
         """Like ``iter_entities`` but as JSON texts, for streaming whole catalogs.
 
@@ -763,8 +792,7 @@ class CatalogService:
         """
         for rows in self._iter_rows(
             filters=filters,
-            order_field=order_field,
-            order=order,
+            order_by=_order_list(order_by) or [(order_field or "metadata.name", order)],
             offset=offset,
             limit=None,
             after=after,
@@ -784,17 +812,23 @@ class CatalogService:
                 yield f'{row.body[:-1]},"relations":[{listed}]}}'
 
     def next_cursor_after(
-        self, entity: dict, *, filters: Sequence[str], order_field: str | None, order: str
+        self,
+        entity: dict,
+        *,
+        filters: Sequence[str],
+        order_field: str | None = None,
+        order: str = "asc",
+        order_by: Sequence[tuple[str, str]] | None = None,
     ) -> str:
         """An ``after`` cursor continuing a list right after ``entity``."""
         uid = entity["metadata"]["uid"]
-        sort = engine.sort_expression(order_field)
-        value = self.session.scalar(select(sort).where(CatalogEntity.uid == uid))
+        spec = _order_list(order_by) or [[order_field or "metadata.name", order]]
+        sorts = [engine.sort_expression(field) for field, _ in spec]
+        values = self.session.execute(select(*sorts).where(CatalogEntity.uid == uid)).one()
         return Cursor(
             filters=list(filters),
-            order_field=order_field,
-            order=order,
-            position=[str(value or ""), uid],
+            order_by=spec,
+            position=[*("" if v is None else str(v) for v in values), uid],
         ).encode()
 
     def facets(
@@ -815,11 +849,43 @@ class CatalogService:
 
     # -- locations --------------------------------------------------------------------
 
-    def _read_documents(self, location_type: str, target: str) -> list[Any]:
-        text = read_target(location_type, target, self.policy)
-        return load_documents(
-            text, source=f"{location_type}:{target}", max_bytes=self.policy.max_bytes
-        )
+    def _read_location_tree(
+        self, location_type: str, target: str, *, registered: bool
+    ) -> tuple[list[Any], list[str]]:
+        """The validated entities of a location and of every location its Location
+        entities lead to (``catalog.location_tree``), with the key each was read from.
+
+        All or nothing: one unreadable or invalid location anywhere fails the whole tree.
+        """
+
+        def read(kind: str, path: str, is_root: bool) -> list[Any]:
+            key = location_key(kind, path)
+            text = read_target(kind, path, self.policy, registered=registered and is_root)
+            documents = load_documents(text, source=key, max_bytes=self.policy.max_bytes)
+            self._validate_all(documents, "documents", source=key)
+            return documents
+
+        entities: list[Any] = []
+        sources: list[str] = []
+        first_seen: dict[str, str] = {}
+        tree = read_tree(location_type, target, self.policy, read)
+        for location in tree:
+            for index, document in enumerate(location.documents):
+                entities.append(document)
+                sources.append(location.key)
+                if len(tree) == 1:
+                    continue  # one location: _validate_all already refused repeats
+                ref = ref_of(document)
+                where = f"{location.key} documents[{index}]"
+                if ref in first_seen:
+                    raise InputError(
+                        f"{ref} is defined twice in the locations of "
+                        f"{location_key(location_type, target)}: {first_seen[ref]} and {where}; "
+                        "nothing was written",
+                        [ErrorDetail(f"documents[{index}].metadata.name", f"{ref} twice")],
+                    )
+                first_seen[ref] = where
+        return entities, sources
 
     def add_location(
         self,
@@ -838,8 +904,7 @@ class CatalogService:
         ).first()
         if existing is not None and not dry_run:
             raise ConflictError(f"location {key} is already registered (id {existing.id})")
-        entities = self._read_documents(type, target)
-        self._validate_all(entities, "documents", source=key)
+        entities, sources = self._read_location_tree(type, target, registered=False)
         if dry_run:
             if owner_group:
                 for index, entity in enumerate(entities):
@@ -849,7 +914,9 @@ class CatalogService:
                 if existing
                 else {"id": str(uuid.uuid4()), "type": type, "target": target}
             )
-            preview = [self._prepare(e, None, key) for e in entities]
+            preview = [
+                self._prepare(e, None, key, s) for e, s in zip(entities, sources, strict=True)
+            ]
             return {"exists": existing is not None, "location": view, "entities": preview}
         location = CatalogLocation(
             id=str(uuid.uuid4()),
@@ -863,7 +930,7 @@ class CatalogService:
         self.session.add(location)
         self.session.flush()
         stored = self.upsert_entities(
-            entities, location_key=key, owner_group=owner_group, _validated=True
+            entities, location_key=key, owner_group=owner_group, _validated=True, _sources=sources
         )
         return {"location": location_view(location), "entities": stored}
 
@@ -880,6 +947,12 @@ class CatalogService:
         rows = self.session.scalars(select(CatalogLocation).order_by(CatalogLocation.created_at))
         return [location_view(r) for r in rows]
 
+    def list_locations_with_status(self) -> list[dict]:
+        """``[{data: location, status: {...}}]``: GET /locations with each location's
+        refresh record (Backstage's clients read ``data`` and ignore the rest)."""
+        rows = self.session.scalars(select(CatalogLocation).order_by(CatalogLocation.created_at))
+        return [{"data": location_view(r), "status": location_status(r)} for r in rows]
+
     def refresh_location(self, location_id: str) -> dict:
         """Re-read a location: upsert what is there, flag what disappeared as orphan.
 
@@ -887,9 +960,14 @@ class CatalogService:
         and the error is raised for the caller to report.
         """
         location = self._location(location_id)
-        entities = self._read_documents(location.type, location.target)
-        self._validate_all(entities, "documents", source=location.location_key)
-        refs = set(self._write(entities, location_key=location.location_key, owner_group=None))
+        entities, sources = self._read_location_tree(
+            location.type, location.target, registered=True
+        )
+        refs = set(
+            self._write(
+                entities, location_key=location.location_key, owner_group=None, sources=sources
+            )
+        )
         orphaned = self._flag_orphans(location.location_key, refs)
         location.refreshed_at = datetime.now(UTC)
         location.last_error = None
@@ -944,20 +1022,24 @@ class CatalogService:
         self.session.delete(location)
         self.session.flush()
 
+    def location_id_of(self, ref: str) -> str | None:
+        """The id of the registered location an entity came from; 404 if no such entity."""
+        canonical = self._ref(ref)
+        row = self.session.execute(
+            select(CatalogEntity.location_key).where(CatalogEntity.entity_ref == canonical)
+        ).first()
+        if row is None:
+            raise NotFoundError(f"no entity {canonical}")
+        if row.location_key is None:
+            return None
+        return self.session.scalar(
+            select(CatalogLocation.id).where(CatalogLocation.location_key == row.location_key)
+        )
+
     def refresh_entity(self, ref: str) -> dict | None:
         """Refresh the location an entity came from (nothing to do if it has none)."""
-        canonical = self._ref(ref)
-        key = self.session.scalar(
-            select(CatalogEntity.location_key).where(CatalogEntity.entity_ref == canonical)
-        )
-        if key is None:
-            if self.get_by_ref(canonical) is None:
-                raise NotFoundError(f"no entity {canonical}")
-            return None
-        location = self.session.scalars(
-            select(CatalogLocation).where(CatalogLocation.location_key == key)
-        ).first()
-        return self.refresh_location(location.id) if location else None
+        location_id = self.location_id_of(ref)
+        return self.refresh_location(location_id) if location_id else None
 
     def find_location(self, location_type: str, target: str) -> dict | None:
         location = self.session.scalars(

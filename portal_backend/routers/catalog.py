@@ -15,9 +15,12 @@ from catalog.errors import ErrorDetail, InputError, NotAllowedError, NotFoundErr
 from catalog.filters import parse_filters
 from catalog.locations import LocationPolicy
 from catalog.predicates import compile_predicate
+from catalog.query import check_order_by
+from catalog.refresh import refresh_or_raise
 from catalog.service import CatalogService
 from portal_backend.auth.deps import ReadPrincipal, WritePrincipal
 from portal_backend.auth.service import Principal
+from portal_backend.catalog_policy import location_policy
 from portal_backend.db import session_scope
 from portal_backend.settings import Settings
 
@@ -25,12 +28,7 @@ router = APIRouter(prefix="/api/catalog", tags=["catalog"])
 
 
 def policy_for(settings: Settings, *, restrict_files: bool = True) -> LocationPolicy:
-    return LocationPolicy(
-        allow_private_urls=settings.allow_private_urls,
-        file_roots=tuple(settings.file_roots()) if restrict_files else None,
-        max_bytes=settings.location_fetch_max_bytes,
-        timeout_s=settings.location_fetch_timeout_s,
-    )
+    return location_policy(settings, restrict_files=restrict_files)
 
 
 def _session(request: Request):  # type: ignore[no-untyped-def]
@@ -56,25 +54,26 @@ def _int(value: str | None, name: str, *, default: int | None = None) -> int | N
     return number
 
 
-def _order_fields(values: list[str], *, separator: str, param: str) -> tuple[str | None, str]:
-    """The first ``field,asc`` (by-query) or ``asc:field`` (GET /entities) directive."""
-    if not values:
-        return None, "asc"
-    directive = values[0]
-    if separator == ",":
-        field, _, order = directive.partition(",")
-    else:
-        order, _, field = directive.partition(":")
-        if not field:  # a bare field name
-            field, order = order, "asc"
-    order = (order or "asc").strip().lower()
-    if not field.strip() or order not in ("asc", "desc"):
-        example = "metadata.name,asc" if separator == "," else "asc:metadata.name"
-        raise InputError(
-            f"invalid {param} {directive!r}; use e.g. {example}",
-            [ErrorDetail(param, f"expected {example}")],
-        )
-    return field.strip(), order
+def _order_fields(values: list[str], *, separator: str, param: str) -> list[tuple[str, str]]:
+    """Every ``field,asc`` (by-query) or ``asc:field`` (GET /entities) directive, in order
+    (the first is the most significant, as in Backstage)."""
+    pairs: list[tuple[str, str]] = []
+    for index, directive in enumerate(values):
+        if separator == ",":
+            field, _, order = directive.partition(",")
+        else:
+            order, _, field = directive.partition(":")
+            if not field:  # a bare field name
+                field, order = order, "asc"
+        order = (order or "asc").strip().lower()
+        if not field.strip() or order not in ("asc", "desc"):
+            example = "metadata.name,asc" if separator == "," else "asc:metadata.name"
+            raise InputError(
+                f"invalid {param} {directive!r}; use e.g. {example}",
+                [ErrorDetail(f"{param}[{index}]", f"expected {example}")],
+            )
+        pairs.append((field.strip(), order))
+    return check_order_by(pairs, param=param)
 
 
 def _check_filters(filters: list[str]) -> None:
@@ -95,13 +94,15 @@ def get_entities(
     """A JSON array of entities, streamed; ``limit`` + ``after`` pages with a Link header."""
     _check_filters(filter)
     field_list = _split(fields)
-    order_field, direction = _order_fields(order, separator=":", param="order")
+    order_by = _order_fields(order, separator=":", param="order")
     size = _int(limit, "limit")
     skip = _int(offset, "offset", default=0) or 0
     if after:
         from catalog.cursor import Cursor
 
-        Cursor.decode(after, param="after")  # fail with 400 before streaming starts
+        # Fail with 400 before streaming starts; the cursor's query and order apply.
+        state = Cursor.decode(after, param="after")
+        filter, order_by = state.filters, state.sort_spec()
     factory = request.app.state.session_factory
 
     if size is not None:
@@ -110,8 +111,7 @@ def get_entities(
             items = list(
                 service.iter_entities(
                     filters=filter,
-                    order_field=order_field,
-                    order=direction,
+                    order_by=order_by,
                     offset=skip,
                     limit=size + 1,
                     after=after,
@@ -120,7 +120,7 @@ def get_entities(
             headers = {}
             if len(items) > size and size > 0:
                 cursor = service.next_cursor_after(
-                    items[size - 1], filters=filter, order_field=order_field, order=direction
+                    items[size - 1], filters=filter, order_by=order_by
                 )
                 headers["Link"] = f'<{request.url.path}?limit={size}&after={cursor}>; rel="next"'
             page = [_project(e, field_list) for e in items[:size]]
@@ -135,8 +135,7 @@ def get_entities(
             separator = "["
             for text in CatalogService(session).iter_json(
                 filters=filter,
-                order_field=order_field,
-                order=direction,
+                order_by=order_by,
                 fields=field_list,
                 offset=skip,
                 after=after,
@@ -176,14 +175,13 @@ def get_entities_by_query(
 ) -> JSONResponse:
     if cursor is None:
         _check_filters(filter)
-    order_field, order = _order_fields(orderField, separator=",", param="orderField")
+    order_by = _order_fields(orderField, separator=",", param="orderField")
     if totalItems not in (None, "include", "exclude"):
         raise InputError("totalItems must be 'include' or 'exclude'")
     with _session(request) as session:
         result = CatalogService(session).query_entities(
             filters=filter,
-            order_field=order_field,
-            order=order,
+            order_by=order_by,
             term=fullTextFilterTerm,
             term_fields=_split(fullTextFilterFields),
             cursor=cursor,
@@ -211,26 +209,26 @@ def _body_int(payload: dict, name: str) -> int | None:
     return value
 
 
-def _body_order(payload: dict) -> tuple[str | None, str]:
-    """Backstage's ``orderBy: [{field, order}]``; the first one applies, as in GET."""
+def _body_order(payload: dict) -> list[tuple[str, str]]:
+    """Backstage's ``orderBy: [{field, order}, ...]``; the first is the most significant."""
     order_by = payload.get("orderBy")
     if order_by is None:
-        return None, "asc"
+        return []
     directives = order_by if isinstance(order_by, list) else [order_by]
-    if not directives:
-        return None, "asc"
-    first = directives[0]
-    if (
-        not isinstance(first, dict)
-        or not isinstance(first.get("field"), str)
-        or not first["field"].strip()
-        or first.get("order", "asc") not in ("asc", "desc")
-    ):
-        raise InputError(
-            "orderBy must be [{field: 'metadata.name', order: 'asc'|'desc'}]",
-            [ErrorDetail("orderBy[0]", "expected {field, order: asc|desc}")],
-        )
-    return first["field"].strip(), first.get("order", "asc")
+    pairs = []
+    for index, directive in enumerate(directives):
+        if (
+            not isinstance(directive, dict)
+            or not isinstance(directive.get("field"), str)
+            or not directive["field"].strip()
+            or directive.get("order", "asc") not in ("asc", "desc")
+        ):
+            raise InputError(
+                "orderBy must be [{field: 'metadata.name', order: 'asc'|'desc'}, ...]",
+                [ErrorDetail(f"orderBy[{index}]", "expected {field, order: asc|desc}")],
+            )
+        pairs.append((directive["field"].strip(), directive.get("order", "asc")))
+    return check_order_by(pairs, param="orderBy")
 
 
 @router.post("/entities/by-query")
@@ -247,7 +245,7 @@ def query_entities_by_predicate(
     cursor = payload.get("cursor")
     if cursor is not None and not isinstance(cursor, str):
         raise InputError("cursor must be a string", [ErrorDetail("cursor", "a string")])
-    order_field, order = _body_order(payload)
+    order_by = _body_order(payload)
     full_text = payload.get("fullTextFilter") or {}
     if not isinstance(full_text, dict) or not isinstance(full_text.get("term", ""), str):
         raise InputError(
@@ -266,8 +264,7 @@ def query_entities_by_predicate(
     with _session(request) as session:
         result = CatalogService(session).query_entities(
             query=query,
-            order_field=order_field,
-            order=order,
+            order_by=order_by,
             term=full_text.get("term") or None,
             term_fields=_body_list(full_text, "fields"),
             cursor=cursor,
@@ -286,20 +283,28 @@ def get_entities_by_refs(
     filter: list[str] = Query(default=[]),
     _: Principal = ReadPrincipal,
 ) -> JSONResponse:
+    """Entities in request order; ``null`` where missing or not matching ``filter`` (query
+    parameters, as getEntitiesByRefs({entityRefs, filter}) sends them) or the body's
+    predicate ``query`` (what the client sends for getEntitiesByRefs({query}))."""
     if not isinstance(payload, dict) or not isinstance(payload.get("entityRefs"), list):
         raise InputError(
-            "body must be {entityRefs: [...], fields?: [...]}",
+            "body must be {entityRefs: [...], fields?: [...], query?: {...}}",
             [ErrorDetail("entityRefs", "a list of entity refs is required")],
         )
     refs = payload["entityRefs"]
     if not all(isinstance(r, str) for r in refs):
         raise InputError("entityRefs must be strings", [ErrorDetail("entityRefs", "strings")])
     fields = payload.get("fields") or []
-    if not isinstance(fields, list):
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
         raise InputError("fields must be a list", [ErrorDetail("fields", "a list of paths")])
     _check_filters(filter)
+    query = payload.get("query")
+    if query is not None:
+        compile_predicate(query)  # 400 naming the bad path
     with _session(request) as session:
-        items = CatalogService(session).get_by_refs(refs, filters=filter, fields=fields)
+        items = CatalogService(session).get_by_refs(
+            refs, filters=filter, fields=fields, query=query
+        )
     return JSONResponse({"items": items})
 
 
@@ -394,17 +399,19 @@ def create_location(
         raise InputError("onConflict must be 'reject' or 'refresh'")
     dry_run = (dryRun or "").lower() in ("true", "1", "yes")
     settings = request.app.state.settings
+    if onConflict == "refresh" and not dry_run:
+        with _session(request) as session:
+            existing = CatalogService(session).find_location(location_type, target)
+        if existing is not None:
+            # Through the location's refresh claim, like every other refresh.
+            outcome = refresh_or_raise(
+                request.app.state.session_factory, existing["id"], policy_for(settings)
+            )
+            with _session(request) as session:
+                entities = CatalogService(session).get_by_refs(outcome.entities)
+            return {"location": existing, "entities": [e for e in entities if e], "exists": True}
     with _session(request) as session:
         service = CatalogService(session, policy=policy_for(settings))
-        if onConflict == "refresh" and not dry_run:
-            existing = service.find_location(location_type, target)
-            if existing is not None:
-                refreshed = service.refresh_location(existing["id"])
-                return {
-                    "location": refreshed["location"],
-                    "entities": [e for e in service.get_by_refs(refreshed["entities"]) if e],
-                    "exists": True,
-                }
         return service.add_location(
             location_type,
             target,
@@ -417,7 +424,7 @@ def create_location(
 @router.get("/locations")
 def list_locations(request: Request, _: Principal = ReadPrincipal) -> list[dict]:
     with _session(request) as session:
-        return [{"data": location} for location in CatalogService(session).list_locations()]
+        return CatalogService(session).list_locations_with_status()
 
 
 @router.get("/locations/by-entity/{kind}/{namespace}/{name}")
@@ -455,11 +462,14 @@ def refresh(
             [ErrorDetail("entityRef", "required string")],
         )
     settings = request.app.state.settings
-    # The location passed its checks when registered; fetch-time URL checks still apply.
     with _session(request) as session:
-        CatalogService(session, policy=policy_for(settings, restrict_files=False)).refresh_entity(
-            payload["entityRef"]
-        )
+        location_id = CatalogService(session).location_id_of(payload["entityRef"])
+    if location_id is not None:
+        # The registered file passed the roots check when it was added (refresh_location
+        # trusts it); files its Location entities lead to are checked against the roots,
+        # and every URL is checked again at fetch time. One refresh per location at a
+        # time: 409 while another (e.g. the background refresh) runs.
+        refresh_or_raise(request.app.state.session_factory, location_id, policy_for(settings))
     return Response(status_code=200)
 
 

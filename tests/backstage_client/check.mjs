@@ -75,6 +75,58 @@ await step('getEntitiesByRefs', async () => {
   assert.ok(webUid);
 });
 
+await step('getLocations', async () => {
+  // Our list items also carry {status: {lastRefreshAt, ...}}; the client reads `data`.
+  const { items } = await client.getLocations({}, auth);
+  assert.deepEqual(items, [{ id: locationId, type: 'url', target: locationUrl }]);
+});
+
+await step('getEntities and queryEntities with several order fields', async () => {
+  const { items } = await client.getEntities(
+    {
+      fields: ['metadata.name'],
+      order: [
+        { field: 'kind', order: 'asc' },
+        { field: 'metadata.name', order: 'desc' },
+      ],
+    },
+    auth,
+  );
+  assert.deepEqual(items.map(e => e.metadata.name), ['worker', 'web', 'team-a']);
+  const orderFields = [
+    { field: 'kind', order: 'desc' },
+    { field: 'metadata.name', order: 'asc' },
+  ];
+  const first = await client.queryEntities({ limit: 2, orderFields }, auth);
+  assert.deepEqual(first.items.map(e => e.metadata.name), ['team-a', 'web']);
+  const second = await client.queryEntities({ cursor: first.pageInfo.nextCursor, limit: 2 }, auth);
+  assert.deepEqual(second.items.map(e => e.metadata.name), ['worker']);
+  await assert.rejects(
+    client.queryEntities({ orderFields: [{ field: 'kind', order: 'sideways' }] }, auth),
+    err => err.statusCode === 400 && err.body.error.details[0].path === 'orderField[0]',
+  );
+});
+
+await step('getEntitiesByRefs with filter and query', async () => {
+  const entityRefs = ['component:default/web', 'component:default/worker', 'group:default/team-a'];
+  const batch = await client.getEntitiesByRefs(
+    { entityRefs, filter: { 'spec.type': 'batch' }, fields: ['metadata.name'] },
+    auth,
+  );
+  assert.deepEqual(batch.items, [undefined, { metadata: { name: 'worker' } }, undefined]);
+  const either = await client.getEntitiesByRefs(
+    { entityRefs, filter: [{ kind: 'group' }, { 'spec.type': 'service' }], fields: ['metadata.name'] },
+    auth,
+  );
+  assert.deepEqual(either.items, [{ metadata: { name: 'web' } }, undefined, { metadata: { name: 'team-a' } }]);
+  // With a query object the client sends a predicate body ($all of query and filter).
+  const both = await client.getEntitiesByRefs(
+    { entityRefs, query: { kind: 'component' }, filter: { 'spec.type': 'service' }, fields: ['metadata.name'] },
+    auth,
+  );
+  assert.deepEqual(both.items, [{ metadata: { name: 'web' } }, undefined, undefined]);
+});
+
 await step('queryEntities with cursor', async () => {
   const first = await client.queryEntities(
     { filter: { kind: 'component' }, limit: 1, orderFields: { field: 'metadata.name', order: 'asc' } },

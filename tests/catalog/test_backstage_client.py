@@ -43,4 +43,4 @@ def test_backstage_catalog_client_works_unchanged(
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["ok"] is True
-    assert len(report["steps"]) == 14
+    assert len(report["steps"]) == 17

@@ -41,7 +41,10 @@ def test_register_url_location_with_many_documents(
     assert web["metadata"]["annotations"]["backstage.io/managed-by-origin-location"] == f"url:{url}"
 
     assert admin_client.get(f"{LOCATIONS}/{location['id']}").json() == location
-    assert admin_client.get(LOCATIONS).json() == [{"data": location}]
+    [listed] = admin_client.get(LOCATIONS).json()
+    assert listed["data"] == location
+    assert listed["status"]["lastRefreshError"] is None
+    assert listed["status"]["lastRefreshAt"]  # registration reads the location
     assert (
         admin_client.get("/api/catalog/locations/by-entity/component/default/web").json()
         == location

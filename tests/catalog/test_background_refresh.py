@@ -1,0 +1,162 @@
+"""The periodic refresh of every location: Celery beat in a real worker process (real
+Redis) refreshes changed locations, keeps unchanged entities' etags, records each
+location's last refresh and error in GET /locations, and never runs two refreshes of one
+location at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from catalog import refresh
+from catalog.locations import LocationPolicy
+from catalog.service import CatalogService
+from portal_backend.db import REPO_ROOT, session_scope
+from tests.catalog.conftest import YamlServer
+from tests.catalog.factories import component
+from tests.conftest import REDIS_URL, LiveServer
+
+LOCATIONS = "/api/catalog/locations"
+
+
+def _wait(check: Callable[[], object], what: str, log: Path, timeout: float = 90) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"{what} within {timeout} s\n{log.read_text()[-3000:]}")
+
+
+def _entity(client: httpx.Client, name: str) -> dict:
+    return client.get(f"/api/catalog/entities/by-name/component/default/{name}").json()
+
+
+@pytest.mark.usefixtures("allow_private_urls")
+def test_beat_refreshes_locations_and_records_errors(
+    admin_client: httpx.Client, live_server: LiveServer, yaml_server: YamlServer, tmp_path: Path
+) -> None:
+    url = yaml_server.publish("svc.yaml", component("web"), component("same"), component("old"))
+    created = admin_client.post(LOCATIONS, json={"type": "url", "target": url})
+    assert created.status_code == 201, created.text
+    location_id = created.json()["location"]["id"]
+    [listed] = admin_client.get(LOCATIONS).json()
+    assert listed["data"] == created.json()["location"]
+    registered_at = datetime.fromisoformat(listed["status"]["lastRefreshAt"])
+    assert listed["status"]["lastRefreshError"] is None
+    same_before = _entity(admin_client, "same")
+
+    yaml_server.publish(
+        "svc.yaml", component("web", description="edited"), component("same"), component("new")
+    )
+    settings = live_server.settings
+    log_path = tmp_path / "worker.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RAGPORTAL_")},
+        "PYTHONPATH": str(REPO_ROOT),
+        "DATABASE_URL": settings.database_url_override or settings.database_url,
+        "REDIS_URL": REDIS_URL,
+        "RAGPORTAL_DATA_DIR": str(tmp_path / "data"),
+        "RAGPORTAL_CELERY_QUEUE": f"catalog-refresh-test-{uuid.uuid4().hex[:8]}",
+        "RAGPORTAL_LOG_JSON": "false",
+        "RAGPORTAL_CATALOG_REFRESH_INTERVAL_S": "1",
+        "RAGPORTAL_ALLOW_PRIVATE_URLS": "true",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "portal_backend.cli", "worker", "--beat", "--pool", "solo"],
+        env=env,
+        cwd=tmp_path,  # beat keeps its schedule file in the working directory
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait(
+            lambda: _entity(admin_client, "web")["metadata"].get("description") == "edited",
+            "the background refresh did not pick up the edit",
+            log_path,
+        )
+        [listed] = admin_client.get(LOCATIONS).json()
+        assert datetime.fromisoformat(listed["status"]["lastRefreshAt"]) > registered_at
+        assert listed["status"]["lastRefreshError"] is None
+        assert _entity(admin_client, "new")["metadata"]["name"] == "new"
+        orphan = _entity(admin_client, "old")["metadata"]["annotations"]
+        assert orphan["backstage.io/orphan"] == "true"
+        # Unchanged: not rewritten, so the etag stays (over several refreshes).
+        time.sleep(2.5)
+        assert _entity(admin_client, "same")["metadata"]["etag"] == same_before["metadata"]["etag"]
+
+        # A location that breaks keeps its entities and shows the error.
+        yaml_server.publish("svc.yaml", "kind: [unclosed")
+
+        def failed() -> dict | None:
+            [item] = admin_client.get(LOCATIONS).json()
+            return item["status"] if item["status"]["lastRefreshError"] else None
+
+        status = _wait(failed, "no refresh error recorded", log_path)
+        assert "not valid YAML" in status["lastRefreshError"]  # type: ignore[index]
+        assert _entity(admin_client, "web")["metadata"]["description"] == "edited"
+
+        # Fixed again: the next refresh clears the error.
+        yaml_server.publish("svc.yaml", component("web"), component("same"))
+        _wait(
+            lambda: admin_client.get(LOCATIONS).json()[0]["status"]["lastRefreshError"] is None,
+            "the error was not cleared",
+            log_path,
+        )
+        assert worker.poll() is None, log_path.read_text()[-3000:]
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert admin_client.delete(f"{LOCATIONS}/{location_id}").status_code == 204
+
+
+@pytest.mark.usefixtures("allow_private_urls")
+def test_one_refresh_per_location_at_a_time(
+    admin_client: httpx.Client, live_server: LiveServer, yaml_server: YamlServer
+) -> None:
+    url = yaml_server.publish("one.yaml", component("web"))
+    created = admin_client.post(LOCATIONS, json={"type": "url", "target": url})
+    location_id = created.json()["location"]["id"]
+    factory = live_server.app.state.session_factory  # type: ignore[attr-defined]
+    policy = LocationPolicy(allow_private_urls=True)
+    yaml_server.publish("one.yaml", component("web", description="v2"))
+
+    # While a refresh holds the location, another one is skipped (background) or
+    # refused (API) instead of waiting, and nothing is written by either.
+    with refresh.location_lock(factory, location_id) as held:
+        assert held
+        with refresh.location_lock(factory, location_id) as second:
+            assert second is False
+        assert refresh.refresh_claimed(factory, location_id, policy).state == "busy"
+        busy = admin_client.post("/api/catalog/refresh", json={"entityRef": "component:web"})
+        assert busy.status_code == 409, busy.text
+        assert "being refreshed" in busy.json()["error"]["message"]
+        assert "description" not in _entity(admin_client, "web")["metadata"]
+
+    done = admin_client.post("/api/catalog/refresh", json={"entityRef": "component:web"})
+    assert done.status_code == 200, done.text
+    assert _entity(admin_client, "web")["metadata"]["description"] == "v2"
+
+    # A refresh found due but done by someone else meanwhile is not repeated.
+    before = datetime.now(UTC) - timedelta(seconds=60)
+    outcome = refresh.refresh_claimed(factory, location_id, policy, unless_refreshed_since=before)
+    assert outcome.state == "fresh"
+    with session_scope(factory) as session:
+        assert refresh.due_locations(session, 60, datetime.now(UTC)) == []
+        assert refresh.due_locations(session, 0, datetime.now(UTC) + timedelta(seconds=1)) == [
+            location_id
+        ]
+        CatalogService(session).delete_location(location_id)
+    assert refresh.refresh_claimed(factory, location_id, policy).state == "missing"

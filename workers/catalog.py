@@ -1,0 +1,80 @@
+"""Celery tasks and the beat entry of the catalog's background refresh (work in catalog.refresh).
+
+Every ``catalog_refresh_interval_s`` (0 = off) beat sends ``catalog.refresh_due``, which
+sends one ``catalog.refresh_location`` per location not refreshed for that long and not
+being refreshed now. Messages expire after one interval, so a backlog never piles up
+behind slow workers; the per-location claim keeps two refreshes of a location apart.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from celery import Celery
+
+from catalog import refresh
+from portal_backend.catalog_policy import location_policy
+from portal_backend.db import make_engine, make_session_factory
+from portal_backend.settings import Settings
+
+REFRESH_DUE = "catalog.refresh_due"
+REFRESH_LOCATION = "catalog.refresh_location"
+
+log = structlog.get_logger(__name__)
+_factories: dict[int, Any] = {}
+
+
+def _factory(settings: Settings) -> Any:
+    # One engine per process: connections must not cross a fork.
+    pid = os.getpid()
+    if pid not in _factories:
+        _factories[pid] = make_session_factory(make_engine(settings.database_url))
+    return _factories[pid]
+
+
+def register(app: Celery) -> None:
+    settings: Settings = app.conf.ragportal_settings
+    interval = settings.catalog_refresh_interval_s
+
+    @app.task(name=REFRESH_LOCATION, ignore_result=True)
+    def refresh_location(location_id: str, due_before: str | None = None) -> dict:
+        # due_before: the location was found due because it was not refreshed since then;
+        # if it was refreshed after it (by the API, or a twin message), nothing to do.
+        outcome = refresh.refresh_claimed(
+            _factory(settings),
+            location_id,
+            location_policy(settings),
+            unless_refreshed_since=datetime.fromisoformat(due_before) if due_before else None,
+        )
+        log.info(
+            "catalog.location_refreshed",
+            location_id=location_id,
+            state=outcome.state,
+            entities=len(outcome.entities),
+            orphaned=len(outcome.orphaned),
+            error=outcome.error.message if outcome.error else None,
+        )
+        return {"state": outcome.state, "orphaned": outcome.orphaned}
+
+    @app.task(name=REFRESH_DUE, ignore_result=True)
+    def refresh_due() -> dict:
+        now = datetime.now(UTC)
+        with _factory(settings).begin() as session:
+            due = refresh.due_locations(session, interval, now)
+        cutoff = (now - timedelta(seconds=interval)).isoformat()
+        for location_id in due:
+            refresh_location.apply_async((location_id, cutoff), expires=max(interval, 1.0))
+        return {"sent": len(due)}
+
+    if interval > 0:
+        # Checked four times per interval, so a location is refreshed every interval to
+        # 1.25 intervals (a tick right after its refresh finds it not yet due).
+        every = max(interval / 4, 1.0)
+        app.conf.beat_schedule["catalog-refresh"] = {
+            "task": REFRESH_DUE,
+            "schedule": every,
+            "options": {"expires": every},
+        }
