@@ -93,6 +93,10 @@ def rewritten_since(factory, since: datetime) -> int:  # type: ignore[no-untyped
         )
 
 
+def rate(seconds: float, entities: int, rewritten: int) -> str:
+    return f"{seconds:.1f} s ({entities / seconds:,.0f} entities/s), {rewritten} rewritten"
+
+
 def refresh_pass(factory, ids: list[str], policy: LocationPolicy) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     """Seconds for one refresh of every location, and how many entities it rewrote."""
     since = datetime.now(UTC)
@@ -158,7 +162,7 @@ def main() -> None:
         results.append(
             (
                 f"background refresh pass, {len(ids)} locations, nothing changed",
-                f"{seconds:.1f} s ({args.entities / seconds:,.0f} entities/s), {rewritten} rewritten",
+                rate(seconds, args.entities, rewritten),
             )
         )
         # 10% of the entities change (a new annotation value), in place in their files.
@@ -173,7 +177,7 @@ def main() -> None:
         results.append(
             (
                 "background refresh pass, 10% of the entities changed",
-                f"{seconds:.1f} s ({args.entities / seconds:,.0f} entities/s), {rewritten} rewritten",
+                rate(seconds, args.entities, rewritten),
             )
         )
 
@@ -205,7 +209,7 @@ def main() -> None:
         results.append(
             (
                 f"one Location entity with {len(paths)} targets: register / refresh unchanged",
-                f"{tree_import:.1f} s / {seconds:.1f} s ({args.entities / seconds:,.0f} entities/s), {rewritten} rewritten",
+                f"{tree_import:.1f} s / " + rate(seconds, args.entities, rewritten),
             )
         )
 
@@ -235,7 +239,7 @@ def main() -> None:
                 results.append((f"by-query first page, order {label}", f"{p50:.1f} / {p95:.1f} ms"))
                 p50, p95 = timed(
                     len(cursors),
-                    lambda i: service.query_entities(cursor=cursors[i], limit=20),
+                    lambda i, cursors=cursors: service.query_entities(cursor=cursors[i], limit=20),
                 )
                 results.append(
                     (
@@ -244,9 +248,8 @@ def main() -> None:
                     )
                 )
         load_after = os.getloadavg()[0]
-        print(
-            f"\n{args.db}, {args.entities} entities, {len(paths)} locations; load {load_before:.2f} -> {load_after:.2f}"
-        )
+        print(f"\n{args.db}, {args.entities} entities, {len(paths)} locations;", end=" ")
+        print(f"1-minute load average {load_before:.2f} -> {load_after:.2f}")
         for name, value in results:
             print(f"| {name} | {value} |")
     finally:
