@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
@@ -28,7 +29,7 @@ from portal_backend.sla import costs, evaluations, ingest, ingest_tokens, report
 from portal_backend.sla.alerts import list_alerts
 from portal_backend.sla.clock import utcnow
 from portal_backend.sla.refs import group_ref, normalize_ref
-from portal_backend.sla.tables import Budget, SlaService
+from portal_backend.sla.tables import Budget, GroupBudget, SlaService
 
 router = APIRouter(prefix="/api/sla", tags=["sla"])
 AnyPrincipal = Depends(require_principal())
@@ -311,6 +312,7 @@ def _alert_view(alert) -> dict:  # type: ignore[no-untyped-def]
         "id": alert.id,
         "alertname": alert.alertname,
         "service": alert.service_ref,
+        "group": alert.group_ref,
         "severity": alert.severity,
         "state": alert.state,
         "labels": alert.labels,
@@ -325,17 +327,15 @@ def alerts(
     request: Request,
     state: str | None = Query(None, pattern="^(firing|resolved)$"),
     service: str | None = Query(None),
+    group: str | None = Query(None, description="owner group: its budget alerts and its services'"),
     limit: int = Query(200, ge=1, le=1000),
     _: Principal = ReadPrincipal,
 ) -> dict:
     ref = normalize_ref(service, path="service") if service else None
+    owner = normalize_ref(group, default_kind="group", path="group").lower() if group else None
     with session_scope(_factory(request)) as session:
-        return {
-            "items": [
-                _alert_view(a)
-                for a in list_alerts(session, state=state, service_ref=ref, limit=limit)
-            ]
-        }
+        found = list_alerts(session, state=state, service_ref=ref, group_ref=owner, limit=limit)
+        return {"items": [_alert_view(a) for a in found]}
 
 
 class PriceTable(BaseModel):
@@ -358,13 +358,28 @@ def put_prices(body: PriceTable, request: Request, principal: Principal = AdminP
 
 
 class BudgetSet(BaseModel):
-    monthlyUsd: float = Field(ge=0)  # noqa: N815 (API field name)
+    monthlyUsd: float = Field(ge=0, allow_inf_nan=False)  # noqa: N815 (API field name)
+
+
+def _group_view(row: GroupBudget) -> dict:
+    return {
+        "ref": row.group_ref,
+        "monthlyUsd": row.monthly_usd,
+        "source": "group",
+        "updatedAt": row.updated_at.isoformat(),
+        "updatedBy": row.updated_by,
+    }
+
+
+def _budget_ref(kind: str, namespace: str, name: str) -> str:
+    ref = normalize_ref(f"{kind}:{namespace}/{name}", path="ref")
+    # Owners are compared lower-cased (group_ref), as Backstage compares refs.
+    return ref.lower() if ref.startswith("group:") else ref
 
 
 @router.get("/budgets")
 def get_budgets(request: Request, _: Principal = ReadPrincipal) -> dict:
-    from sqlalchemy import select
-
+    """Service budgets (override or annotation) in ``items``, group budgets in ``groups``."""
     with session_scope(_factory(request)) as session:
         overrides = {b.ref: b.monthly_usd for b in session.scalars(select(Budget))}
         items = []
@@ -378,7 +393,29 @@ def get_budgets(request: Request, _: Principal = ReadPrincipal) -> dict:
                 }
             )
         items += [{"ref": r, "monthlyUsd": v, "source": "override"} for r, v in overrides.items()]
-        return {"items": items}
+        groups = session.scalars(select(GroupBudget).order_by(GroupBudget.group_ref))
+        return {"items": items, "groups": [_group_view(g) for g in groups]}
+
+
+@router.get("/budgets/{kind}/{namespace}/{name}")
+def get_budget(
+    kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
+) -> dict:
+    """One budget: a group's (kind ``group``), or a service's override or annotation."""
+    ref = _budget_ref(kind, namespace, name)
+    with session_scope(_factory(request)) as session:
+        if ref.startswith("group:"):
+            row = session.get(GroupBudget, ref)
+            if row is None:
+                raise NotFoundError(f"no budget for {ref}; set one with PUT")
+            return _group_view(row)
+        override = session.get(Budget, ref)
+        if override is not None:
+            return {"ref": ref, "monthlyUsd": override.monthly_usd, "source": "override"}
+        service = session.get(SlaService, ref)
+        if service is None or service.monthly_budget_usd is None:
+            raise NotFoundError(f"no budget for {ref}")
+        return {"ref": ref, "monthlyUsd": service.monthly_budget_usd, "source": "annotation"}
 
 
 @router.put("/budgets/{kind}/{namespace}/{name}")
@@ -390,15 +427,27 @@ def put_budget(
     request: Request,
     principal: Principal = AdminPrincipal,
 ) -> dict:
-    """Sets the monthly budget of a service (overrides its annotation) or of a group."""
-    ref = normalize_ref(f"{kind}:{namespace}/{name}", path="ref")
+    """Sets the monthly budget of an owner group (kind ``group``: alerts on the sum of its
+    services' spend) or of a service (overrides its annotation)."""
+    ref = _budget_ref(kind, namespace, name)
+    now = utcnow()
     with session_scope(_factory(request)) as session:
+        if ref.startswith("group:"):
+            group = session.get(GroupBudget, ref)
+            if group is None:
+                group = GroupBudget(group_ref=ref, monthly_usd=body.monthlyUsd, updated_at=now)
+                session.add(group)
+            group.monthly_usd = body.monthlyUsd
+            group.updated_at = now
+            group.updated_by = principal.subject
+            session.flush()
+            return _group_view(group)
         row = session.get(Budget, ref)
         if row is None:
-            row = Budget(ref=ref, monthly_usd=body.monthlyUsd, updated_at=utcnow())
+            row = Budget(ref=ref, monthly_usd=body.monthlyUsd, updated_at=now)
             session.add(row)
         row.monthly_usd = body.monthlyUsd
-        row.updated_at = utcnow()
+        row.updated_at = now
         row.updated_by = principal.subject
         return {"ref": ref, "monthlyUsd": row.monthly_usd, "source": "override"}
 
@@ -407,9 +456,11 @@ def put_budget(
 def delete_budget(
     kind: str, namespace: str, name: str, request: Request, _: Principal = AdminPrincipal
 ) -> None:
-    ref = normalize_ref(f"{kind}:{namespace}/{name}", path="ref")
+    ref = _budget_ref(kind, namespace, name)
     with session_scope(_factory(request)) as session:
-        row = session.get(Budget, ref)
+        table = GroupBudget if ref.startswith("group:") else Budget
+        row = session.get(table, ref)
         if row is None:
-            raise NotFoundError(f"no budget override for {ref}")
+            what = "budget" if table is GroupBudget else "budget override"
+            raise NotFoundError(f"no {what} for {ref}")
         session.delete(row)

@@ -26,6 +26,9 @@ class Condition:
     firing: bool
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, Any] = field(default_factory=dict)
+    # The owner group of the service, or the group of a group-budget condition. Not part
+    # of the fingerprint: a service changing owner keeps its open alerts.
+    group_ref: str | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -65,6 +68,7 @@ def reconcile(
                 fingerprint=condition.fingerprint,
                 alertname=condition.alertname,
                 service_ref=condition.service_ref,
+                group_ref=condition.group_ref,
                 severity=condition.severity,
                 state="firing",
                 labels={
@@ -104,6 +108,7 @@ def list_alerts(
     *,
     state: str | None = None,
     service_ref: str | None = None,
+    group_ref: str | None = None,
     limit: int = 200,
 ) -> list[Alert]:
     query = select(Alert).order_by(Alert.starts_at.desc(), Alert.id.desc()).limit(limit)
@@ -111,4 +116,6 @@ def list_alerts(
         query = query.where(Alert.state == state)
     if service_ref:
         query = query.where(Alert.service_ref == service_ref)
+    if group_ref:
+        query = query.where(Alert.group_ref == group_ref)
     return list(session.scalars(query))

@@ -1,9 +1,10 @@
-"""The periodic evaluation: SLO burn rates, budgets and spend spikes -> alerts and the
-catalog summary (``status.slo``, ``status.cost``) of every tracked service."""
+"""The periodic evaluation: SLO burn rates, service and owner-group budgets and spend
+spikes -> alerts and the catalog summary (``status.slo``, ``status.cost``) of every
+tracked service."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -15,49 +16,102 @@ from portal_backend.sla.alerts import Condition, Transitions, reconcile
 from portal_backend.sla.rollups import HOUR
 from portal_backend.sla.services import budget_of, targets_of, write_status
 from portal_backend.sla.slo import window_end
-from portal_backend.sla.tables import SlaService
+from portal_backend.sla.tables import Alert, GroupBudget, SlaService
 
 BUDGET_THRESHOLDS = ((50, "info"), (80, "warning"), (100, "critical"))
+GROUP_ALERTS = ("GroupBudgetThreshold", "GroupBudgetForecast")
 SPIKE_MIN_HISTORY_HOURS = 3
 
 
 def budget_conditions(
-    service_ref: str, figures: dict[str, float], budget: float | None
+    service_ref: str | None,
+    figures: dict[str, float],
+    budget: float | None,
+    *,
+    group_ref: str | None = None,
 ) -> list[Condition]:
+    """50/80/100 % of the monthly budget (month to date) and the month-end forecast.
+
+    For a service (``service_ref``) or, with ``service_ref=None``, an owner group's budget
+    (alerts ``GroupBudgetThreshold``/``GroupBudgetForecast`` labelled ``group``)."""
     mtd, projected = figures["mtdUsd"], figures["projectedUsd"]
+    prefix, labels, whose = "", {}, "monthly budget"
+    if service_ref is None:
+        prefix, labels = "Group", {"group": group_ref or ""}
+        whose = f"monthly budget of {group_ref} (sum of its services)"
     out = []
     for percent, severity in BUDGET_THRESHOLDS:
         firing = bool(budget) and mtd >= budget * percent / 100  # type: ignore[operator]
         out.append(
             Condition(
-                "BudgetThreshold",
+                f"{prefix}BudgetThreshold",
                 service_ref,
                 severity,
                 firing,
-                {"threshold": f"{percent}%"},
+                {**labels, "threshold": f"{percent}%"},
                 {
                     "summary": f"month-to-date spend ${mtd:.2f} reached {percent}% "
-                    f"of the ${budget or 0:.2f} monthly budget",
+                    f"of the ${budget or 0:.2f} {whose}",
                     "mtdUsd": mtd,
                     "budgetUsd": budget,
                 },
+                group_ref,
             )
         )
     out.append(
         Condition(
-            "BudgetForecast",
+            f"{prefix}BudgetForecast",
             service_ref,
             "warning",
             bool(budget) and projected > budget,  # type: ignore[operator]
-            {},
+            dict(labels),
             {
                 "summary": f"projected month-end spend ${projected:.2f} exceeds the "
-                f"${budget or 0:.2f} monthly budget",
+                f"${budget or 0:.2f} {whose}",
                 "projectedUsd": projected,
                 "budgetUsd": budget,
             },
+            group_ref,
         )
     )
+    return out
+
+
+def group_spend(evaluations: list[ServiceEvaluation]) -> dict[str, dict[str, float]]:
+    """Month-to-date and projected spend per owner group: sums of its services' figures."""
+    out: dict[str, dict[str, float]] = {}
+    for e in evaluations:
+        if e.owner is None:
+            continue
+        figures = out.setdefault(e.owner, {"mtdUsd": 0.0, "projectedUsd": 0.0, "services": 0})
+        figures["mtdUsd"] += e.cost["mtdUsd"]
+        figures["projectedUsd"] += e.cost["projectedUsd"]
+        figures["services"] += 1
+    return {
+        group: {k: round(v, 4) if k != "services" else v for k, v in f.items()}
+        for group, f in out.items()
+    }
+
+
+def group_conditions(session: Session, evaluations: list[ServiceEvaluation]) -> list[Condition]:
+    """Budget conditions of every group with a budget. A group without services spends 0;
+    a group whose budget was deleted gets clear conditions, so its open alerts resolve."""
+    spend = group_spend(evaluations)
+    budgets = {
+        row.group_ref: row.monthly_usd
+        for row in session.scalars(select(GroupBudget).order_by(GroupBudget.group_ref))
+    }
+    orphaned = session.scalars(
+        select(Alert.group_ref).where(
+            Alert.state == "firing",
+            Alert.service_ref.is_(None),
+            Alert.alertname.in_(GROUP_ALERTS),
+        )
+    )
+    out = []
+    for group in sorted(budgets.keys() | {g for g in orphaned if g}):
+        figures = spend.get(group, {"mtdUsd": 0.0, "projectedUsd": 0.0})
+        out += budget_conditions(None, figures, budgets.get(group), group_ref=group)
     return out
 
 
@@ -111,6 +165,7 @@ class ServiceEvaluation:
     slo: dict
     cost: dict
     conditions: list[Condition] = field(default_factory=list)
+    owner: str | None = None
 
 
 def evaluate_service(
@@ -152,7 +207,10 @@ def evaluate_service(
         "budgetUsedPercent": round(100 * figures["mtdUsd"] / budget, 1) if budget else None,
         "updatedAt": stamp,
     }
-    return ServiceEvaluation(service.service_ref, slo_status, cost_status, conditions)
+    conditions = [replace(c, group_ref=service.owner) for c in conditions]
+    return ServiceEvaluation(
+        service.service_ref, slo_status, cost_status, conditions, service.owner
+    )
 
 
 def evaluate_all(
@@ -165,9 +223,9 @@ def evaluate_all(
 ) -> tuple[list[ServiceEvaluation], Transitions]:
     services = session.scalars(select(SlaService).order_by(SlaService.service_ref)).all()
     evaluations = [evaluate_service(session, s, now, spike_factor) for s in services]
-    transitions = reconcile(
-        session, [c for e in evaluations for c in e.conditions], now, webhooks or []
-    )
+    conditions = [c for e in evaluations for c in e.conditions]
+    conditions += group_conditions(session, evaluations)
+    transitions = reconcile(session, conditions, now, webhooks or [])
     if write_catalog:
         write_changed_statuses(session, evaluations)
     return evaluations, transitions

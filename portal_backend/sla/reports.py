@@ -18,7 +18,7 @@ from portal_backend.sla.costs import DAY
 from portal_backend.sla.rollups import HOUR
 from portal_backend.sla.services import budget_of, targets_of
 from portal_backend.sla.slo import window_end
-from portal_backend.sla.tables import Budget, Evaluation, SlaService
+from portal_backend.sla.tables import Budget, Evaluation, GroupBudget, SlaService
 
 COST_WINDOWS = {"7d": 7, "30d": 30, "90d": 90}
 SERIES_STEP = {"1h": 60, "24h": HOUR, "7d": HOUR, "30d": DAY}
@@ -130,7 +130,10 @@ def cost_summary(session: Session, group_by: str, window: str, now: datetime) ->
     ):
         owners[ref] = owner
         annotated[ref] = annotated_budget
-    budgets = {b.ref: b.monthly_usd for b in session.scalars(select(Budget))}
+    if group_by == "owner":
+        budgets = {b.group_ref: b.monthly_usd for b in session.scalars(select(GroupBudget))}
+    else:
+        budgets = {b.ref: b.monthly_usd for b in session.scalars(select(Budget))}
 
     def key_of(ref: str) -> str:
         return ref if group_by == "service" else owners.get(ref) or "unowned"
@@ -189,6 +192,7 @@ def cost_summary(session: Session, group_by: str, window: str, now: datetime) ->
                 "totalUsd": round(float(totals[i]), 4),
                 "mtdUsd": round(float(mtd[i]), 4),
                 "budgetUsd": budget,
+                "budgetUsedPercent": round(100 * float(mtd[i]) / budget, 1) if budget else None,
             }
         )
     return {

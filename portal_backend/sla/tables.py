@@ -134,11 +134,23 @@ class PriceItem(SQLModel, table=True):
 
 
 class Budget(SQLModel, table=True):
-    """An admin-set monthly budget for a service (overrides its annotation) or a group."""
+    """An admin-set monthly budget for a service (overrides its annotation)."""
 
     __tablename__ = "sla_budgets"
 
     ref: str = Field(primary_key=True, max_length=255)
+    monthly_usd: float
+    updated_at: datetime
+    updated_by: str | None = Field(default=None, max_length=255)
+
+
+class GroupBudget(SQLModel, table=True):
+    """An admin-set monthly budget for an owner group: a ceiling on the summed spend of
+    the services it owns (``spec.owner``), alerted like a service budget."""
+
+    __tablename__ = "sla_group_budgets"
+
+    group_ref: str = Field(primary_key=True, max_length=255)
     monthly_usd: float
     updated_at: datetime
     updated_by: str | None = Field(default=None, max_length=255)
@@ -166,6 +178,8 @@ class Alert(SQLModel, table=True):
     fingerprint: str = Field(max_length=255, index=True)
     alertname: str = Field(max_length=100)
     service_ref: str | None = Field(default=None, max_length=255, index=True)
+    # The service's owner group, or the group of a group-budget alert (service_ref None).
+    group_ref: str | None = Field(default=None, max_length=255, index=True)
     severity: str = Field(max_length=16)
     state: str = Field(max_length=16, index=True)  # firing | resolved
     labels: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

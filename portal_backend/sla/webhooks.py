@@ -25,6 +25,12 @@ def _iso(value: datetime | None) -> str:
     return aware(value).isoformat().replace("+00:00", "Z") if value else "0001-01-01T00:00:00Z"
 
 
+def _subject_query(alert: Alert) -> str:
+    if alert.service_ref is None and alert.group_ref:
+        return f"group={alert.group_ref}"  # a group-budget alert
+    return f"service={alert.service_ref or ''}"
+
+
 def alertmanager_payload(alert: Alert, status: str, base_url: str) -> dict[str, Any]:
     """Alertmanager webhook v4 body (what Alertmanager posts to webhook_configs)."""
     item = {
@@ -33,7 +39,7 @@ def alertmanager_payload(alert: Alert, status: str, base_url: str) -> dict[str, 
         "annotations": {k: str(v) for k, v in (alert.annotations or {}).items()},
         "startsAt": _iso(alert.starts_at),
         "endsAt": _iso(alert.ends_at) if status == "resolved" else "0001-01-01T00:00:00Z",
-        "generatorURL": f"{base_url}/api/sla/alerts?service={alert.service_ref or ''}",
+        "generatorURL": f"{base_url}/api/sla/alerts?{_subject_query(alert)}",
         "fingerprint": f"{alert.id:016x}",
     }
     return {
@@ -55,14 +61,16 @@ def slack_payload(alert: Alert, status: str) -> dict[str, Any]:
     icon = ":white_check_mark:" if status == "resolved" else ":rotating_light:"
     summary = (alert.annotations or {}).get("summary", alert.alertname)
     title = f"{icon} [{status.upper()}] {alert.alertname} ({alert.severity})"
-    service = alert.service_ref or "fleet"
+    subject, what = alert.service_ref, "service"
+    if subject is None:
+        subject, what = alert.group_ref or "fleet", "group" if alert.group_ref else "service"
     return {
-        "text": f"{title}: {service}: {summary}",
+        "text": f"{title}: {subject}: {summary}",
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{summary}"}},
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"service: `{service}`"}],
+                "elements": [{"type": "mrkdwn", "text": f"{what}: `{subject}`"}],
             },
         ],
     }
