@@ -204,6 +204,45 @@ def start_server(settings: Settings, port: int) -> subprocess.Popen:
     raise RuntimeError("portal did not start")
 
 
+def report(
+    args: argparse.Namespace,
+    paths: list[Path],
+    rate: float,
+    import_s: float,
+    results: list[dict],
+    refresh: tuple[int, float, float] | None,
+    load_before: float,
+    stream_bytes: int,
+) -> None:
+    print()
+    print(f"catalog benchmark: {args.entities:,} entities, {args.db}, {len(paths)} locations")
+    print()
+    print("| measurement | n | p50 ms | p95 ms |")
+    print("| --- | ---: | ---: | ---: |")
+    print(
+        f"| import via locations, {args.importers} processes (YAML, validation, bulk "
+        f"write) | {args.entities:,} | {rate:,.0f} entities/s | ({import_s:.1f} s total) |"
+    )
+    for r in results:
+        print(f"| {r['name']} | {r['n']} | {r['p50']:.1f} | {r['p95']:.1f} |")
+    if refresh is not None:
+        count, refresh_rate, refresh_s = refresh
+        print(
+            f"| refresh of all {len(paths)} locations, 2 processes (every entity changed) "
+            f"| {count} | {refresh_rate:,.0f} entities/s | ({refresh_s:.1f} s total) |"
+        )
+    print()
+    print(
+        f"machine: {os.cpu_count()} CPUs; 1-minute load average {load_before:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end (other work on the machine slows every figure)"
+    )
+    line = f"stream size: {stream_bytes / 1e6:.1f} MB"
+    if refresh is not None:
+        idle, busy = results[0]["p95"], results[-1]["p95"]
+        line += f"; by-query p95 under refresh / idle = {busy / idle:.2f}x"
+    print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entities", type=int, default=100_000)
@@ -211,7 +250,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per read figure")
     parser.add_argument("--streams", type=int, default=3, help="full unfiltered GET /entities")
     parser.add_argument("--per-location", type=int, default=500, help="entities per YAML file")
+    # Two processes: what `ragportal worker` runs by default (--concurrency 2, one per
+    # core of the 2-core reference machine), each importing whole locations.
     parser.add_argument("--importers", type=int, default=2, help="parallel import processes")
+    parser.add_argument(
+        "--skip-refresh", action="store_true", help="leave out the reads-under-refresh figure"
+    )
+    parser.add_argument(
+        "--keep-schema",
+        action="store_true",
+        help="keep the PostgreSQL schema afterwards (for EXPLAIN); its name is printed",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
@@ -342,6 +391,10 @@ def main() -> None:
 
         results.append(measure("streamed unfiltered GET /entities", args.streams, stream))
 
+        if args.skip_refresh:
+            pool.shutdown()
+            report(args, paths, rate, import_s, results, None, load_before, stream_bytes)
+            return
         # Every location changes (new revision on every entity) and two refresher
         # processes (as catalog workers would) re-read all of them while by-query is
         # measured: reads must not queue behind those writes.
@@ -366,39 +419,15 @@ def main() -> None:
         if busy_done:
             print("warning: refresh finished before the measurement did; raise --entities")
 
-        print()
-        print(f"catalog benchmark: {args.entities:,} entities, {args.db}, {len(paths)} locations")
-        print()
-        print("| measurement | n | p50 ms | p95 ms |")
-        print("| --- | ---: | ---: | ---: |")
-        print(
-            f"| import via locations, {args.importers} processes (YAML, validation, bulk "
-            f"write) | {args.entities:,} | "
-            f"{rate:,.0f} entities/s | ({import_s:.1f} s total) |"
-        )
-        for r in results:
-            print(f"| {r['name']} | {r['n']} | {r['p50']:.1f} | {r['p95']:.1f} |")
-        print(
-            f"| refresh of all {len(paths)} locations, 2 processes (every entity changed) "
-            f"| {refreshed[0]} | "
-            f"{args.entities / refresh_s:,.0f} entities/s | ({refresh_s:.1f} s total) |"
-        )
-        idle = results[0]["p95"]
-        busy = results[-1]["p95"]
-        print()
-        print(
-            f"machine: {os.cpu_count()} CPUs; 1-minute load average {load_before:.1f} at start, "
-            f"{os.getloadavg()[0]:.1f} at end (other work on the machine slows every figure)"
-        )
-        print(
-            f"stream size: {stream_bytes / 1e6:.1f} MB; by-query p95 under refresh / idle = "
-            f"{busy / idle:.2f}x"
-        )
+        refresh_rate = (refreshed[0], args.entities / refresh_s, refresh_s)
+        report(args, paths, rate, import_s, results, refresh_rate, load_before, stream_bytes)
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=20)
-        if schema:
+        if schema and args.keep_schema:
+            print(f"kept schema {schema}")
+        elif schema:
             with psycopg.connect(args.postgres_url, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         shutil.rmtree(workdir, ignore_errors=True)

@@ -93,11 +93,10 @@ def refresh_statistics(session: Session, written_rows: int) -> None:
         text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": _ANALYZE_LOCK}
     ).scalar():
         return
-    # Only the columns queries filter, join and sort on: the entity documents (large,
-    # toasted text) and the display spellings would double its cost for nothing.
+    # catalog_search whole: a column list would leave its modification counter (the
+    # staleness measure above) unreset. The entity table only on the columns queries
+    # filter and sort on: its documents (large, toasted text) would double the cost.
+    connection.execute(text("ANALYZE catalog_search, catalog_relations"))
     connection.execute(
-        text(
-            "ANALYZE catalog_entities (uid, entity_ref, kind, namespace, name, location_key), "
-            "catalog_search (key, value, kind, entity_uid), catalog_relations"
-        )
+        text("ANALYZE catalog_entities (uid, entity_ref, kind, namespace, name, location_key)")
     )
