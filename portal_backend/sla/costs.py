@@ -117,9 +117,10 @@ def rate_of(
     if record is not None:
         return desired_rate(record.desired, record.detail, prices, service.gpu_class), "provisioned"
     gpus = (service.gpus or 0.0) * (service.replicas if service.replicas is not None else 1.0)
-    gpu_class = (service.gpu_class or "default").lower()
-    price = prices.get(f"gpu:{gpu_class}", prices.get("gpu:default", 0.0))
-    return Rate(gpu=gpus * price, gpus=gpus), "annotations"
+    rate = Rate()
+    if gpus:
+        rate.add_gpus(gpus, service.gpu_class, "annotation", prices)
+    return rate, "annotations"
 
 
 def hourly_rate(

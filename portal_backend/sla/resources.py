@@ -8,11 +8,20 @@ reconciler recorded for the object when it has one, else ``spec.replicas``; a wo
 an HPA scales and whose ``spec.replicas`` was released uses the HPA's ``minReplicas``.
 Quantities are parsed by the official client's ``parse_quantity``; memory and storage are
 counted in GiB (2^30 bytes), as OpenCost does.
+
+GPU class of a workload: what provisioning applied, i.e. the GPU-product node selector
+its pods were scheduled with (``nvidia.com/gpu.product: NVIDIA-L4``), else the
+``rag-portal.io/gpu-class`` annotation rendered on the workload or its pod template;
+only then the class annotated on the catalog entity. The price item is ``gpu:<class>``,
+else the most specific ``gpu:`` item whose name tokens (vendor words aside) are all in
+the class (``NVIDIA-A100-SXM4-80GB`` -> ``gpu:nvidia-a100``; ``L4`` -> ``gpu:nvidia-l4``;
+``L40S`` is not ``L4``), else ``gpu:default``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +30,10 @@ from kubernetes.utils import parse_quantity
 HOURS_PER_MONTH = 730
 GIB = Decimal(2**30)
 PRICED_WORKLOADS = {"Deployment", "StatefulSet"}
+GPU_CLASS_ANNOTATION = "rag-portal.io/gpu-class"
+# Node labels that name the GPU model (NVIDIA GPU feature discovery, GKE).
+GPU_PRODUCT_LABELS = ("nvidia.com/gpu.product", "cloud.google.com/gke-accelerator")
+_VENDOR_TOKENS = {"nvidia", "tesla", "geforce"}
 
 
 @dataclass
@@ -32,6 +45,24 @@ class Rate:
     memory: float = 0.0
     storage: float = 0.0
     gpus: float = 0.0
+    # One entry per (class, price item, source): which GPUs were priced how.
+    gpu_classes: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_gpus(self, gpus: float, gpu_class: str | None, source: str, prices: dict) -> None:
+        item, price = gpu_price(prices, gpu_class)
+        self.gpu += gpus * price
+        self.gpus += gpus
+        for entry in self.gpu_classes:
+            if (entry["gpuClass"], entry["priceItem"], entry["source"]) == (
+                gpu_class,
+                item,
+                source,
+            ):
+                entry["gpus"] += gpus
+                return
+        self.gpu_classes.append(
+            {"gpuClass": gpu_class, "priceItem": item, "source": source, "gpus": gpus}
+        )
 
     @property
     def total(self) -> float:
@@ -45,7 +76,46 @@ class Rate:
             "storageUsdPerHour": round(self.storage, 6),
             "totalUsdPerHour": round(self.total, 6),
             "gpus": self.gpus,
+            "gpuClasses": [dict(e) for e in self.gpu_classes],
         }
+
+
+def _tokens(text: str) -> set[str]:
+    return {t for t in re.split(r"[^a-z0-9]+", text.lower()) if t} - _VENDOR_TOKENS
+
+
+def gpu_price(prices: dict[str, float], gpu_class: str | None) -> tuple[str, float]:
+    """(price item, $ per GPU-hour) for a GPU class; see the module docstring."""
+    if gpu_class:
+        exact = f"gpu:{gpu_class.lower()}"
+        if exact in prices:
+            return exact, prices[exact]
+        wanted = _tokens(gpu_class)
+        matches = [
+            (len(tokens), item)
+            for item in prices
+            if item.startswith("gpu:") and item != "gpu:default"
+            for tokens in [_tokens(item[4:])]
+            if tokens and tokens <= wanted
+        ]
+        if matches:
+            item = max(matches)[1]
+            return item, prices[item]
+    return "gpu:default", prices.get("gpu:default", 0.0)
+
+
+def applied_gpu_class(obj: dict[str, Any]) -> str | None:
+    """The GPU class provisioning applied to a workload, from its rendered manifest."""
+    template = (obj.get("spec") or {}).get("template") or {}
+    selector = (template.get("spec") or {}).get("nodeSelector") or {}
+    for label in GPU_PRODUCT_LABELS:
+        if selector.get(label):
+            return str(selector[label])
+    for metadata in (obj.get("metadata") or {}, template.get("metadata") or {}):
+        value = (metadata.get("annotations") or {}).get(GPU_CLASS_ANNOTATION)
+        if value:
+            return str(value)
+    return None
 
 
 def quantity(value: Any) -> float:
@@ -91,9 +161,8 @@ def desired_rate(
     prices: dict[str, float],
     gpu_class: str | None,
 ) -> Rate:
-    """The hourly rate of a desired state (``provisioned_services.desired``)."""
-    gpu_class = (gpu_class or "default").lower()
-    gpu_price = prices.get(f"gpu:{gpu_class}", prices.get("gpu:default", 0.0))
+    """The hourly rate of a desired state (``provisioned_services.desired``);
+    ``gpu_class`` (the entity's annotation) prices GPUs whose manifest names no class."""
     cpu_price = prices.get("cpu_core_hour", 0.0)
     memory_price = prices.get("memory_gb_hour", 0.0)
     storage_price = prices.get("storage_gb_month", 0.0) / HOURS_PER_MONTH
@@ -124,8 +193,10 @@ def desired_rate(
             gpus += quantity(requests.get("nvidia.com/gpu"))
         rate.cpu += replicas * cpu * cpu_price
         rate.memory += replicas * memory * memory_price
-        rate.gpu += replicas * gpus * gpu_price
-        rate.gpus += replicas * gpus
+        if gpus:
+            applied = applied_gpu_class(obj)
+            source = "provisioned" if applied else "annotation"
+            rate.add_gpus(replicas * gpus, applied or gpu_class, source, prices)
         if kind == "StatefulSet":
             claims = sum(_claim_gib(c) for c in spec.get("volumeClaimTemplates") or [])
             rate.storage += replicas * claims * storage_price

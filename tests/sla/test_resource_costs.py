@@ -12,7 +12,7 @@ from sqlalchemy import select
 from portal_backend.db import session_scope
 from portal_backend.provisioning.models import ProvisionedService
 from portal_backend.sla import costs, reports
-from portal_backend.sla.resources import quantity
+from portal_backend.sla.resources import gpu_price, quantity
 from portal_backend.sla.tables import SlaService
 from tests.sla.conftest import rag_service, register
 
@@ -134,6 +134,10 @@ def test_desired_state_prices_every_resource(session_factory) -> None:  # type: 
     for resource, usd in expected.items():
         assert rate[f"{resource}UsdPerHour"] == pytest.approx(usd)
     assert rate["totalUsdPerHour"] == pytest.approx(2.355)
+    # The manifests name no GPU class: the entity's annotation prices the GPUs.
+    assert rate["gpuClasses"] == [
+        {"gpuClass": "nvidia-l4", "priceItem": "gpu:nvidia-l4", "source": "annotation", "gpus": 2}
+    ]
 
     _accrue_hours(session_factory, NOV1, 10)
     with session_scope(session_factory) as session:
@@ -182,8 +186,92 @@ def test_without_provisioning_record_gpu_only_model(session_factory) -> None:  #
         "storageUsdPerHour": 0.0,
         "totalUsdPerHour": 4.8,
         "gpus": 6.0,
+        "gpuClasses": [
+            {
+                "gpuClass": "nvidia-l4",
+                "priceItem": "gpu:nvidia-l4",
+                "source": "annotation",
+                "gpus": 6.0,
+            }
+        ],
     }
     _accrue_hours(session_factory, NOV1, 2)
     with session_scope(session_factory) as session:
         figures = costs.month_figures(session, "component:default/bot", NOV1 + timedelta(hours=2))
     assert figures["mtdUsd"] == pytest.approx(9.6)
+
+
+def _with_gpu_class(bundle: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
+    vllm = next(o for o in bundle if o["metadata"]["name"] == "vllm")
+    if "selector" in where:
+        vllm["spec"]["template"]["spec"]["nodeSelector"] = where["selector"]
+    if "annotation" in where:
+        vllm["metadata"]["annotations"] = {"rag-portal.io/gpu-class": where["annotation"]}
+    return bundle
+
+
+@pytest.mark.parametrize(
+    ("where", "gpu_class", "item", "usd_per_gpu"),
+    [
+        # The node selector the pods were scheduled with wins over every annotation.
+        (
+            {"selector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}, "annotation": "L4"},
+            "NVIDIA-H100-80GB-HBM3",
+            "gpu:nvidia-h100",
+            4.50,
+        ),
+        (
+            {"selector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}},
+            "nvidia-tesla-a100",
+            "gpu:nvidia-a100",
+            3.00,
+        ),
+        # No selector: the class rendered on the workload (the template writes "A100-80GB").
+        ({"annotation": "A100-80GB"}, "A100-80GB", "gpu:nvidia-a100", 3.00),
+    ],
+)
+def test_gpu_class_from_what_provisioning_applied(  # type: ignore[no-untyped-def]
+    session_factory, where, gpu_class, item, usd_per_gpu
+) -> None:
+    # The entity still says nvidia-l4 ($0.80): the applied manifest decides.
+    register(session_factory, rag_service("bot", gpus="1", replicas="2"), now=NOV1)
+    with session_scope(session_factory) as session:
+        session.merge(
+            ProvisionedService(
+                service="bot",
+                namespace="bot",
+                cluster="prod",
+                entity_ref="component:default/bot",
+                desired=_with_gpu_class(desired_bundle(), **where),
+                state="Healthy",
+                detail=[],
+                created_at=NOV1,
+                updated_at=NOV1,
+            )
+        )
+    rate = _report_rate(session_factory, NOV1)
+    assert rate["gpuClasses"] == [
+        {"gpuClass": gpu_class, "priceItem": item, "source": "provisioned", "gpus": 2}
+    ]
+    assert rate["gpuUsdPerHour"] == pytest.approx(2 * usd_per_gpu)
+    _accrue_hours(session_factory, NOV1, 3)
+    with session_scope(session_factory) as session:
+        spent = costs.spend(
+            session, "component:default/bot", NOV1.timestamp(), NOV1.timestamp() + 3 * 3600
+        )
+    # CPU, memory and storage as in test_desired_state_prices_every_resource.
+    assert spent == pytest.approx(3 * (2 * usd_per_gpu + 0.50 + 0.205 + 0.05))
+
+
+def test_gpu_price_item_for_a_class() -> None:
+    prices = dict(costs.DEFAULT_PRICES)
+    assert gpu_price(prices, "nvidia-l4") == ("gpu:nvidia-l4", 0.80)
+    # The template's short names and the GPU operator's product labels.
+    assert gpu_price(prices, "L4") == ("gpu:nvidia-l4", 0.80)
+    assert gpu_price(prices, "NVIDIA-L4") == ("gpu:nvidia-l4", 0.80)
+    assert gpu_price(prices, "NVIDIA-A100-SXM4-80GB") == ("gpu:nvidia-a100", 3.00)
+    # The most specific item wins; a different model never matches by prefix.
+    assert gpu_price({**prices, "gpu:a100-80gb": 3.70}, "A100-80GB") == ("gpu:a100-80gb", 3.70)
+    assert gpu_price(prices, "L40S") == ("gpu:default", 2.50)
+    assert gpu_price(prices, None) == ("gpu:default", 2.50)
+    assert gpu_price({}, "H100") == ("gpu:default", 0.0)
