@@ -13,6 +13,8 @@ COPY eval ./eval
 RUN pip install .
 COPY sources.json ./
 COPY docs ./docs
+# Git sources are cloned here: /srv is root-owned, the job runs as uid 10001.
+ENV SOURCE_CACHE_DIR=/tmp/sources
 USER 10001
 # Shard from the Indexed Job's JOB_COMPLETION_INDEX; INGESTION_SHARDS = parallelism.
 ENTRYPOINT ["python", "-m", "ingestion"]
