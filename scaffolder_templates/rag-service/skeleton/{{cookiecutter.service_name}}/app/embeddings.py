@@ -56,6 +56,21 @@ def resolve_local_model(name_or_path: str) -> str:
     return name_or_path
 
 
+def embedding_dimension(embeddings: Embeddings) -> int:
+    """The vector size the model really produces, so the Qdrant collection matches it.
+
+    Local models report it; an OpenAI-compatible endpoint is asked with one short text
+    (its size depends on the model behind it: 384 for MiniLM, 576 for SmolLM2-135M,
+    1536 for text-embedding-3-small...), never assumed from settings.
+    """
+    if isinstance(embeddings, HashingEmbeddings | SentenceTransformerEmbeddings):
+        return embeddings.dimension
+    vector = embeddings.embed_query("dimension probe")
+    if not vector:
+        raise ValueError("the embeddings endpoint returned an empty vector")
+    return len(vector)
+
+
 def make_embeddings(settings: Settings) -> Embeddings:
     if settings.embedding_provider == "hashing":
         return HashingEmbeddings(settings.embedding_dimension)
@@ -83,6 +98,7 @@ class SentenceTransformerEmbeddings(Embeddings):
 
         self.model = SentenceTransformer(model, device="cpu")
         self.batch_size = batch_size
+        self.dimension = int(self.model.get_sentence_embedding_dimension())
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors = self.model.encode(

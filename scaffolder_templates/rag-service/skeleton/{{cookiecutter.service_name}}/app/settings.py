@@ -31,7 +31,9 @@ class Settings(BaseSettings):
 
     # Embeddings: "local" runs sentence-transformers in-process (model by name or path),
     # "openai" calls an OpenAI-compatible /v1/embeddings endpoint, "hashing" is a
-    # dependency-free lexical embedding for offline tests.
+    # dependency-free lexical embedding for offline tests. The collection's vector size
+    # is what the model produces (an endpoint is asked once); embedding_dimension sizes
+    # the hashing embeddings and the deploy bundle's collection bootstrap.
     embedding_provider: Literal["local", "openai", "hashing"] = "local"
     embedding_model: str = "{{ cookiecutter.embedding_model }}"
     embedding_dimension: int = {{ cookiecutter.embedding_dimension }}
@@ -74,6 +76,10 @@ class Settings(BaseSettings):
     judge_base_url: str = ""
     judge_model: str = ""
     judge_api_key: str = "unused"
+    judge_max_tokens: int = Field(default=1024, ge=16)
+    # How the judge's JSON is enforced: "json_schema" (OpenAI, vLLM, llama-server),
+    # "json_object" (llama-cpp-python's server: schema as a grammar), "none" (prompt only).
+    judge_response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
 
 
 @lru_cache

@@ -9,6 +9,7 @@ from langchain_qdrant import QdrantVectorStore
 from qdrant_client import QdrantClient
 from qdrant_client.http import models as qm
 
+from app.embeddings import embedding_dimension
 from app.settings import Settings
 
 # Payload layout of langchain-qdrant, so ingestion writes what the retriever reads.
@@ -53,7 +54,7 @@ def ensure_collection(client: QdrantClient, name: str, dimension: int) -> None:
 def make_vector_store(
     client: QdrantClient, settings: Settings, embeddings: Embeddings
 ) -> QdrantVectorStore:
-    ensure_collection(client, settings.collection_name, settings.embedding_dimension)
+    ensure_collection(client, settings.collection_name, embedding_dimension(embeddings))
     return QdrantVectorStore(
         client=client,
         collection_name=settings.collection_name,

@@ -9,13 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-from langchain_openai import ChatOpenAI
-
 from app.embeddings import make_embeddings
 from app.llm import make_llm
 from app.rag import RagPipeline
 from app.settings import REPO_ROOT, Settings
 from app.vectorstore import make_client, make_vector_store
+from eval.judge import make_judge
 from eval.runner import evaluate, read_golden
 
 
@@ -40,15 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             k=args.k,
             relevance_threshold=settings.relevance_threshold,
         )
-        judge_model = None
-        if args.judge:
-            judge_model = ChatOpenAI(
-                base_url=settings.judge_base_url or settings.llm_base_url,
-                model=settings.judge_model or settings.llm_model,
-                api_key=settings.judge_api_key,
-                temperature=0,
-                timeout=settings.llm_timeout_s,
-            )
+        judge_model = make_judge(settings) if args.judge else None
         result = evaluate(read_golden(args.golden), pipeline, k=args.k, judge_model=judge_model)
     finally:
         client.close()

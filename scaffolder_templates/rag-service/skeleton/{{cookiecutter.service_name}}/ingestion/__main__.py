@@ -13,10 +13,11 @@ import os
 import sys
 from pathlib import Path
 
+from openai import APIError
 from rich.console import Console
 from rich.table import Table
 
-from app.embeddings import make_embeddings
+from app.embeddings import embedding_dimension, make_embeddings
 from app.settings import REPO_ROOT, Settings
 from app.vectorstore import CollectionMismatch, make_client
 from ingestion.chunking import Chunker
@@ -71,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     client = make_client(settings)
     try:
+        embeddings = make_embeddings(settings)
         report = ingest(
             items,
             problems,
             client=client,
             collection=settings.collection_name,
-            embeddings=make_embeddings(settings),
-            dimension=settings.embedding_dimension,
+            embeddings=embeddings,
+            dimension=embedding_dimension(embeddings),
             chunker=Chunker(settings.chunk_size, settings.chunk_overlap),
             batch_size=settings.embedding_batch_size,
             shard_index=args.shard_index,
@@ -86,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (CollectionMismatch, ValueError) as exc:
         console.print(f"[bold red]ingestion failed:[/bold red] {exc}")
+        return 2
+    except APIError as exc:  # EMBEDDING_PROVIDER=openai: the endpoint failed or is down
+        console.print(
+            f"[bold red]ingestion failed:[/bold red] embeddings endpoint "
+            f"{settings.embedding_base_url or 'https://api.openai.com/v1'}: {exc}; "
+            "check EMBEDDING_BASE_URL and EMBEDDING_MODEL"
+        )
         return 2
     finally:
         client.close()
