@@ -3,15 +3,18 @@ group's services (fire once, resolve), webhook delivery, alert listing, cost sum
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import select
 
-from portal_backend.db import session_scope
+from portal_backend.db import downgrade_database, session_scope, upgrade_database
 from portal_backend.sla import costs, jobs, reports
 from portal_backend.sla.tables import Alert, Budget, GroupBudget
+from tests.conftest import POSTGRES_URL, make_settings, postgres_url_for
 from tests.sla.conftest import rag_service, register
 from tests.sla.test_webhooks import Receiver
 
@@ -176,3 +179,36 @@ def test_deleting_a_group_budget_resolves_its_alerts(  # type: ignore[no-untyped
     assert admin_client.delete("/api/sla/budgets/group/default/team-a").status_code == 204
     jobs.evaluate_all(settings, session_factory, NOW + timedelta(minutes=1))
     assert _group_alerts(session_factory) == [("GroupBudgetThreshold", "50%", "resolved")]
+
+
+def test_migration_moves_group_rows_out_of_service_budgets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """0006 moves budgets stored under a group ref in sla_budgets (before 0006 the budget
+    API accepted them there) into sla_group_budgets, and back on downgrade."""
+    schema = "t_gb_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        settings = make_settings("postgresql", tmp_path, schema)
+        upgrade_database(settings, "0005_provisioning")
+        with psycopg.connect(postgres_url_for(schema), autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO sla_budgets (ref, monthly_usd, updated_at) VALUES "
+                "('group:default/team-a', 300, now()), ('component:default/bot', 50, now())"
+            )
+        upgrade_database(settings)
+        with psycopg.connect(postgres_url_for(schema), autocommit=True) as conn:
+            assert conn.execute("SELECT ref FROM sla_budgets").fetchall() == [
+                ("component:default/bot",)
+            ]
+            assert conn.execute(
+                "SELECT group_ref, monthly_usd FROM sla_group_budgets"
+            ).fetchall() == [("group:default/team-a", 300.0)]
+        downgrade_database(settings, "0005_provisioning")
+        with psycopg.connect(postgres_url_for(schema), autocommit=True) as conn:
+            assert sorted(conn.execute("SELECT ref FROM sla_budgets").fetchall()) == [
+                ("component:default/bot",),
+                ("group:default/team-a",),
+            ]
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
