@@ -175,16 +175,10 @@ CHOICES_SHOWN = 20
 
 
 def _fetch(session: Any, input: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """The entity ``input`` names, or None and what is wrong with it and how to fix it."""
+    """The entity ``input`` names, or None and what is wrong with it and how to fix it.
+    Registered choices are only listed on failure: the catalog may hold many."""
     allowed = [str(k) for k in input.get("allowedKinds") or []]
     wanted = " or ".join(allowed) or "entity"
-    choices = [r for kind in allowed for r in catalog_port.refs_of_kind(session, kind)]
-    register_first = (
-        f"register the {wanted.lower()} first (POST /api/catalog/locations with its "
-        "catalog-info.yaml)"
-    )
-    pick = ", ".join(choices[:CHOICES_SHOWN]) + (", ..." if len(choices) > CHOICES_SHOWN else "")
-    fix = f"{register_first} or pick one of: {pick}" if choices else register_first
     try:
         ref = parse_ref(
             str(input.get("entityRef") or ""),
@@ -192,14 +186,30 @@ def _fetch(session: Any, input: dict[str, Any]) -> tuple[dict[str, Any] | None, 
             default_namespace=input.get("defaultNamespace") or "default",
         )
     except RefError as exc:
-        return None, f"{exc}; {fix}"
+        return None, f"{exc}; {_fix(wanted, _choices(session, allowed))}"
     if allowed and ref.kind not in {k.lower() for k in allowed}:
-        return None, f"{ref} is not a {wanted}; {fix}"
+        return None, f"{ref} is not a {wanted}; {_fix(wanted, _choices(session, allowed))}"
     entity = catalog_port.get_by_ref(session, str(ref))
     if entity is None:
-        none_yet = "" if choices or not allowed else f" and no {wanted} is yet"
-        return None, f"{ref} is not registered in the catalog{none_yet}; {fix}"
+        choices = _choices(session, allowed)
+        none_yet = f" and no {wanted} is yet" if allowed and not choices else ""
+        return None, f"{ref} is not registered in the catalog{none_yet}; {_fix(wanted, choices)}"
     return entity, ""
+
+
+def _choices(session: Any, allowed: list[str]) -> list[str]:
+    return [r for kind in allowed for r in catalog_port.refs_of_kind(session, kind)]
+
+
+def _fix(wanted: str, choices: list[str]) -> str:
+    register_first = (
+        f"register the {wanted.lower()} first (POST /api/catalog/locations with its "
+        "catalog-info.yaml)"
+    )
+    if not choices:
+        return register_first
+    pick = ", ".join(choices[:CHOICES_SHOWN]) + (", ..." if len(choices) > CHOICES_SHOWN else "")
+    return f"{register_first} or pick one of: {pick}"
 
 
 @register
