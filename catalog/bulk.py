@@ -17,6 +17,8 @@ from sqlalchemy import String, Table, any_, insert, literal, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from catalog.facet_counts import compact_counts
+
 
 def insert_rows(
     session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
@@ -67,8 +69,10 @@ def refresh_statistics(session: Session, written_rows: int) -> None:
     Without statistics PostgreSQL plans multi-condition filters over the search rows as
     if every key held a handful of rows (seconds instead of milliseconds right after an
     import); autovacuum catches up only a minute or more later. Runs inside the
-    writer's transaction: it blocks neither readers nor other writers.
+    writer's transaction: it blocks neither readers nor other writers. Also folds the
+    facet-count deltas when they have piled up.
     """
+    compact_counts(session)
     if written_rows < _MIN_ROWS:
         return
     connection = session.connection()

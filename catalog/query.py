@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Subquery, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from catalog.errors import ErrorDetail, InputError
+from catalog.facet_counts import count_groups, count_value, has_counts
 from catalog.relations import CANONICAL_TYPE
 from catalog.tables import FULL_TEXT_KEYS, CatalogEntity, CatalogRelation, CatalogSearch
 
@@ -171,6 +172,8 @@ def count(
         # One (key, value[, kind]) index range; distinct because an entity can hold
         # several of the requested values (e.g. two of the tags asked for).
         key, values, kinds = fast
+        if len(values) == 1 and has_counts(session, key):
+            return count_value(session, key, values[0], kinds)  # a few running totals
         # (key, value, kind, uid) is unique: one value counts rows, several need distinct.
         counted = (
             func.count()
@@ -225,6 +228,8 @@ def facets(
                     CatalogSearch.entity_uid.in_(select(CatalogEntity.uid).where(where))
                 )
             grouped = groups.group_by(CatalogSearch.value).subquery()
+            if has_counts(session, key) and (kinds or where is None):
+                grouped = count_groups(key, kinds).subquery()  # running totals instead
             spelling = aliased(CatalogSearch)
             original = (
                 select(spelling.original_value)

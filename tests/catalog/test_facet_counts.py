@@ -1,0 +1,139 @@
+"""Facets and totals stay exact through imports, refreshes, orphans, status and deletes.
+
+On PostgreSQL they come from running counts (catalog_facet_counts, kept by triggers);
+on SQLite from the search index. Either way they must equal what the entities say.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import text
+
+from catalog import facet_counts
+from catalog.locations import LocationPolicy
+from catalog.service import CatalogService
+from catalog.tables import COUNTED_KEYS
+from portal_backend.db import session_scope
+from tests.catalog.factories import component, group, resource
+
+FACETS = ["kind", "spec.type", "spec.lifecycle", "metadata.tags", "metadata.namespace"]
+
+
+def _values(entity: dict, key: str) -> set[str]:
+    if key == "kind":
+        return {entity["kind"].lower()}
+    if key == "metadata.namespace":
+        return {entity["metadata"].get("namespace", "default").lower()}
+    section, field = key.split(".")
+    value: Any = entity.get(section, {}).get(field)
+    items = value if isinstance(value, list) else [value]
+    return {str(v).lower() for v in items if v is not None}
+
+
+def _check(service: CatalogService) -> None:
+    """Facets (all, and kind-only filtered) and a by-query total match the entities."""
+    entities = list(service.iter_entities())
+    for kinds in (None, ["component"]):
+        chosen = [e for e in entities if kinds is None or e["kind"].lower() in kinds]
+        filters = [f"kind={kinds[0]}"] if kinds else []
+        got = service.facets(FACETS, filters)["facets"]
+        for key in FACETS:
+            expected = Counter(v for e in chosen for v in _values(e, key))
+            assert {f["value"].lower(): f["count"] for f in got[key]} == expected, (key, kinds)
+    services = [
+        e for e in entities if e["kind"] == "Component" and e["spec"].get("type") == "service"
+    ]
+    total = service.query_entities(filters=["kind=component,spec.type=service"], limit=1)
+    assert total["totalItems"] == len(services)
+    if service.session.get_bind().dialect.name == "postgresql":
+        # The running totals equal a count over the search rows, group by group.
+        keys = ", ".join(f"'{k}'" for k in COUNTED_KEYS)
+        counts = service.session.execute(
+            text(
+                "SELECT key, value, kind, sum(n) FROM catalog_facet_counts "
+                "GROUP BY key, value, kind HAVING sum(n) <> 0"
+            )
+        ).all()
+        rows = service.session.execute(
+            text(
+                "SELECT key, value, kind, count(*) FROM catalog_search "
+                f"WHERE key IN ({keys}) GROUP BY key, value, kind"
+            )
+        ).all()
+        assert sorted(map(tuple, counts)) == sorted(map(tuple, rows))
+        assert bool(counts) == bool(entities), "PostgreSQL keeps running counts"
+
+
+def _write(path: Path, documents: list[dict]) -> None:
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+
+
+def test_facets_and_totals_follow_every_kind_of_write(
+    session_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    policy = LocationPolicy(file_roots=(tmp_path,))
+    path = tmp_path / "catalog-info.yaml"
+    documents = [
+        component("web", tags=["python", "web"]),
+        component("api", type="website", tags=["python"], title="API"),
+        component("batch", lifecycle="experimental", tags=["go", "batch"]),
+        component("gone", tags=["legacy"]),
+        group("team-a"),
+        resource("db", type="database", owner="team-a"),
+    ]
+    _write(path, documents)
+    with session_scope(session_factory) as session:
+        location = CatalogService(session, policy=policy).add_location("file", str(path))
+    location_id = location["location"]["id"]
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities([component("loose", type="library", tags=["go"])])
+    with session_scope(session_factory) as session:
+        _check(CatalogService(session))
+
+    # A refresh that changes tags and types, adds one entity and drops one (orphaned).
+    documents[0] = component("web", type="website", tags=["web"])
+    documents[2] = component("batch", lifecycle="production", tags=["go", "rust"])
+    documents[3] = component("new", tags=["python"])
+    _write(path, documents)
+    with session_scope(session_factory) as session:
+        refreshed = CatalogService(session, policy=policy).refresh_location(location_id)
+    assert refreshed["orphaned"] == ["component:default/gone"]
+    with session_scope(session_factory) as session:
+        _check(CatalogService(session))
+
+    with session_scope(session_factory) as session:
+        CatalogService(session).set_status("component:default/api", "slo", {"state": "ok"})
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        assert service.delete_by_ref("component:default/loose")
+    with session_scope(session_factory) as session:
+        _check(CatalogService(session))
+
+    # Deltas folded into one row per group, the answers unchanged.
+    monkeypatch.setattr(facet_counts, "COMPACT_AFTER_ROWS", -1)
+    documents[1] = component("api", type="service", tags=["python", "go"])
+    _write(path, documents)
+    with session_scope(session_factory) as session:
+        CatalogService(session, policy=policy).refresh_location(location_id)
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        _check(service)
+        if session.get_bind().dialect.name == "postgresql":
+            rows, groups = session.execute(
+                text(
+                    "SELECT count(*), count(DISTINCT (key, value, kind)) FROM catalog_facet_counts"
+                )
+            ).one()
+            assert rows == groups
+
+    with session_scope(session_factory) as session:
+        CatalogService(session).delete_location(location_id)
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        _check(service)
+        assert service.facets(["spec.type"])["facets"]["spec.type"] == []
