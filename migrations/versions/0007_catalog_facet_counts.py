@@ -68,6 +68,28 @@ def upgrade() -> None:
             f"TABLE AS {rows} FOR EACH STATEMENT "
             f"EXECUTE FUNCTION catalog_search_count_{event}()"
         )
+    # The catalog only inserts and deletes search rows; an UPDATE is counted all the same.
+    op.execute(
+        f"""
+        CREATE FUNCTION catalog_search_count_update() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO catalog_facet_counts (key, value, kind, n)
+            SELECT key, value, kind, sum(n) FROM (
+                SELECT key, value, kind, -1 AS n FROM removed
+                UNION ALL SELECT key, value, kind, 1 FROM added
+            ) AS changes
+            WHERE key IN {COUNTED}
+            GROUP BY key, value, kind HAVING sum(n) <> 0;
+            RETURN NULL;
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER catalog_search_count_update AFTER UPDATE ON catalog_search "
+        "REFERENCING OLD TABLE AS removed NEW TABLE AS added FOR EACH STATEMENT "
+        "EXECUTE FUNCTION catalog_search_count_update()"
+    )
     op.execute(
         "INSERT INTO catalog_facet_counts (key, value, kind, n) "
         f"SELECT key, value, kind, count(*) FROM catalog_search WHERE key IN {COUNTED} "
@@ -77,7 +99,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        for event in ("insert", "delete"):
+        for event in ("insert", "delete", "update"):
             op.execute(f"DROP TRIGGER IF EXISTS catalog_search_count_{event} ON catalog_search")
             op.execute(f"DROP FUNCTION IF EXISTS catalog_search_count_{event}()")
     op.drop_index("ix_catalog_facet_counts_key_value_kind", table_name="catalog_facet_counts")
