@@ -13,10 +13,18 @@ Policy on top of Backstage (which silently skips repeats):
 - a ``url`` location cannot lead to a ``file`` target (a remote file must not make the
   server read its own disk): 403;
 - the same target reached twice by different paths (a diamond) is read once.
+
+``file`` targets may be glob patterns (``./teams/*/catalog-info.yaml``, ``**`` included), as
+Backstage's FileReaderProcessor allows: each matching file is read as a location of its
+own (so it is what its entities' managed-by-location names). The pattern's fixed folder
+must lie under the allowed roots before anything is listed, every match is checked like
+any file target, a match that is one of the pattern's ancestors (``./*.yaml`` next to the
+file that holds it) is skipped rather than a cycle, and no match is not an error.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +33,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from catalog.errors import ErrorDetail, InputError, NotAllowedError, PortalError
-from catalog.locations import LocationPolicy, location_key
+from catalog.locations import LocationPolicy, check_file, location_key
 
 
 @dataclass(frozen=True)
@@ -117,10 +125,15 @@ def read_tree(
                 f"{policy.max_locations} locations; split it into several registrations",
                 [ErrorDetail("target", f"more than {policy.max_locations} locations")],
             )
+        is_root = not current.ancestors
         try:
-            documents = read(current.type, current.target, current.depth == 0)
+            if current.type == "file" and glob.has_magic(current.target):
+                # Matches are read next, in name order; the pattern itself holds nothing.
+                stack.extend(reversed(_matches(current, policy)))
+                continue
+            documents = read(current.type, current.target, is_root)
         except PortalError as exc:
-            if current.depth == 0:
+            if is_root:
                 raise
             raise _with_context(exc, current.via, current.field) from exc
         result.append(ReadLocation(current.key, documents))
@@ -134,6 +147,24 @@ def read_tree(
         # Depth first, in document order.
         stack.extend(reversed(children))
     return result
+
+
+def _matches(pattern: TreeLocation, policy: LocationPolicy) -> list[TreeLocation]:
+    """The files a ``file`` glob target matches, as locations one step below the pattern."""
+    parts = pattern.target.split(os.sep)
+    fixed = os.sep.join(
+        p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]
+    )
+    check_file(fixed or os.sep, policy)  # nothing is listed outside the allowed roots
+    ancestors = (*pattern.ancestors, pattern.key)
+    found = []
+    for match in sorted(glob.glob(pattern.target, recursive=True)):
+        if not os.path.isfile(match) or location_key("file", match) in ancestors:
+            continue
+        found.append(
+            TreeLocation("file", match, pattern.depth, ancestors, pattern.via, pattern.field)
+        )
+    return found
 
 
 def _child(

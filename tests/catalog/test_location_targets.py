@@ -3,6 +3,7 @@ annotated and refreshed; cycles, depth, unsafe targets and duplicates are refuse
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import httpx
@@ -252,3 +253,50 @@ def test_nested_url_targets_get_the_ssrf_checks(
         assert _refs(admin_client) == []
     finally:
         path.unlink()
+
+
+def test_file_targets_may_be_glob_patterns(
+    admin_client: httpx.Client, live_server: LiveServer, tmp_path: Path
+) -> None:
+    root_dir = live_server.settings.data_dir / "glob-test"
+    for team in ("a", "b"):
+        (root_dir / "teams" / team).mkdir(parents=True, exist_ok=True)
+        (root_dir / "teams" / team / "catalog-info.yaml").write_text(
+            yaml.safe_dump(component(f"svc-{team}"))
+        )
+    (root_dir / "teams" / "notes.txt").write_text("not matched")
+    (root_dir / "extra.yaml").write_text(yaml.safe_dump(group("team-a")))
+    all_yaml = root_dir / "all.yaml"
+    # "./*.yaml" also matches all.yaml itself: skipped, not a cycle.
+    all_yaml.write_text(
+        yaml.safe_dump(location("all", "./teams/*/catalog-info.yaml", "./*.yaml", "none/*.yaml"))
+    )
+    try:
+        created = admin_client.post(LOCATIONS, json={"type": "file", "target": str(all_yaml)})
+        assert created.status_code == 201, created.text
+        assert _refs(admin_client) == [
+            "component:default/svc-a",
+            "component:default/svc-b",
+            "group:default/team-a",
+            "location:default/all",
+        ]
+        svc_b = _entity(admin_client, "component:default/svc-b")["metadata"]["annotations"]
+        assert svc_b[MANAGED_BY] == f"file:{root_dir}/teams/b/catalog-info.yaml"
+        assert svc_b[ORIGIN] == f"file:{all_yaml}"
+
+        # A team folder removed: its entities are orphaned on refresh.
+        (root_dir / "teams" / "a" / "catalog-info.yaml").unlink()
+        refreshed = admin_client.post("/api/catalog/refresh", json={"entityRef": "location:all"})
+        assert refreshed.status_code == 200, refreshed.text
+        assert _refs(admin_client, "metadata.annotations.backstage.io/orphan=true") == [
+            "component:default/svc-a"
+        ]
+
+        # A pattern whose folder lies outside the allowed roots is refused before listing.
+        outside = f"../../{tmp_path.name}/*.yaml"
+        all_yaml.write_text(yaml.safe_dump(location("all", outside)))
+        refused = admin_client.post("/api/catalog/refresh", json={"entityRef": "location:all"})
+        assert refused.status_code == 403, refused.text
+        assert "outside the allowed roots" in refused.json()["error"]["message"]
+    finally:
+        shutil.rmtree(root_dir, ignore_errors=True)
