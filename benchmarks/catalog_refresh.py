@@ -67,6 +67,14 @@ def _generator():  # type: ignore[no-untyped-def]
     return module
 
 
+class Results(list[tuple[str, str]]):
+    """Figures in measuring order, each also printed as soon as it is known."""
+
+    def append(self, item: tuple[str, str]) -> None:
+        print(f"  {item[0]}: {item[1]}", flush=True)
+        super().append(item)
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -156,7 +164,7 @@ def main() -> None:
             f"registered {len(paths)} locations, {args.entities} entities in {import_s:.1f}s",
             flush=True,
         )
-        results: list[tuple[str, str]] = []
+        results = Results()
 
         seconds, rewritten = refresh_pass(factory, ids, policy)
         results.append(

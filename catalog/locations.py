@@ -30,9 +30,11 @@ class LocationPolicy:
     file_roots: tuple[Path, ...] | None = None
     max_bytes: int = 5 * 1024 * 1024
     timeout_s: float = 10.0
-    # Location entities' targets: how deep they may nest, how many one registration reaches.
+    # Location entities' targets: how deep they may nest, how many locations and how many
+    # bytes in all one registration reaches (a tree is read whole: all or nothing).
     max_depth: int = 5
-    max_locations: int = 100
+    max_locations: int = 1000
+    max_tree_bytes: int = 50 * 1024 * 1024
 
 
 def location_key(location_type: str, target: str) -> str:

@@ -300,3 +300,29 @@ def test_file_targets_may_be_glob_patterns(
         assert "outside the allowed roots" in refused.json()["error"]["message"]
     finally:
         shutil.rmtree(root_dir, ignore_errors=True)
+
+
+def test_tree_size_limits(session_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from catalog.errors import InputError, PayloadTooLargeError
+    from catalog.locations import LocationPolicy
+    from catalog.service import CatalogService
+    from portal_backend.db import session_scope
+
+    names = [f"team-{i}.yaml" for i in range(4)]
+    for index, name in enumerate(names):
+        (tmp_path / name).write_text(yaml.safe_dump(component(f"svc-{index}")))
+    root = tmp_path / "all.yaml"
+    root.write_text(yaml.safe_dump(location("all", *names)))
+
+    def register(policy: LocationPolicy) -> dict:
+        with session_scope(session_factory) as session:
+            return CatalogService(session, policy=policy).add_location("file", str(root))
+
+    with pytest.raises(InputError, match="leads to more than 4 locations"):
+        register(LocationPolicy(max_locations=4))
+    size = sum(len((tmp_path / n).read_text()) for n in [*names, "all.yaml"])
+    with pytest.raises(PayloadTooLargeError, match=f"more than {size - 1} bytes in all"):
+        register(LocationPolicy(max_tree_bytes=size - 1))
+    with session_scope(session_factory) as session:
+        assert CatalogService(session).list_locations() == []
+    assert len(register(LocationPolicy(max_locations=5, max_tree_bytes=size))["entities"]) == 5
