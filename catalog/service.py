@@ -44,7 +44,13 @@ from catalog.predicates import compile_predicate
 from catalog.refs import RefError, normalize_ref, parse_ref, ref_of
 from catalog.relations import compute_relations
 from catalog.search import search_rows
-from catalog.tables import CatalogEntity, CatalogLocation, CatalogRelation, CatalogSearch
+from catalog.tables import (
+    CatalogEntity,
+    CatalogLocation,
+    CatalogRelation,
+    CatalogSearch,
+    new_uid,
+)
 from catalog.validation import validate_entity
 from catalog.yaml_loader import load_documents
 
@@ -156,6 +162,7 @@ class CatalogService:
     def __init__(self, session: Session, *, policy: LocationPolicy | None = None) -> None:
         self.session = session
         self.policy = policy or LocationPolicy()
+        self._stored: list[tuple[str, str, str]] = []  # what the last _write stored
 
     # -- validation -------------------------------------------------------------------
 
@@ -217,10 +224,10 @@ class CatalogService:
         """Validate all, then insert or update them in one go; returns the stored entities."""
         if not _validated:
             self._validate_all(entities, "entities")
-        refs = self._write(
-            entities, location_key=location_key, owner_group=owner_group, sources=_sources
-        )
-        return self.get_by_refs(refs)  # type: ignore[return-value]
+        self._write(entities, location_key=location_key, owner_group=owner_group, sources=_sources)
+        # The documents just written (or found unchanged), not read back: only the
+        # relations (which other entities' specs add to) need the database.
+        return self._hydrate(self._stored)
 
     def _existing(self, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -304,14 +311,17 @@ class CatalogService:
         new_rows: list[tuple[Any, ...]] = []
         changed: list[dict[str, Any]] = []
         written: list[tuple[str, dict]] = []
+        # (uid, ref, stored JSON text) of every entity, for upsert_entities' answer.
+        stored: list[tuple[str, str, str]] = []
         for index, (entity, ref) in enumerate(zip(entities, refs, strict=True)):
             previous = existing.get(ref)
             body = self._prepare(
                 entity, previous, location_key, sources[index] if sources else None
             )
-            uid = previous["uid"] if previous else str(uuid.uuid4())
+            uid = previous["uid"] if previous else new_uid()
             text, etag = encode(body, uid)
             if previous and previous["etag"] == etag:
+                stored.append((uid, ref, previous["body"]))
                 continue  # unchanged: keep uid, etag, search rows and relations as they are
             parsed = parse_ref(ref)
             keep_location = location_key or (previous or {}).get("location_key")
@@ -341,7 +351,9 @@ class CatalogService:
                     )
                 )
             written.append((uid, body))
+            stored.append((uid, ref, text))
         self._store(new_rows, changed, written)
+        self._stored = stored
         return refs
 
     def _prepare(
@@ -533,11 +545,15 @@ class CatalogService:
         The body repeats on each of the entity's relation rows; for one entity with a
         handful of relations that costs less than a second query.
         """
-        rows = self.session.execute(
-            select(CatalogEntity.body, CatalogRelation.type, CatalogRelation.target_ref)
-            .outerjoin(CatalogRelation, CatalogRelation.source_ref == CatalogEntity.entity_ref)
-            .where(where)
-        ).all()
+        rows = (
+            self.session.connection()
+            .execute(
+                select(CatalogEntity.body, CatalogRelation.type, CatalogRelation.target_ref)
+                .outerjoin(CatalogRelation, CatalogRelation.source_ref == CatalogEntity.entity_ref)
+                .where(where)
+            )
+            .all()
+        )
         if not rows:
             return None
         entity = json.loads(rows[0].body)
