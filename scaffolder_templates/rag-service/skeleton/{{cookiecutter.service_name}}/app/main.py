@@ -27,6 +27,7 @@ from app.embeddings import make_embeddings
 from app.llm import make_llm, probe_urls
 from app.metrics import ServiceMetrics
 from app.rag import Answer, RagPipeline
+from app.runtime import limit_torch_threads
 from app.schemas import ChatCompletionRequest, QueryRequest, QueryResponse
 from app.service import LLMTimeout, LLMUnavailable, RagService, Token
 from app.settings import Settings, get_settings
@@ -64,6 +65,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_torch_threads(settings)
         qdrant = client or make_client(settings)
         store = make_vector_store(qdrant, settings, embeddings or make_embeddings(settings))
         pipeline = RagPipeline(

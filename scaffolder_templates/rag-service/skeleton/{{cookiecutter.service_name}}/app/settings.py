@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     embedding_base_url: str = ""
     embedding_api_key: str = "unused"
     embedding_batch_size: int = Field(default=64, ge=1)
+    # torch threads of the RAG API for embedding questions with the local model
+    # (app/runtime.py says why one is the default); 0 = torch's default, one per CPU
+    # the process sees. Ingestion keeps torch's default.
+    query_embedding_threads: int = Field(default=1, ge=0)
 
     # LLM: the vLLM OpenAI-compatible endpoint, with a CPU (llama.cpp) fallback.
     llm_base_url: str = "http://vllm:8000/v1"
