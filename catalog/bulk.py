@@ -8,7 +8,6 @@ INSERT batches, and SQLite's executemany is already fast in-process.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from operator import itemgetter
 from typing import Any
 
 # COPY runs on the raw psycopg connection, so its errors are psycopg's, not SQLAlchemy's.
@@ -26,21 +25,46 @@ def insert_rows(
     rows = list(rows)
     if not rows:
         return
-    # In primary-key order, consecutive rows land on the same index leaf page (with
-    # time-ordered uids, the end of their key range) instead of hopping between pages.
-    key = [columns.index(c.name) for c in table.primary_key.columns if c.name in columns]
-    if key:
-        rows.sort(key=itemgetter(*key))
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         driver = connection.connection.driver_connection
         column_list = ", ".join(f'"{c}"' for c in columns)
+        text_block = _copy_text(rows)
         with driver.cursor() as cursor:  # type: ignore[union-attr]
             with cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:
-                for row in rows:
-                    copy.write_row(row)
+                if text_block is not None:
+                    copy.write(text_block)
+                else:
+                    for row in rows:
+                        copy.write_row(row)
         return
     session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+def _escape(value: str) -> str:
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def _copy_text(rows: list[Sequence[Any]]) -> str | None:
+    """COPY's text format for rows of strings only (None: let psycopg format them).
+
+    Search and relation rows are all strings, ~25 per entity; joining them here costs
+    ~1 us a row against ~2 us for psycopg's per-row ``write_row``. A row with a tab,
+    newline, carriage return or backslash in a value is escaped value by value.
+    """
+    lines = []
+    try:
+        for row in rows:
+            line = "\t".join(row)
+            if line.count("\t") != len(row) - 1 or "\\" in line or "\n" in line or "\r" in line:
+                line = "\t".join(_escape(value) for value in row)
+            lines.append(line)
+    except TypeError:  # a value that is not a string (None, a date): psycopg formats those
+        return None
+    lines.append("")
+    return "\n".join(lines)
 
 
 def any_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
