@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +248,6 @@ class Collection:
     hnsw: qm.HnswConfig
     shard: qe.EdgeShard
     folder: Path
-    created_at: float = field(default_factory=time.time)
     # Writes since the last optimizer run, and when the last one happened.
     pending_writes: int = 0
     last_write: float = 0.0
