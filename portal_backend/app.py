@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_backend import __version__
 from portal_backend.db import make_engine, make_session_factory
 from portal_backend.errors import error_response, install_error_handlers
 from portal_backend.logging import get_logger
-from portal_backend.metrics import metrics_middleware
+from portal_backend.metrics import MetricsMiddleware
 from portal_backend.routers import catalog as catalog_router
 from portal_backend.routers import health, tokens
 from portal_backend.routers import rag_services as rag_services_router
@@ -24,6 +24,34 @@ from portal_backend.settings import Settings, get_settings
 from portal_backend.web import mount_web
 
 log = get_logger(__name__)
+
+
+class BodySizeLimit:
+    """Refuse oversized bodies by their declared length before reading them (pure ASGI).
+
+    The limit is read per request, so a changed setting applies at once.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            limit = self.settings.max_request_body_bytes
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    if value.isdigit() and int(value) > limit:
+                        response = error_response(
+                            Request(scope),
+                            413,
+                            f"request body of {value.decode()} bytes exceeds the limit of "
+                            f"{limit} bytes",
+                        )
+                        await response(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,21 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(app.state.engine)
 
     install_error_handlers(app)
-    app.middleware("http")(metrics_middleware)
-
-    @app.middleware("http")
-    async def limit_body_size(request: Request, call_next):  # type: ignore[no-untyped-def]
-        # Refuse oversized bodies by their declared length before reading them.
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_request_body_bytes:
-            return error_response(
-                request,
-                413,
-                f"request body of {length} bytes exceeds the limit of "
-                f"{settings.max_request_body_bytes} bytes",
-            )
-        response: Response = await call_next(request)
-        return response
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodySizeLimit, settings=settings)
 
     app.include_router(health.router)
     app.include_router(tokens.router)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter, Histogram
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter(
     "ragportal_http_requests_total",
@@ -22,22 +20,34 @@ HTTP_LATENCY = Histogram(
 )
 
 
-def _route_template(request: Request) -> str:
-    # The route's path template keeps label cardinality bounded (no entity names).
-    route = request.scope.get("route")
-    return getattr(route, "path", "unmatched")
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template (pure ASGI).
 
+    A ``BaseHTTPMiddleware`` (``app.middleware("http")``) costs a task and a stream
+    per request (~0.5 ms on a 2-core machine); this wraps ``send`` instead. The route
+    template keeps label cardinality bounded (no entity names).
+    """
 
-async def metrics_middleware(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    start = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route = _route_template(request)
-        HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - start)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record_status)
+        finally:
+            # The router stored the matched route in this same scope.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+            HTTP_LATENCY.labels(scope["method"], route).observe(time.perf_counter() - start)
