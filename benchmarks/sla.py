@@ -90,6 +90,14 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU-seconds all cores spent busy (not idle/iowait) since boot, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in fields]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -410,6 +418,7 @@ def main() -> None:
         print(f"pushing {len(bodies)} batches ({mb:,.0f} MB) ...", flush=True)
         cpu_before, pg_before = cpu_seconds(server.pid), postgres_cpu_seconds()
         client_before = time.process_time()
+        busy_before = machine_busy_seconds()
         load_before = os.getloadavg()[0]
         if args.client == "raw":
             elapsed = asyncio.run(
@@ -418,6 +427,7 @@ def main() -> None:
         else:
             elapsed = asyncio.run(push_all(url, bodies, args.concurrency, push_token))
         client_cpu = time.process_time() - client_before
+        busy = machine_busy_seconds() - busy_before
         server_cpu = cpu_seconds(server.pid) - cpu_before
         pg_cpu = postgres_cpu_seconds() - pg_before
         rate = args.records / elapsed
@@ -437,6 +447,11 @@ def main() -> None:
             f"{1000 * server_cpu / batches:.2f} ms, PostgreSQL {1000 * pg_cpu / batches:.2f} ms, "
             f"benchmark client {1000 * client_cpu / batches:.2f} ms; wall "
             f"{1000 * elapsed / batches:.2f} ms per batch on {os.cpu_count()} cores"
+        )
+        ours = server_cpu + pg_cpu + client_cpu
+        print(
+            f"machine: {busy:.1f} of {elapsed * (os.cpu_count() or 1):.1f} core-seconds busy; "
+            f"portal + PostgreSQL + client {ours:.1f}, everything else {busy - ours:.1f}"
         )
         results.append(
             (
@@ -463,6 +478,14 @@ def main() -> None:
                     "",
                 )
             )
+        results.append(
+            (
+                "cores busy during the push (ours / everything else)",
+                f"{busy / elapsed:.2f} of {os.cpu_count()} ({ours / elapsed:.2f} / "
+                f"{(busy - ours) / elapsed:.2f})",
+                "",
+            )
+        )
         results.append(
             (
                 "CPU per batch: portal / PostgreSQL / benchmark client",

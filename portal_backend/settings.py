@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     # Usage push: a verified token is reused this long per portal process, so a
     # revocation takes effect within this many seconds (0 = look it up on every batch).
     sla_ingest_token_cache_s: float = Field(default=5.0, ge=0)
+    # Usage batches stored at once per portal process (0 = the thread pool's limit).
+    sla_ingest_concurrency: int = Field(default=1, ge=0)
     # Spike alert: last hour's spend above this multiple of its trailing 24 h average.
     sla_spike_factor: float = 3.0
     sla_collect_interval_s: float = 60.0
