@@ -4,7 +4,7 @@ Hot path (goal: 200k records/s on 2 cores): msgspec parses and validates the raw
 body in C (pydantic only words the errors), the batch is folded column-wise with numpy
 (one bincount per measure), and the few rollup rows it touches (usually 1-2 minutes,
 1 hour and 1 day per service) are merged in two statements on PostgreSQL
-(rollups.apply_batch). Nothing is written per record unless raw retention is switched on.
+(rollups.claim_and_apply). Nothing is written per record unless raw retention is on.
 """
 
 from __future__ import annotations
