@@ -20,6 +20,9 @@ from portal_backend.catalog_policy import location_policy
 from portal_backend.db import make_engine, make_session_factory
 from portal_backend.settings import Settings
 
+# Background work: behind the scaffolder's next steps (0) on the shared queue, like its
+# new tasks (Redis priority queues; 9 is the lowest).
+BACKGROUND_PRIORITY = 9
 REFRESH_DUE = "catalog.refresh_due"
 REFRESH_LOCATION = "catalog.refresh_location"
 
@@ -66,7 +69,9 @@ def register(app: Celery) -> None:
             due = refresh.due_locations(session, interval, now)
         cutoff = (now - timedelta(seconds=interval)).isoformat()
         for location_id in due:
-            refresh_location.apply_async((location_id, cutoff), expires=max(interval, 1.0))
+            refresh_location.apply_async(
+                (location_id, cutoff), expires=max(interval, 1.0), priority=BACKGROUND_PRIORITY
+            )
         return {"sent": len(due)}
 
     if interval > 0:
@@ -76,5 +81,5 @@ def register(app: Celery) -> None:
         app.conf.beat_schedule["catalog-refresh"] = {
             "task": REFRESH_DUE,
             "schedule": every,
-            "options": {"expires": every},
+            "options": {"expires": every, "priority": BACKGROUND_PRIORITY},
         }
