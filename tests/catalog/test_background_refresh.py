@@ -160,3 +160,18 @@ def test_one_refresh_per_location_at_a_time(
         ]
         CatalogService(session).delete_location(location_id)
     assert refresh.refresh_claimed(factory, location_id, policy).state == "missing"
+
+
+def test_refresh_interval_setting_schedules_or_turns_off_the_beat_entry(tmp_path: Path) -> None:
+    from portal_backend.settings import Settings
+    from workers.catalog import REFRESH_DUE
+    from workers.celery_app import make_celery
+
+    default = make_celery(Settings(data_dir=tmp_path / "a"))
+    entry = default.conf.beat_schedule["catalog-refresh"]
+    assert entry["task"] == REFRESH_DUE
+    assert entry["schedule"] == 75.0  # four checks per 300 s interval
+    off = make_celery(Settings(data_dir=tmp_path / "b", catalog_refresh_interval_s=0))
+    assert "catalog-refresh" not in off.conf.beat_schedule
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        Settings(data_dir=tmp_path / "c", catalog_refresh_interval_s=-1)
