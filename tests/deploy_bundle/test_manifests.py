@@ -186,7 +186,7 @@ def test_qdrant_statefulset_and_collection_bootstrap(rendered: Rendered) -> None
     statefulset = rendered.by_kind("prod", "StatefulSet")[f"{name}-qdrant"]
     container = statefulset["spec"]["template"]["spec"]["containers"][0]
     assert statefulset["spec"]["replicas"] == replicas
-    assert container["image"] == "qdrant/qdrant:v1.13.5"
+    assert container["image"] == "qdrant/qdrant:v1.15.1"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert env_of(container)["QDRANT__SERVICE__API_KEY"] == {
         "secretKeyRef": {"name": f"{name}-qdrant", "key": "api-key"}

@@ -23,8 +23,8 @@ from qdrant_client.http import models as qm
 
 from tests.qdrant_stand_in.engine import BadRequest, NotFound, Store
 
-# The Qdrant server of the deploy bundle (qdrant/qdrant:v1.13.5): what GET / reports.
-QDRANT_VERSION = "1.13.5"
+# The Qdrant server of the deploy bundle (qdrant/qdrant:v1.15.1): what GET / reports.
+QDRANT_VERSION = "1.15.1"
 
 _adapters: dict[Any, TypeAdapter[Any]] = {}
 
