@@ -3,9 +3,12 @@
     .venv/bin/python benchmarks/sla.py --records 1000000 --db postgresql
     .venv/bin/python benchmarks/sla.py --records 200000 --db sqlite --workers 1
 
-1. Ingest: ``--records`` usage records in batches of ``--batch`` pushed with
-   ``--concurrency`` parallel HTTP requests to a portal started in its own process(es)
-   (``--workers`` uvicorn workers). Bodies are generated before the clock starts.
+1. Ingest: ``--records`` usage records in batches of ``--batch`` pushed on
+   ``--concurrency`` keep-alive connections (``--pipeline`` requests in flight on each)
+   to a portal started in its own process(es) (``--workers`` uvicorn workers), with the
+   service's ingest token (``--token``). Bodies and, for the default raw client, whole
+   HTTP requests are serialised before the clock starts. Printed: records/s, CPU per
+   batch of the portal, PostgreSQL and the client, and the machine's busy cores.
 2. SLO status over 30 days of minute rollups of one service (43,200 minute rows and
    720 hour rows, ~50 requests/minute of lognormal latencies): p50/p95 of the core
    window query (domain function) and of ``GET /api/sla/services/...?window=30d``
@@ -369,7 +372,7 @@ def main() -> None:
         "CPU); httpx: httpx.AsyncClient",
     )
     parser.add_argument(
-        "--pipeline", type=int, default=2, help="raw client: requests in flight per connection"
+        "--pipeline", type=int, default=1, help="raw client: requests in flight per connection"
     )
     parser.add_argument(
         "--postgres-url",
