@@ -5,10 +5,15 @@
 
 1. Ingest: ``--records`` usage records in batches of ``--batch`` pushed on
    ``--concurrency`` keep-alive connections (``--pipeline`` requests in flight on each)
-   to a portal started in its own process(es) (``--workers`` uvicorn workers), with the
-   service's ingest token (``--token``). Bodies and, for the default raw client, whole
-   HTTP requests are serialised before the clock starts. Printed: records/s, CPU per
-   batch of the portal, PostgreSQL and the client, and the machine's busy cores.
+   to a portal started in its own process(es) (``--workers`` uvicorn workers), with each
+   service's ingest token (``--token``, issued through ``POST .../ingest-tokens``).
+   ``--pushing-services`` N services push (default: one per connection, as a fleet
+   does, each RAG service with its own token; 1 = every batch for one service, all
+   queueing on its hour/day rollup rows). Connection c pushes for service c mod N.
+   Bodies and, for the default raw client, whole HTTP requests are serialised before
+   the clock starts. Printed: records/s, CPU per batch of the portal, PostgreSQL and
+   the client, and the machine's busy cores; then every service's folded request count
+   is checked against what was sent for it.
 2. SLO status over 30 days of minute rollups of one service (43,200 minute rows and
    720 hour rows, ~50 requests/minute of lognormal latencies): p50/p95 of the core
    window query (domain function) and of ``GET /api/sla/services/...?window=30d``
@@ -48,7 +53,7 @@ from portal_backend.db import (  # noqa: E402
     upgrade_database,
 )
 from portal_backend.settings import Settings  # noqa: E402
-from portal_backend.sla import ingest_tokens, rollups, services, stats  # noqa: E402
+from portal_backend.sla import rollups, services, stats  # noqa: E402
 from portal_backend.sla.tables import CostAccrual  # noqa: E402
 
 TOKEN = "bench-bootstrap-token"
@@ -152,21 +157,28 @@ def start_server(settings: Settings, port: int, workers: int) -> subprocess.Pope
     raise RuntimeError("portal did not start")
 
 
-def make_bodies(ref: str, records: int, batch: int, now: datetime) -> list[bytes]:
-    """Batches as a RAG API would send them: consecutive, ~1.8 s of traffic each."""
+def make_bodies(
+    refs: list[str], records: int, batch: int, now: datetime
+) -> list[tuple[int, bytes]]:
+    """Batches as RAG APIs would send them: batch b is service b mod len(refs)'s, and
+    each service's batches are consecutive over the same 35 minutes of its traffic.
+    Returns (service index, body) pairs."""
     rng = np.random.default_rng(1)
     bodies = []
     start = now - timedelta(minutes=40)
-    span = timedelta(minutes=35).total_seconds() / max(1, records)
+    batches = records // batch
+    per_service = -(-batches // len(refs))
+    span = timedelta(minutes=35).total_seconds() / max(1, per_service * batch)
     outcomes = ["success"] * 96 + ["error"] * 2 + ["timeout", "refused"]
-    for b in range(records // batch):
+    for b in range(batches):
+        service, nth = b % len(refs), b // len(refs)
         lat = rng.lognormal(6.8, 0.6, batch)
         rows = []
         for i in range(batch):
-            k = b * batch + i
+            k = nth * batch + i
             rows.append(
                 {
-                    "service": ref,
+                    "service": refs[service],
                     "timestamp": (start + timedelta(seconds=k * span)).isoformat(),
                     "latency_ms": round(float(lat[i]), 2),
                     "ttft_ms": round(float(lat[i]) / 5, 2),
@@ -176,44 +188,69 @@ def make_bodies(ref: str, records: int, batch: int, now: datetime) -> list[bytes
                     "model": "llama-3-8b-instruct",
                 }
             )
-        bodies.append(orjson.dumps({"batch_id": f"bench-{uuid.uuid4().hex}", "records": rows}))
+        body = orjson.dumps({"batch_id": f"bench-{uuid.uuid4().hex}", "records": rows})
+        bodies.append((service, body))
     return bodies
 
 
-async def push_all(url: str, bodies: list[bytes], concurrency: int, token: str) -> float:
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+def connection_shares(
+    bodies: list[tuple[int, bytes]], services: int, connections: int
+) -> list[list[tuple[int, bytes]]]:
+    """Connection c pushes for service c mod ``services`` only; a service served by
+    several connections (fewer services than connections) has its batches dealt
+    round-robin among them, in order."""
+    serving: dict[int, list[int]] = {}
+    for c in range(connections):
+        serving.setdefault(c % services, []).append(c)
+    shares: list[list[tuple[int, bytes]]] = [[] for _ in range(connections)]
+    dealt: dict[int, int] = {}
+    for service, body in bodies:
+        mine = serving.get(service) or [service % connections]
+        n = dealt.get(service, 0)
+        dealt[service] = n + 1
+        shares[mine[n % len(mine)]].append((service, body))
+    return shares
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            body = queue.get_nowait()
-            response = await client.post("/api/sla/usage", content=body, headers=headers)
+
+async def push_all(url: str, shares: list[list[tuple[int, bytes]]], tokens: list[str]) -> float:
+    """httpx.AsyncClient, one worker per share (its own connection, one request at a time)."""
+    limits = httpx.Limits(max_connections=len(shares), max_keepalive_connections=len(shares))
+    headers = [
+        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"} for token in tokens
+    ]
+
+    async def worker(client: httpx.AsyncClient, share: list[tuple[int, bytes]]) -> None:
+        for service, body in share:
+            response = await client.post("/api/sla/usage", content=body, headers=headers[service])
             if response.status_code != 200:
                 raise RuntimeError(f"push failed: {response.status_code} {response.text[:300]}")
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
         start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(client, share) for share in shares))
         return time.perf_counter() - start
 
 
 async def push_raw(
-    url: str, bodies: list[bytes], connections: int, token: str, depth: int
+    url: str, shares: list[list[tuple[int, bytes]]], tokens: list[str], depth: int
 ) -> float:
     """The same requests with the client cost taken out: each request is serialised to
-    bytes before the clock starts and written on ``connections`` keep-alive HTTP/1.1
-    connections, up to ``depth`` in flight per connection (pipelining); responses are
-    read by their Content-Length and checked for 200."""
+    bytes (with its service's token) before the clock starts and each share is written
+    on its own keep-alive HTTP/1.1 connection, up to ``depth`` in flight per connection
+    (pipelining); responses are read by their Content-Length and checked for 200."""
     host, port = url.removeprefix("http://").split(":")
-    head = (
+    heads = [
         f"POST /api/sla/usage HTTP/1.1\r\nHost: {host}:{port}\r\n"
         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-    )
-    requests = [(head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body for body in bodies]
-    shares = [requests[i::connections] for i in range(connections)]
+        for token in tokens
+    ]
+    raw_shares = [
+        [
+            (heads[service] + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            for service, body in share
+        ]
+        for share in shares
+    ]
 
     async def connection(share: list[bytes]) -> None:
         reader, writer = await asyncio.open_connection(host, int(port))
@@ -239,7 +276,7 @@ async def push_raw(
         writer.close()
 
     start = time.perf_counter()
-    await asyncio.gather(*(connection(share) for share in shares if share))
+    await asyncio.gather(*(connection(share) for share in raw_shares if share))
     return time.perf_counter() - start
 
 
@@ -350,7 +387,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="connections")
+    parser.add_argument(
+        "--pushing-services",
+        type=int,
+        default=None,
+        help="services pushing, each with its own ingest token; connection c pushes for "
+        "service c mod N (default: one per connection; 1: the contended single-service case)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=100)
@@ -381,6 +425,9 @@ def main() -> None:
         ),
     )
     args = parser.parse_args()
+    pushing = args.pushing_services or args.concurrency
+    if pushing < 1 or args.records // args.batch < pushing:
+        parser.error("--pushing-services must be between 1 and the number of batches")
     workdir = Path(tempfile.mkdtemp(prefix="sla-bench-"))
     values: dict = {"data_dir": workdir, "log_json": False, "log_level": "WARNING"}
     schema = None
@@ -399,45 +446,66 @@ def main() -> None:
         upgrade_database(settings)
         factory = make_session_factory(make_engine(settings.database_url))
         now = datetime.now(UTC)
+        names = [f"ingest-bench-{i:02d}" for i in range(pushing)]
+        refs = [f"component:default/{name}" for name in names]
         with session_scope(factory) as session:
             CatalogService(session).upsert_entities(
-                [entity("ingest-bench", "team-a"), entity("slo-bench", "team-a")]
+                [entity(name, "team-a") for name in names] + [entity("slo-bench", "team-a")]
             )
             services.sync_from_catalog(session, now)
-            push_token = TOKEN
-            if args.token == "ingest":
-                push_token = ingest_tokens.issue(
-                    session, "component:default/ingest-bench", owner_group=None, created_by="bench"
-                ).token
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         server = start_server(settings, port, args.workers)
         url = f"http://127.0.0.1:{port}"
+        push_tokens = [TOKEN] * pushing
+        if args.token == "ingest":
+            # Issued the way an operator does it: the admin API, one token per service.
+            with httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+            ) as client:
+                push_tokens = []
+                for name in names:
+                    response = client.post(
+                        f"/api/sla/services/component/default/{name}/ingest-tokens"
+                    )
+                    assert response.status_code == 201, response.text[:300]
+                    push_tokens.append(response.json()["token"])
 
-        print(f"generating {args.records:,} records ...", flush=True)
-        bodies = make_bodies("component:default/ingest-bench", args.records, args.batch, now)
-        mb = sum(len(b) for b in bodies) / 1e6
-        print(f"pushing {len(bodies)} batches ({mb:,.0f} MB) ...", flush=True)
+        print(f"generating {args.records:,} records for {pushing} service(s) ...", flush=True)
+        bodies = make_bodies(refs, args.records, args.batch, now)
+        shares = connection_shares(bodies, pushing, args.concurrency)
+        mb = sum(len(b) for _, b in bodies) / 1e6
+        print(
+            f"pushing {len(bodies)} batches ({mb:,.0f} MB) for {pushing} service(s) on "
+            f"{args.concurrency} connections ...",
+            flush=True,
+        )
         cpu_before, pg_before = cpu_seconds(server.pid), postgres_cpu_seconds()
         client_before = time.process_time()
         busy_before = machine_busy_seconds()
         load_before = os.getloadavg()[0]
         if args.client == "raw":
-            elapsed = asyncio.run(
-                push_raw(url, bodies, args.concurrency, push_token, args.pipeline)
-            )
+            elapsed = asyncio.run(push_raw(url, shares, push_tokens, args.pipeline))
         else:
-            elapsed = asyncio.run(push_all(url, bodies, args.concurrency, push_token))
+            elapsed = asyncio.run(push_all(url, shares, push_tokens))
         client_cpu = time.process_time() - client_before
         busy = machine_busy_seconds() - busy_before
         server_cpu = cpu_seconds(server.pid) - cpu_before
         pg_cpu = postgres_cpu_seconds() - pg_before
         rate = args.records / elapsed
+        # Every record sent must have been folded, into its own service's rollups.
+        sent = [0] * pushing
+        for service, _ in bodies:
+            sent[service] += args.batch
+        end = int(time.time()) + 120
         with session_scope(factory) as session:
-            end = int(time.time()) + 120
-            got = stats.window_stats(session, "component:default/ingest-bench", end - 7200, end)
-        assert got.requests == len(bodies) * args.batch, got.requests
+            folded = [stats.window_stats(session, ref, end - 7200, end).requests for ref in refs]
+        assert folded == sent, (folded, sent)
+        print(
+            f"checked: {sum(folded):,} records folded = {sum(sent):,} sent, per service "
+            f"({pushing} service(s), {min(sent):,}-{max(sent):,} records each)"
+        )
         print(f"ingest: {args.records:,} records in {elapsed:.1f}s = {rate:,.0f} records/s")
         print(
             f"portal CPU {server_cpu:.1f}s ({args.records / server_cpu:,.0f} records per "
@@ -461,7 +529,8 @@ def main() -> None:
                 f"ingest {args.records:,} records, batches of {args.batch:,}, "
                 f"{args.concurrency} connections ({args.client} client"
                 + (f", pipeline {args.pipeline}" if args.client == "raw" else "")
-                + f"), {args.workers} worker(s), {args.token} token",
+                + f"), {pushing} pushing service(s), {args.workers} worker(s), "
+                f"{args.token} token(s)",
                 f"{rate:,.0f} records/s",
                 ">= 200,000 records/s",
             )
