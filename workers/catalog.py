@@ -8,17 +8,15 @@ behind slow workers; the per-location claim keeps two refreshes of a location ap
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 from celery import Celery
 
 from catalog import refresh
 from portal_backend.catalog_policy import location_policy
-from portal_backend.db import make_engine, make_session_factory
 from portal_backend.settings import Settings
+from workers.sessions import process_session_factory
 
 # Background work: behind the scaffolder's next steps (0) on the shared queue, like its
 # new tasks (Redis priority queues; 9 is the lowest).
@@ -27,15 +25,6 @@ REFRESH_DUE = "catalog.refresh_due"
 REFRESH_LOCATION = "catalog.refresh_location"
 
 log = structlog.get_logger(__name__)
-_factories: dict[int, Any] = {}
-
-
-def _factory(settings: Settings) -> Any:
-    # One engine per process: connections must not cross a fork.
-    pid = os.getpid()
-    if pid not in _factories:
-        _factories[pid] = make_session_factory(make_engine(settings.database_url))
-    return _factories[pid]
 
 
 def register(app: Celery) -> None:
@@ -47,7 +36,7 @@ def register(app: Celery) -> None:
         # due_before: the location was found due because it was not refreshed since then;
         # if it was refreshed after it (by the API, or a twin message), nothing to do.
         outcome = refresh.refresh_claimed(
-            _factory(settings),
+            process_session_factory(settings),
             location_id,
             location_policy(settings),
             unless_refreshed_since=datetime.fromisoformat(due_before) if due_before else None,
@@ -65,7 +54,7 @@ def register(app: Celery) -> None:
     @app.task(name=REFRESH_DUE, ignore_result=True)
     def refresh_due() -> dict:
         now = datetime.now(UTC)
-        with _factory(settings).begin() as session:
+        with process_session_factory(settings).begin() as session:
             due = refresh.due_locations(session, interval, now)
         cutoff = (now - timedelta(seconds=interval)).isoformat()
         for location_id in due:

@@ -6,13 +6,11 @@ Celery (a per-process database engine, task names, the beat entry).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
-from portal_backend.db import make_engine, make_session_factory
 from portal_backend.logging import get_logger
 from portal_backend.provisioning.service import (
     Provisioner,
@@ -20,25 +18,20 @@ from portal_backend.provisioning.service import (
     ProvisionRequest,
 )
 from portal_backend.settings import Settings
+from workers.sessions import process_session_factory
 
 PROVISION = "provisioning.provision"
 TEARDOWN = "provisioning.teardown"
 RECONCILE = "provisioning.reconcile"
 
 log = get_logger(__name__)
-_factories: dict[int, Any] = {}
-
-
-def _factory(settings: Settings) -> Any:
-    pid = os.getpid()  # one engine per process: connections must not cross a fork
-    if pid not in _factories:
-        _factories[pid] = make_session_factory(make_engine(settings.database_url))
-    return _factories[pid]
 
 
 def _provisioner(settings: Settings, service: str) -> Provisioner:
     return Provisioner(
-        settings, _factory(settings), log=lambda m: log.info("provision", service=service, msg=m)
+        settings,
+        process_session_factory(settings),
+        log=lambda m: log.info("provision", service=service, msg=m),
     )
 
 

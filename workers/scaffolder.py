@@ -8,26 +8,15 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
 
 from celery import Celery
 
-from portal_backend.db import make_engine, make_session_factory
 from portal_backend.scaffolder import engine
 from portal_backend.settings import Settings
+from workers.sessions import process_session_factory
 
 RUN_STEP = "scaffolder.run_step"
 SWEEP = "scaffolder.sweep"
-
-_factories: dict[int, Any] = {}
-
-
-def _factory(settings: Settings) -> Any:
-    # One engine per process: connections must not cross a fork.
-    pid = os.getpid()
-    if pid not in _factories:
-        _factories[pid] = make_session_factory(make_engine(settings.database_url))
-    return _factories[pid]
 
 
 # Redis serves lower numbers first. The next step of a running task goes ahead of new
@@ -52,11 +41,13 @@ def register(app: Celery) -> None:
     @app.task(name=RUN_STEP, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def run_step(task_id: str) -> str:
         worker = f"{socket.gethostname()}:{os.getpid()}"
-        return engine.run_next_step(settings, _factory(settings), task_id, worker, dispatch)
+        return engine.run_next_step(
+            settings, process_session_factory(settings), task_id, worker, dispatch
+        )
 
     @app.task(name=SWEEP, ignore_result=True)
     def sweep() -> dict[str, int]:
-        return engine.recovery_sweep(settings, _factory(settings), dispatch)
+        return engine.recovery_sweep(settings, process_session_factory(settings), dispatch)
 
     app.conf.beat_schedule["scaffolder-recovery-sweep"] = {
         "task": SWEEP,
