@@ -32,18 +32,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import yaml
 from sqlalchemy import func, select
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks import scratch  # noqa: E402
 from catalog import refresh  # noqa: E402
 from catalog.locations import LocationPolicy  # noqa: E402
 from catalog.service import CatalogService  # noqa: E402
@@ -134,13 +133,7 @@ def main() -> None:
     values: dict = {"data_dir": workdir, "log_json": False, "log_level": "WARNING"}
     schema = None
     if args.db == "postgresql":
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in args.postgres_url else "?"
-        values["database_url_override"] = (
-            f"{args.postgres_url}{sep}options=-csearch_path%3D{schema}"
-        )
+        schema, values["database_url_override"] = scratch.create_schema(args.postgres_url)
     settings = Settings(**values)
     engine = None
     try:
@@ -264,8 +257,7 @@ def main() -> None:
         if engine is not None:
             engine.dispose()
         if schema:
-            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            scratch.drop_schema(args.postgres_url, schema)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

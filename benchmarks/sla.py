@@ -45,6 +45,7 @@ import psycopg
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks import scratch  # noqa: E402
 from catalog.service import CatalogService  # noqa: E402
 from portal_backend.db import (  # noqa: E402
     make_engine,
@@ -432,13 +433,7 @@ def main() -> None:
     values: dict = {"data_dir": workdir, "log_json": False, "log_level": "WARNING"}
     schema = None
     if args.db == "postgresql":
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in args.postgres_url else "?"
-        values["database_url_override"] = (
-            f"{args.postgres_url}{sep}options=-csearch_path%3D{schema}"
-        )
+        schema, values["database_url_override"] = scratch.create_schema(args.postgres_url)
     settings = Settings(**values)
     server = None
     results: list[tuple[str, str, str]] = []
@@ -629,8 +624,7 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=20)
         if schema:
-            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            scratch.drop_schema(args.postgres_url, schema)
 
 
 if __name__ == "__main__":

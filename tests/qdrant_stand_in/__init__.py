@@ -10,7 +10,6 @@ qdrant-client and langchain-qdrant call. It runs in its own process, like the se
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,13 +69,7 @@ def running_qdrant(
                 time.sleep(0.1)
             yield url
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            stop_process_group(process)
 
 
 __all__ = ["running_qdrant"]

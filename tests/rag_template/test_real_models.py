@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.processes import stop_process_group
 from tests.rag_template.conftest import VENV, render_defaults, run_in_venv
 from tests.rag_template.pdf import text_pdf
 
@@ -47,16 +47,6 @@ def _wait(url: str, process: subprocess.Popen, log: Path, seconds: float = 120) 
             pass
         time.sleep(0.3)
     raise AssertionError(f"{url} not up after {seconds}s\n{log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +80,7 @@ def _smollm2_server(repo: Path, alias: str, *args: str) -> Iterator[str]:
         _wait(f"http://127.0.0.1:{port}/v1/models", server, log)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        _stop(server)
+        stop_process_group(server)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +122,7 @@ def _api(repo: Path, qdrant_path: Path, env: dict[str, str], name: str) -> Itera
         _wait(f"http://127.0.0.1:{port}/healthz", api, log)
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(api)
+        stop_process_group(api)
 
 
 @pytest.fixture(scope="module")
