@@ -30,6 +30,9 @@ class Principal:
     token_id: str | None = None
     purpose: str = "api"
     service_ref: str | None = None
+    # When the token stops being valid (None = never), so callers that cache a verified
+    # principal never keep it past its token's expiry.
+    expires_at: datetime | None = None
 
     def has_scope(self, needed: str) -> bool:
         if self.purpose != "api":
@@ -125,6 +128,7 @@ def authenticate(session: Session, token: str, bootstrap_token: str | None) -> P
         token_id=record.id,
         purpose=record.purpose,
         service_ref=record.service_ref,
+        expires_at=expires_at,
     )
 
 

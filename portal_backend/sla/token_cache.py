@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from portal_backend.auth.models import ApiToken
 from portal_backend.auth.service import Principal, authenticate, hash_token
 
 MAX_ENTRIES = 10_000
@@ -44,17 +43,12 @@ class TokenCache:
             return entry[1]
         with factory() as session:
             principal = authenticate(session, token, bootstrap_token)
-            expires_at = None
-            if principal is not None and principal.token_id is not None:
-                record = session.get(ApiToken, principal.token_id)
-                expires_at = record.expires_at if record is not None else None
         if principal is None or self.ttl_s <= 0:
             return principal
         until = now + self.ttl_s
-        if expires_at is not None:
-            if expires_at.tzinfo is None:  # SQLite returns naive datetimes
-                expires_at = expires_at.replace(tzinfo=UTC)
-            until = min(until, now + (expires_at - datetime.now(UTC)).total_seconds())
+        if principal.expires_at is not None:
+            left = (principal.expires_at - datetime.now(UTC)).total_seconds()
+            until = min(until, now + left)
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()  # bounded memory; entries are cheap to rebuild
