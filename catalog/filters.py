@@ -9,10 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, false, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    and_,
+    bindparam,
+    false,
+    or_,
+    select,
+    true,
+    union_all,
+)
 
 from catalog.errors import ErrorDetail, InputError
-from catalog.relations import CANONICAL_TYPE
+from catalog.relations import CANONICAL_TYPE, REVERSE
 from catalog.tables import CatalogEntity, CatalogRelation, CatalogSearch
 
 # One AND-group: key -> accepted values (None: the key only has to exist).
@@ -71,13 +82,7 @@ def _condition(
     key: str, values: list[str] | None, kinds: list[str] | None = None
 ) -> ColumnElement[bool]:
     if key.startswith("relations."):
-        relation = key[len("relations.") :]
-        sub = select(CatalogRelation.source_ref).where(
-            CatalogRelation.type == CANONICAL_TYPE.get(relation, relation)
-        )
-        if values:
-            sub = sub.where(CatalogRelation.target_ref.in_(values))
-        return CatalogEntity.entity_ref.in_(sub)
+        return CatalogEntity.entity_ref.in_(related(key[len("relations.") :], values))
     column = _COLUMNS.get(key)
     if column is not None:
         return column.in_(values) if values else true()
@@ -87,6 +92,23 @@ def _condition(
     if kinds:  # narrows the index range when the group also filters on kind
         sub = sub.where(CatalogSearch.kind.in_(kinds))
     return CatalogEntity.uid.in_(sub)
+
+
+def related(relation: str, targets: list[str] | None) -> CompoundSelect | Select[tuple[str]]:
+    """Refs of the entities with a ``relation`` (lowercase type) to any of ``targets``
+    (to anything when None): the sources of forward rows of that type, and the targets
+    of rows of its reverse type (only forward rows are stored)."""
+    type_ = CANONICAL_TYPE.get(relation, relation)
+    forward = select(CatalogRelation.source_ref).where(CatalogRelation.type == type_)
+    if targets:
+        forward = forward.where(CatalogRelation.target_ref.in_(targets))
+    reverse = REVERSE.get(type_)
+    if reverse is None:
+        return forward
+    backward = select(CatalogRelation.target_ref).where(CatalogRelation.type == reverse)
+    if targets:
+        backward = backward.where(CatalogRelation.source_ref.in_(targets))
+    return union_all(forward, backward)
 
 
 def condition(key: str, values: list[str] | None) -> ColumnElement[bool]:

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Subquery, and_, func, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session, aliased
 
 from catalog.errors import ErrorDetail, InputError
 from catalog.facet_counts import count_groups, count_value, has_counts
-from catalog.relations import CANONICAL_TYPE
+from catalog.relations import CANONICAL_TYPE, REVERSE
 from catalog.tables import FULL_TEXT_KEYS, CatalogEntity, CatalogRelation, CatalogSearch
 
 MAX_LIMIT = 1000
@@ -203,18 +203,25 @@ def facets(
         key = requested.lower()
         if key.startswith("relations."):
             relation = key[len("relations.") :]
-            query = (
-                select(
-                    CatalogRelation.target_ref,
-                    func.count(func.distinct(CatalogRelation.source_ref)),
+            type_ = CANONICAL_TYPE.get(relation, relation)
+            # (entity, related ref) pairs: forward rows of the type, and rows of its
+            # reverse type read backwards (only forward rows are stored).
+            pairs: Any = select(
+                CatalogRelation.source_ref.label("ref"), CatalogRelation.target_ref.label("other")
+            ).where(CatalogRelation.type == type_)
+            if type_ in REVERSE:
+                pairs = union_all(
+                    pairs,
+                    select(CatalogRelation.target_ref, CatalogRelation.source_ref).where(
+                        CatalogRelation.type == REVERSE[type_]
+                    ),
                 )
-                .where(CatalogRelation.type == CANONICAL_TYPE.get(relation, relation))
-                .group_by(CatalogRelation.target_ref)
+            pairs = pairs.subquery("pairs")
+            query = select(pairs.c.other, func.count(func.distinct(pairs.c.ref))).group_by(
+                pairs.c.other
             )
             if where is not None:
-                query = query.where(
-                    CatalogRelation.source_ref.in_(select(CatalogEntity.entity_ref).where(where))
-                )
+                query = query.where(pairs.c.ref.in_(select(CatalogEntity.entity_ref).where(where)))
         else:
             # Count on the index alone (key, value[, kind]); the display spelling of each
             # value is then looked up once per group, not read from every row.

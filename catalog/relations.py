@@ -1,7 +1,10 @@
-"""Relations computed from an entity's spec, stored in both directions.
+"""Relations computed from an entity's spec.
 
 Mirrors Backstage's built-in kinds processor: each spec field names a target with
-a default kind, and yields a (relation, reverse relation) pair.
+a default kind, and yields a (relation, reverse relation) pair. Only the forward row
+(source = the entity whose spec names the target) is stored; the reverse direction is
+read from the same row through ``REVERSE`` (an import writes half the rows and index
+entries it would writing both directions).
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ RULES: dict[str, list[tuple[str, str | None, str, str]]] = {
     "location": [],
 }
 
+# Each relation type's reverse; an involution (dependsOn <-> dependencyOf, ...).
+REVERSE: dict[str, str] = {
+    t: r for rules in RULES.values() for _, _, a, b in rules for t, r in ((a, b), (b, a))
+}
 RELATION_TYPES = sorted({r for rules in RULES.values() for _, _, a, b in rules for r in (a, b)})
 CANONICAL_TYPE = {t.lower(): t for t in RELATION_TYPES}
 
@@ -55,18 +62,23 @@ def reference_fields(kind: str) -> list[tuple[str, str | None]]:
     return [(field, default) for field, default, _, _ in RULES.get(kind.lower(), [])]
 
 
-def compute_relations(entity: dict) -> list[tuple[str, str, str]]:
-    """(source ref, type, target ref) rows for ``entity`` and their reverses.
+def forward_relations(entity: dict) -> list[tuple[str, str, str]]:
+    """(source ref, type, target ref) rows named by ``entity``'s spec; source is the entity.
 
     The entity must be valid (see ``validate_entity``); unparsable refs are skipped.
     """
     kind = str(entity.get("kind", "")).lower()
+    rules = RULES.get(kind)
+    if not rules:
+        return []
     spec = entity.get("spec") or {}
     namespace = (entity.get("metadata") or {}).get("namespace") or "default"
     me = ref_of(entity)
     rows: set[tuple[str, str, str]] = set()
-    for field, default_kind, relation, reverse in RULES.get(kind, []):
+    for field, default_kind, relation, _reverse in rules:
         value = spec.get(field)
+        if value is None:
+            continue
         for item in value if isinstance(value, list) else [value]:
             if not isinstance(item, str) or not item:
                 continue
@@ -77,5 +89,12 @@ def compute_relations(entity: dict) -> list[tuple[str, str, str]]:
             except RefError:
                 continue
             rows.add((me, relation, target))
-            rows.add((target, reverse, me))
+    return sorted(rows)
+
+
+def compute_relations(entity: dict) -> list[tuple[str, str, str]]:
+    """``forward_relations`` and their reverses: every relation the entity takes part in
+    because of its own spec, as readers see them."""
+    rows = set(forward_relations(entity))
+    rows.update((target, REVERSE[relation], source) for source, relation, target in list(rows))
     return sorted(rows)

@@ -27,23 +27,31 @@ def _scalar(value: Any) -> str | None:
 
 
 def search_rows(entity: dict) -> list[tuple[str, str, str]]:
-    """(key, lowercase value, original value) rows, de-duplicated."""
+    """(key, lowercase value, original value) rows, de-duplicated.
+
+    Every imported entity passes through here (~20 leaves each): a path is lowercased
+    and checked once for all the items of its list, plain strings skip ``_scalar``.
+    """
     rows: dict[tuple[str, str], str] = {}
 
     def visit(path: str, value: Any) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
                 visit(f"{path}.{key}" if path else str(key), item)
-        elif isinstance(value, list):
-            for item in value:
-                visit(path, item)
-        else:
-            text = _scalar(value)
-            if text is None or len(text) > MAX_VALUE_LENGTH or len(path) > MAX_KEY_LENGTH:
-                return
-            if path in _SKIPPED_KEYS:
-                return
-            rows.setdefault((path.lower(), text.lower()), text)
+            return
+        key = path.lower()
+        skipped = len(path) > MAX_KEY_LENGTH or path in _SKIPPED_KEYS
+        for item in value if isinstance(value, list) else (value,):
+            if type(item) is str:
+                text: str | None = item
+            elif isinstance(item, dict | list):
+                visit(path, item)  # nested containers (lists of objects, of lists)
+                continue
+            else:
+                text = _scalar(item)
+            if text is None or skipped or len(text) > MAX_VALUE_LENGTH:
+                continue
+            rows.setdefault((key, text.lower()), text)
 
     for key, value in entity.items():
         if key not in _SKIPPED_TOP_LEVEL:

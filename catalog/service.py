@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,7 @@ from catalog.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from catalog.facet_counts import inserted_deltas
 from catalog.filters import (
     Conditions,
     compile_filters,
@@ -42,10 +43,11 @@ from catalog.location_tree import read_tree
 from catalog.locations import LocationPolicy, check_target, location_key, read_target
 from catalog.predicates import compile_predicate
 from catalog.refs import RefError, normalize_ref, parse_ref, ref_of
-from catalog.relations import compute_relations
+from catalog.relations import REVERSE, forward_relations
 from catalog.search import search_rows
 from catalog.tables import (
     CatalogEntity,
+    CatalogFacetCount,
     CatalogLocation,
     CatalogRelation,
     CatalogSearch,
@@ -135,7 +137,16 @@ def _search_tuples(uid: str, body: dict) -> list[tuple[str, ...]]:
 
 
 def _insert_search(session: Session, rows: list[tuple[str, ...]]) -> None:
+    """Every search row goes in through here: on PostgreSQL with its facet-count deltas
+    in the same transaction (no insert trigger counts them; see ``inserted_deltas``)."""
     insert_rows(session, CatalogSearch.__table__, _SEARCH_COLUMNS, rows)  # type: ignore[attr-defined]
+    if rows and session.get_bind().dialect.name == "postgresql":
+        insert_rows(
+            session,
+            CatalogFacetCount.__table__,  # type: ignore[attr-defined]
+            ("key", "value", "kind", "n"),
+            inserted_deltas(rows),
+        )
 
 
 def _order_list(order_by: Sequence[tuple[str, str]] | None) -> list[list[str]] | None:
@@ -329,6 +340,7 @@ class CatalogService:
                 changed.append(
                     {
                         "b_uid": uid,
+                        "ref": ref,
                         "etag": etag,
                         "body": text,
                         "location_key": keep_location,
@@ -394,9 +406,9 @@ class CatalogService:
     ) -> None:
         table = CatalogEntity.__table__  # type: ignore[attr-defined]
         if changed:
-            uids = [c["b_uid"] for c in changed]
-            for chunk in _chunks(uids):
-                self._delete_index_rows(chunk)
+            pairs = [(c["b_uid"], c["ref"]) for c in changed]
+            for chunk in _chunks(pairs):
+                self._delete_index_rows([u for u, _ in chunk], [r for _, r in chunk])
             from sqlalchemy import bindparam
 
             self.session.connection().execute(
@@ -408,7 +420,7 @@ class CatalogService:
                     location_key=bindparam("location_key"),
                     updated_at=bindparam("updated_at"),
                 ),
-                changed,
+                [{k: v for k, v in c.items() if k != "ref"} for c in changed],
             )
         try:
             insert_rows(self.session, table, _ENTITY_COLUMNS, new_rows)
@@ -421,7 +433,7 @@ class CatalogService:
         relations: list[tuple[str, str, str, str]] = []
         for uid, body in written:
             search.extend(_search_tuples(uid, body))
-            relations.extend((uid, s, t, r) for s, t, r in compute_relations(body))
+            relations.extend((uid, s, t, r) for s, t, r in forward_relations(body))
         _insert_search(self.session, search)
         refresh_statistics(self.session, len(search))
         insert_rows(
@@ -431,19 +443,32 @@ class CatalogService:
             relations,
         )
 
-    def _delete_index_rows(self, uids: Sequence[str]) -> None:
+    def _delete_index_rows(self, uids: Sequence[str], refs: Sequence[str]) -> None:
+        """Delete the search rows and relations of the entities ``uids`` (refs ``refs``).
+
+        An entity's relation rows all have its ref as source (only forward rows are
+        stored), so they are one primary-key range each; no index on the originating uid.
+        """
         self.session.execute(
             delete(CatalogSearch).where(any_of(self.session, CatalogSearch.entity_uid, uids))
         )
         self.session.execute(
             delete(CatalogRelation).where(
-                any_of(self.session, CatalogRelation.originating_uid, uids)
+                any_of(self.session, CatalogRelation.source_ref, refs),
+                any_of(self.session, CatalogRelation.originating_uid, uids),
             )
         )
 
     def _delete_uids(self, uids: Sequence[str]) -> None:
         for chunk in _chunks(list(uids)):
-            self._delete_index_rows(chunk)
+            refs = list(
+                self.session.scalars(
+                    select(CatalogEntity.entity_ref).where(
+                        any_of(self.session, CatalogEntity.uid, chunk)
+                    )
+                )
+            )
+            self._delete_index_rows(chunk, refs)
             self.session.execute(
                 delete(CatalogEntity).where(any_of(self.session, CatalogEntity.uid, chunk))
             )
@@ -512,15 +537,20 @@ class CatalogService:
             raise InputError(f"invalid entity ref {ref!r}: {exc}") from exc
 
     def _relation_pairs(self, refs: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """Per ref, its sorted (type, target) relations: the rows it is the source of,
+        and the reverse of the rows it is the target of (only forward rows are stored)."""
         found: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        connection = self.session.connection()
         for chunk in _chunks(list(refs)):
-            rows = self.session.connection().execute(
-                select(
-                    CatalogRelation.source_ref, CatalogRelation.type, CatalogRelation.target_ref
-                ).where(any_of(self.session, CatalogRelation.source_ref, chunk))
-            )
-            for source, type_, target in rows:
+            columns = (CatalogRelation.source_ref, CatalogRelation.type, CatalogRelation.target_ref)
+            for source, type_, target in connection.execute(
+                select(*columns).where(any_of(self.session, CatalogRelation.source_ref, chunk))
+            ):
                 found[source].add((type_, target))
+            for source, type_, target in connection.execute(
+                select(*columns).where(any_of(self.session, CatalogRelation.target_ref, chunk))
+            ):
+                found[target].add((REVERSE.get(type_, type_), source))
         return {ref: sorted(pairs) for ref, pairs in found.items()}
 
     def _relations_for(self, refs: Sequence[str]) -> dict[str, list[dict[str, str]]]:
@@ -548,8 +578,20 @@ class CatalogService:
         rows = (
             self.session.connection()
             .execute(
-                select(CatalogEntity.body, CatalogRelation.type, CatalogRelation.target_ref)
-                .outerjoin(CatalogRelation, CatalogRelation.source_ref == CatalogEntity.entity_ref)
+                select(
+                    CatalogEntity.body,
+                    CatalogEntity.entity_ref,
+                    CatalogRelation.source_ref,
+                    CatalogRelation.type,
+                    CatalogRelation.target_ref,
+                )
+                .outerjoin(
+                    CatalogRelation,
+                    or_(
+                        CatalogRelation.source_ref == CatalogEntity.entity_ref,
+                        CatalogRelation.target_ref == CatalogEntity.entity_ref,
+                    ),
+                )
                 .where(where)
             )
             .all()
@@ -557,8 +599,17 @@ class CatalogService:
         if not rows:
             return None
         entity = json.loads(rows[0].body)
-        pairs = sorted({(r.type, r.target_ref) for r in rows if r.type is not None})
-        entity["relations"] = [{"type": t, "targetRef": target} for t, target in pairs]
+        ref = rows[0].entity_ref
+        pairs: set[tuple[str, str]] = set()
+        for row in rows:
+            if row.type is None:
+                continue
+            # A row can name the entity as source, target or both (a self-relation).
+            if row.source_ref == ref:
+                pairs.add((row.type, row.target_ref))
+            if row.target_ref == ref:
+                pairs.add((REVERSE.get(row.type, row.type), row.source_ref))
+        entity["relations"] = [{"type": t, "targetRef": target} for t, target in sorted(pairs)]
         return entity
 
     def get_by_ref(self, ref: str) -> dict | None:

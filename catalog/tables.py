@@ -4,8 +4,8 @@
   columns queries sort and look up by (ref, kind, namespace, lowercase name).
 - ``catalog_search``: flattened (key, value) rows per entity, indexed on
   (key, value, entity_uid) so filters and facets are index scans.
-- ``catalog_relations``: (source, type, target) rows, both directions, owned by the
-  entity whose spec produced them (deleted with it).
+- ``catalog_relations``: (source, type, target) rows as the source entity's spec names
+  them (deleted with it); the reverse direction is read from the same rows.
 - ``catalog_locations``: registered ``url``/``file`` targets.
 """
 
@@ -97,9 +97,10 @@ class CatalogFacetCount(SQLModel, table=True):
 
     Counting a facet over the search index reads one index entry per entity (100k
     entities: ~280k entries for type + tags, 60-100 ms); these rows answer it from a
-    few hundred. Statement triggers on ``catalog_search`` (PostgreSQL) append one delta
-    row per (key, value, kind) a statement adds or removes -- appends, never updates,
-    so parallel writers never wait on each other's counters -- and writers
+    few hundred. Writers append one delta row per (key, value, kind) they insert
+    (``facet_counts.inserted_deltas``), statement triggers on ``catalog_search``
+    (PostgreSQL) one per group a statement removes or updates -- appends, never
+    updates, so parallel writers never wait on each other's counters -- and writers
     periodically fold the deltas into one row per group (``bulk.compact_counts``).
     Readers sum the deltas of a key: MVCC makes the sum exactly what the search rows
     in their snapshot say. SQLite (one writer, small catalogs) counts on the index.
@@ -122,13 +123,15 @@ class CatalogFacetCount(SQLModel, table=True):
 
 class CatalogRelation(SQLModel, table=True):
     __tablename__ = "catalog_relations"
-    # Primary key led by source_ref: an entity's relations are one index range.
+    # Only forward rows: source_ref is the entity whose spec names the relation (uid
+    # originating_uid), so its rows are one range of the primary key (reads, deletes);
+    # (target_ref, type) serves the reverse direction (``relations.REVERSE``).
     __table_args__ = (Index("ix_catalog_relations_target_type", "target_ref", "type"),)
 
     source_ref: str = Field(primary_key=True, max_length=400)
     type: str = Field(primary_key=True, max_length=63)
     target_ref: str = Field(primary_key=True, max_length=400)
-    originating_uid: str = Field(primary_key=True, max_length=36, index=True)
+    originating_uid: str = Field(primary_key=True, max_length=36)
 
 
 class CatalogLocation(SQLModel, table=True):
