@@ -107,6 +107,26 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def print_table_stats(postgres_url: str, schema: str) -> None:
+    """Size, dead tuples and HOT share of the tables the push writes (bloat over the run).
+    The portal's sessions report their counts to the statistics system within seconds,
+    so the last batches may be missing from the counts (not from the sizes)."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        rows = conn.execute(
+            """SELECT relname, n_live_tup, n_dead_tup, n_tup_ins, n_tup_upd, n_tup_hot_upd,
+                      autovacuum_count, pg_relation_size(relid), pg_indexes_size(relid)
+               FROM pg_stat_user_tables WHERE schemaname = %s
+               AND relname IN ('sla_usage_rollups', 'sla_ingest_batches') ORDER BY relname""",
+            (schema,),
+        ).fetchall()
+    for name, live, dead, ins, upd, hot, vacuums, heap, index in rows:
+        print(
+            f"{name}: {live:,} live / {dead:,} dead rows, {ins:,} inserts, {upd:,} updates "
+            f"({hot:,} HOT), {vacuums} autovacuum(s), heap {heap / 1e6:.1f} MB, "
+            f"indexes {index / 1e6:.1f} MB"
+        )
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -233,12 +253,21 @@ async def push_all(url: str, shares: list[list[tuple[int, bytes]]], tokens: list
 
 
 async def push_raw(
-    url: str, shares: list[list[tuple[int, bytes]]], tokens: list[str], depth: int
+    url: str,
+    shares: list[list[tuple[int, bytes]]],
+    tokens: list[str],
+    depth: int,
+    marks: list[float] | None = None,
+    mark_every: int = 0,
+    finished: list[float] | None = None,
 ) -> float:
     """The same requests with the client cost taken out: each request is serialised to
     bytes (with its service's token) before the clock starts and each share is written
     on its own keep-alive HTTP/1.1 connection, up to ``depth`` in flight per connection
-    (pipelining); responses are read by their Content-Length and checked for 200."""
+    (pipelining); responses are read by their Content-Length and checked for 200.
+    ``marks`` gets the time (perf_counter) at which every ``mark_every``-th answer came;
+    ``finished`` the seconds after the start at which each connection had its last answer."""
+    answered = 0
     host, port = url.removeprefix("http://").split(":")
     heads = [
         f"POST /api/sla/usage HTTP/1.1\r\nHost: {host}:{port}\r\n"
@@ -272,11 +301,19 @@ async def push_raw(
                 if status != 200:
                     raise RuntimeError(f"push failed: {status} {payload[:300]!r}")
                 in_flight.get_nowait()
+                nonlocal answered
+                answered += 1
+                if marks is not None and mark_every and answered % mark_every == 0:
+                    marks.append(time.perf_counter())
 
         await asyncio.gather(write(), read())
         writer.close()
+        if finished is not None:
+            finished.append(time.perf_counter() - start)
 
     start = time.perf_counter()
+    if marks is not None:
+        marks.append(start)
     await asyncio.gather(*(connection(share) for share in raw_shares if share))
     return time.perf_counter() - start
 
@@ -480,8 +517,13 @@ def main() -> None:
         client_before = time.process_time()
         busy_before = machine_busy_seconds()
         load_before = os.getloadavg()[0]
+        marks: list[float] = []
+        finished: list[float] = []
+        segment = max(1, len(bodies) // 10)
         if args.client == "raw":
-            elapsed = asyncio.run(push_raw(url, shares, push_tokens, args.pipeline))
+            elapsed = asyncio.run(
+                push_raw(url, shares, push_tokens, args.pipeline, marks, segment, finished)
+            )
         else:
             elapsed = asyncio.run(push_all(url, shares, push_tokens))
         client_cpu = time.process_time() - client_before
@@ -502,6 +544,23 @@ def main() -> None:
             f"({pushing} service(s), {min(sent):,}-{max(sent):,} records each)"
         )
         print(f"ingest: {args.records:,} records in {elapsed:.1f}s = {rate:,.0f} records/s")
+        if len(marks) > 1:
+            # Does the rate hold over the run? (Per tenth of the batches, in answer order.)
+            rates = [
+                f"{segment * args.batch / (b - a) / 1000:,.0f}k"
+                for a, b in zip(marks, marks[1:], strict=False)
+            ]
+            print(f"records/s per {segment * args.batch:,} records: {' '.join(rates)}")
+        if finished:
+            # Each connection stays on the worker that accepted it: a worker whose
+            # connections are done idles while the other still serves its own.
+            print(
+                "connections done at: "
+                + " ".join(f"{t:.1f}" for t in sorted(finished))
+                + f" s (of {elapsed:.1f})"
+            )
+        if schema:
+            print_table_stats(args.postgres_url, schema)
         print(
             f"portal CPU {server_cpu:.1f}s ({args.records / server_cpu:,.0f} records per "
             f"CPU-second), PostgreSQL CPU {pg_cpu:.1f}s (all sessions), load average "

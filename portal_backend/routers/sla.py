@@ -103,6 +103,7 @@ def push_batch(state: Any, body: bytes, principal: Principal) -> dict:
                     token_id=principal.token_id,
                     raw_retention_hours=settings.sla_raw_retention_hours,
                     max_age=_max_age(settings),
+                    synchronous_commit=settings.sla_ingest_synchronous_commit,
                 )
             break
         except OperationalError:

@@ -204,8 +204,11 @@ def ingest_batch(
     token_id: str | None = None,
     raw_retention_hours: int = 0,
     max_age: timedelta = timedelta(days=35),
+    synchronous_commit: bool = True,
 ) -> IngestResult:
-    """Applies a batch once. Call inside a transaction; commit makes it visible."""
+    """Applies a batch once. Call inside a transaction; commit makes it visible.
+    ``synchronous_commit`` False: that commit may return before the disk flush
+    (PostgreSQL; see Settings.sla_ingest_synchronous_commit)."""
     service_map = service_map or batch_services(batch)
     ts = batch.timestamp
     now_ts = now.timestamp()
@@ -249,7 +252,9 @@ def ingest_batch(
         "records": len(batch),
         "received_at": now,
     }
-    if not rollups.claim_and_apply(session, IngestBatch.__table__, claim, deltas):
+    if not rollups.claim_and_apply(
+        session, IngestBatch.__table__, claim, deltas, synchronous_commit=synchronous_commit
+    ):
         return IngestResult(batch.batch_id, 0, True, refs)
     if raw_retention_hours > 0:
         _store_raw(session, batch, service_map)

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import psycopg
 from sqlalchemy import bindparam, false, select, tuple_, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from portal_backend.sla import histogram
@@ -278,6 +280,9 @@ WITH claim AS (
 SELECT (SELECT count(*) FROM claim), locked.*
 FROM (VALUES (1)) AS one (x) LEFT JOIN locked ON true
 """
+# Sent before statement 1 (same round trip) when the caller accepts an asynchronous
+# commit; LOCAL: only this transaction, the pooled connection keeps the server default.
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
 # Statement 2: rows read above are locked, so they are overwritten with their merged
 # values; missing rows are inserted whole. A missing row that a concurrent writer
 # inserted in between is not in RETURNING and is merged by apply_deltas (rare).
@@ -301,14 +306,21 @@ RETURNING service_ref, resolution, bucket_ts, source
 
 
 def claim_and_apply(  # type: ignore[no-untyped-def]
-    session: Session, claim_table, claim_row: dict, deltas: dict[Key, RollupDelta]
+    session: Session,
+    claim_table,
+    claim_row: dict,
+    deltas: dict[Key, RollupDelta],
+    *,
+    synchronous_commit: bool = True,
 ) -> bool:
     """Claims ``claim_row`` (a batch id, INSERT ... ON CONFLICT DO NOTHING) and merges the
     deltas in the same transaction; False (nothing written) when the id was claimed before.
 
-    PostgreSQL: two statements through the driver (claim + lock-read, then one write),
-    instead of one per step through the ORM: the ingest hot path's database cost. Other
-    databases: insert_ignore then apply_deltas.
+    PostgreSQL: two statements on the driver's cursor, the first pipelined with the
+    transaction's BEGIN (two round trips before the commit instead of five); with
+    ``synchronous_commit`` False the transaction's commit does not wait for its WAL to
+    reach the disk (see Settings.sla_ingest_synchronous_commit). Other databases:
+    insert_ignore then apply_deltas.
     """
     connection = session.connection()
     if connection.dialect.name != "postgresql":
@@ -325,27 +337,40 @@ def claim_and_apply(  # type: ignore[no-untyped-def]
     )
     key_columns = [list(column) for column in zip(*keys, strict=True)]
     params = (*(claim_row[c] for c in claim_cols), *key_columns)
-    result = connection.exec_driver_sql(sql, params).all()
-    if result[0][0] == 0:
-        return False
-    names = (*_KEY_COLS, *_VALUE_COLS)
-    existing = {
-        tuple(row[1:5]): dict(zip(names, row[1:], strict=True))
-        for row in result
-        if row[1] is not None
-    }
-    columns: dict[str, list] = {c: [] for c in names}
-    is_new = []
-    for key in keys:
-        row = existing.get(key)
-        merged = _row_values(key, deltas[key], row)
-        for c, part in zip(_KEY_COLS, key, strict=True):
-            columns[c].append(part)
-        for c in _VALUE_COLS:
-            columns[c].append(merged[c])
-        is_new.append(row is None)
-    written = connection.exec_driver_sql(_WRITE, (*columns.values(), is_new)).all()
-    inserted = {tuple(r) for r in written}
+    driver = connection.connection.driver_connection  # psycopg.Connection, in SA's transaction
+    try:
+        with driver.cursor() as cursor:
+            with driver.pipeline():
+                if not synchronous_commit:
+                    cursor.execute(_ASYNC_COMMIT, prepare=False)
+                cursor.execute(sql, params)
+                result = cursor.fetchall()
+            if result[0][0] == 0:
+                return False
+            names = (*_KEY_COLS, *_VALUE_COLS)
+            existing = {
+                tuple(row[1:5]): dict(zip(names, row[1:], strict=True))
+                for row in result
+                if row[1] is not None
+            }
+            columns: dict[str, list] = {c: [] for c in names}
+            is_new = []
+            for key in keys:
+                row = existing.get(key)
+                merged = _row_values(key, deltas[key], row)
+                for c, part in zip(_KEY_COLS, key, strict=True):
+                    columns[c].append(part)
+                for c in _VALUE_COLS:
+                    columns[c].append(merged[c])
+                is_new.append(row is None)
+            sql = _WRITE
+            params = (*columns.values(), is_new)
+            cursor.execute(sql, params)
+            inserted = {tuple(r) for r in cursor.fetchall()}
+    except psycopg.Error as error:
+        # As SQLAlchemy would have wrapped it: callers retry on OperationalError
+        # (a deadlock victim), and the session rolls the whole transaction back.
+        raise DBAPIError.instance(sql, params, error, psycopg.Error) from error
     lost = [k for k in keys if k not in existing and k not in inserted]
     if lost:
         apply_deltas(session, {k: deltas[k] for k in lost})
