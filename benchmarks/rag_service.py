@@ -18,7 +18,8 @@
    Question embedding and the bare search are also timed alone.
 
 Run: .venv/bin/python benchmarks/rag_service.py [--chunks 2000] [--points 100000]
-     [--parts ingestion,query-server,query-local] [--embedding-threads N]
+     [--parts ingestion,query-server,query-local] [--embedding-threads N,M]
+     [--embedding-backends onnx,torch]
 (renders the skeleton with the portal's cookiecutter, then measures inside the shared
 generated-repo environment build/generated-venv).
 """
@@ -294,15 +295,21 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def inner_query(
-    repo: Path, points: int, requests: int, qdrant_url: str, thread_settings: list[int]
+    repo: Path,
+    points: int,
+    requests: int,
+    qdrant_url: str,
+    thread_settings: list[int],
+    backends: list[str],
 ) -> dict:
     """POST /query of the API run as in production (`uvicorn app.main:app` in its own
     process, settings from the environment) over Qdrant holding `points` points: the
     Qdrant server at `qdrant_url` (its collection created beforehand from the deploy
     bundle's bootstrap config, as in the cluster), or local mode in a folder when empty.
     The stub LLM runs in a third process; the requests come from this one. The API is
-    measured once per QUERY_EMBEDDING_THREADS value in `thread_settings` (none: the
-    app's default) over the same loaded collection."""
+    measured once per QUERY_EMBEDDING_BACKEND in `backends` and QUERY_EMBEDDING_THREADS
+    value in `thread_settings` (none: the app's defaults) over the same loaded
+    collection."""
     sys.path.insert(0, str(repo))
     from app.embeddings import make_embeddings
     from app.settings import Settings
@@ -321,6 +328,9 @@ def inner_query(
         "RELEVANCE_THRESHOLD": "-1",
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": str(repo),
+        # The API's ONNX export of the question model is cached here: exported by the
+        # first measured run's embedding-alone step, reused by the API's start.
+        "ONNX_CACHE_DIR": str(work / "onnx-cache"),
     }
     os.environ.update(env)
     settings = Settings(_env_file=None)
@@ -363,11 +373,14 @@ def inner_query(
     runs = []
     try:
         _wait_up(f"http://127.0.0.1:{stub_port}/v1/models", stub, stub_log)
-        for threads in thread_settings or [None]:
-            run_env = dict(env)
-            if threads is not None:
-                run_env["QUERY_EMBEDDING_THREADS"] = str(threads)
-            runs.append(_measure_api(repo, work, run_env, questions, requests, embeddings))
+        for backend in backends or [None]:
+            for threads in thread_settings or [None]:
+                run_env = dict(env)
+                if backend is not None:
+                    run_env["QUERY_EMBEDDING_BACKEND"] = backend
+                if threads is not None:
+                    run_env["QUERY_EMBEDDING_THREADS"] = str(threads)
+                runs.append(_measure_api(repo, work, run_env, questions, requests))
     finally:
         _stop(stub)
     return {
@@ -385,24 +398,33 @@ def inner_query(
 
 
 def _measure_api(
-    repo: Path, work: Path, env: dict[str, str], questions: list[str], requests: int, embeddings
+    repo: Path, work: Path, env: dict[str, str], questions: list[str], requests: int
 ) -> dict:
-    """The question embedding alone with the API's torch threads, then the API itself."""
+    """The question embedding alone as the API embeds it (same backend and threads),
+    then the API itself."""
     import httpx
     import torch
+    from app.embeddings import make_embeddings
     from app.settings import Settings
 
     default_threads = torch.get_num_threads()
     threads = default_threads
-    os.environ.pop("QUERY_EMBEDDING_THREADS", None)
+    for name in ("QUERY_EMBEDDING_THREADS", "QUERY_EMBEDDING_BACKEND"):
+        os.environ.pop(name, None)
     os.environ.update(env)
+    settings = Settings(_env_file=None)
     try:
         from app.runtime import limit_torch_threads
     except ImportError:  # a skeleton from before the setting: torch's default
         pass
     else:
-        limit_torch_threads(Settings(_env_file=None))
+        limit_torch_threads(settings)
         threads = torch.get_num_threads()
+    try:
+        embeddings = make_embeddings(settings, for_queries=True)
+    except TypeError:  # a skeleton from before the ONNX question encoder
+        embeddings = make_embeddings(settings)
+    backend = "onnx" if getattr(embeddings, "query_encoder", None) is not None else "torch"
     for q in questions[:5]:
         embeddings.embed_query(q)
     embed_ms = []
@@ -436,6 +458,7 @@ def _measure_api(
         _stop(api)
     return {
         "setting": env.get("QUERY_EMBEDDING_THREADS", "default"),
+        "backend": backend,
         "torch_threads": threads,
         "requests": len(latencies),
         "p50_ms": statistics.median(latencies),
@@ -519,13 +542,15 @@ def query_rows(q: dict) -> list[tuple[str, str, str]]:
         rows += [
             (
                 f"{where}: /query minus LLM, p50 / p95 ({q['points']} points, "
-                f"{run['requests']} requests, QUERY_EMBEDDING_THREADS={run['setting']}: "
-                f"{run['torch_threads']} torch threads)",
+                f"{run['requests']} requests, question embedding on "
+                f"{run.get('backend', 'torch')}, QUERY_EMBEDDING_THREADS={run['setting']}: "
+                f"{run['torch_threads']} threads)",
                 f"{run['p50_ms']:.1f} / {run['p95_ms']:.1f} ms",
                 "p95 <= 25 ms",
             ),
             (
-                "  question embedding alone (MiniLM, CPU), p50 / p95",
+                f"  question embedding alone (MiniLM, CPU, {run.get('backend', 'torch')}), "
+                "p50 / p95",
                 f"{run['embed_p50_ms']:.1f} / {run['embed_p95_ms']:.1f} ms",
                 "",
             ),
@@ -564,7 +589,13 @@ def main() -> None:
         "--embedding-threads",
         default="",
         help="comma-separated QUERY_EMBEDDING_THREADS values to measure the API with, "
-        "e.g. 1,0 (0: torch's default; empty: the app's default)",
+        "e.g. 1,0 (0: the library's default; empty: the app's default)",
+    )
+    parser.add_argument(
+        "--embedding-backends",
+        default="",
+        help="comma-separated QUERY_EMBEDDING_BACKEND values to measure the API with, "
+        "e.g. onnx,torch (empty: the app's default)",
     )
     parser.add_argument("--inner", choices=["ingestion", "query"])
     parser.add_argument("--repo", type=Path)
@@ -575,7 +606,10 @@ def main() -> None:
         return
     if args.inner == "query":
         threads = [int(t) for t in args.embedding_threads.split(",") if t.strip()]
-        result = inner_query(args.repo, args.points, args.requests, args.qdrant_url, threads)
+        backends = [b.strip() for b in args.embedding_backends.split(",") if b.strip()]
+        result = inner_query(
+            args.repo, args.points, args.requests, args.qdrant_url, threads, backends
+        )
         print(json.dumps(result))
         return
 
@@ -587,6 +621,8 @@ def main() -> None:
     query_args = ["--points", str(args.points), "--requests", str(args.requests)]
     if args.embedding_threads:
         query_args += ["--embedding-threads", args.embedding_threads]
+    if args.embedding_backends:
+        query_args += ["--embedding-backends", args.embedding_backends]
     rows: list[tuple[str, str, str]] = []
     results: dict[str, dict] = {}
     print(f"load average before: {load_average()}", file=sys.stderr)

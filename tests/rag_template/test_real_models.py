@@ -103,6 +103,11 @@ def _requests_served(log: Path, path: str) -> int:
     return log.read_text().count(f'"POST {path} HTTP/1.1" 200')
 
 
+def _onnx_cache(repo: Path) -> Path:
+    """Where the API's ONNX export of MiniLM goes: beside the repo, not in ~/.cache."""
+    return repo.parent / "onnx-cache"
+
+
 def _api(repo: Path, qdrant_path: Path, env: dict[str, str], name: str) -> Iterator[str]:
     port = free_port()
     log = repo.parent / f"{name}.log"
@@ -111,6 +116,7 @@ def _api(repo: Path, qdrant_path: Path, env: dict[str, str], name: str) -> Itera
         repo,
         {
             "QDRANT_PATH": str(qdrant_path),
+            "ONNX_CACHE_DIR": str(_onnx_cache(repo)),
             "LLM_MODEL": "smollm2",
             "MAX_TOKENS": "48",
             "MAX_QUESTION_CHARS": str(MAX_QUESTION_CHARS),
@@ -140,6 +146,45 @@ def test_real_ingestion_of_the_sample_corpus(repo: Path, ingested: dict):
     rerun = json.loads(again.stdout)
     assert rerun["chunks_added"] == rerun["chunks_updated"] == rerun["chunks_deleted"] == 0
     assert rerun["chunks_unchanged"] == ingested["chunks_added"]
+
+
+QUESTION_VECTORS = """
+import json, sys
+from app.embeddings import make_embeddings
+from app.settings import Settings
+
+settings = Settings()
+api = make_embeddings(settings, for_queries=True)
+ingestion = make_embeddings(settings)
+questions = [json.loads(line)["question"] for line in open("eval/golden.jsonl")]
+cosines = []
+for question in questions:
+    asked, stored = api.embed_query(question), ingestion.embed_documents([question])[0]
+    cosines.append(sum(a * b for a, b in zip(asked, stored)))
+encoder = api.query_encoder
+print(json.dumps({
+    "encoder": type(encoder).__name__ if encoder else None,
+    "cache": sorted(p.name for p in settings.onnx_cache_dir.glob("*")),
+    "questions": len(questions),
+    "min_cosine": min(cosines),
+}))
+"""
+
+
+def test_api_embeds_questions_on_onnx_with_ingestions_vectors(repo: Path):
+    """The API's question encoder is the ONNX export of the real MiniLM (exported once,
+    then from the cache), and its vectors are those ingestion's PyTorch model gives."""
+    env = {"EMBEDDING_PROVIDER": "local", "ONNX_CACHE_DIR": str(_onnx_cache(repo))}
+    runs = []
+    for _ in range(2):
+        result = run_in_venv(repo, "-c", QUESTION_VECTORS, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first["encoder"] == second["encoder"] == "OnnxQueryEncoder"
+    assert len(first["cache"]) == 1 and second["cache"] == first["cache"]
+    assert first["questions"] >= 5
+    assert first["min_cosine"] >= 0.9999 and second["min_cosine"] >= 0.9999
 
 
 @pytest.fixture(scope="module")

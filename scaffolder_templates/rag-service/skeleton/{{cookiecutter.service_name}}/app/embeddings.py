@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
 from app.local_models import packaged_minilm
 from app.settings import Settings
 
+logger = logging.getLogger(__name__)
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
@@ -71,7 +74,9 @@ def embedding_dimension(embeddings: Embeddings) -> int:
     return len(vector)
 
 
-def make_embeddings(settings: Settings) -> Embeddings:
+def make_embeddings(settings: Settings, *, for_queries: bool = False) -> Embeddings:
+    """The configured embeddings; `for_queries` (the API) adds the ONNX question encoder
+    when QUERY_EMBEDDING_BACKEND=onnx (ingestion and evaluation keep PyTorch)."""
     if settings.embedding_provider == "hashing":
         return HashingEmbeddings(settings.embedding_dimension)
     if settings.embedding_provider == "openai":
@@ -85,20 +90,40 @@ def make_embeddings(settings: Settings) -> Embeddings:
             # vLLM/TEI endpoints take plain strings, not OpenAI's pre-tokenized input.
             check_embedding_ctx_length=False,
         )
+    onnx = for_queries and settings.query_embedding_backend == "onnx"
     return SentenceTransformerEmbeddings(
-        resolve_local_model(settings.embedding_model), settings.embedding_batch_size
+        resolve_local_model(settings.embedding_model),
+        settings.embedding_batch_size,
+        onnx_cache_dir=settings.onnx_cache_dir if onnx else None,
+        query_threads=settings.query_embedding_threads,
     )
 
 
 class SentenceTransformerEmbeddings(Embeddings):
-    """sentence-transformers in-process, normalized vectors for cosine distance."""
+    """sentence-transformers in-process, normalized vectors for cosine distance.
 
-    def __init__(self, model: str, batch_size: int = 64) -> None:
+    With `onnx_cache_dir`, questions (embed_query) run on an ONNX Runtime export of the
+    same model (app/onnx_query.py); documents always run on PyTorch, batched.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        batch_size: int = 64,
+        *,
+        onnx_cache_dir: Path | None = None,
+        query_threads: int = 1,
+    ) -> None:
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(model, device="cpu")
         self.batch_size = batch_size
-        self.dimension = int(self.model.get_sentence_embedding_dimension())
+        # Renamed in sentence-transformers 6 (the old name warns).
+        dimension = getattr(self.model, "get_embedding_dimension", None)
+        self.dimension = int((dimension or self.model.get_sentence_embedding_dimension)())
+        self.query_encoder: Any = None
+        if onnx_cache_dir is not None:
+            self.query_encoder = _onnx_query_encoder(self.model, onnx_cache_dir, query_threads)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors = self.model.encode(
@@ -107,4 +132,18 @@ class SentenceTransformerEmbeddings(Embeddings):
         return vectors.tolist()
 
     def embed_query(self, text: str) -> list[float]:
+        if self.query_encoder is not None:
+            return self.query_encoder.embed([text])[0].tolist()
         return self.embed_documents([text])[0]
+
+
+def _onnx_query_encoder(model: Any, cache_dir: Path, threads: int) -> Any:
+    """The ONNX question encoder, or None (PyTorch answers) when it cannot be had."""
+    try:
+        from app.onnx_query import OnnxQueryEncoder
+
+        return OnnxQueryEncoder(model, cache_dir, threads)
+    except Exception as exc:  # noqa: BLE001 - any export or load failure: keep PyTorch
+        # Slower, never wrong: the API still answers with the vectors ingestion stores.
+        logger.warning("question embedding stays on PyTorch (ONNX unavailable: %s)", exc)
+        return None

@@ -67,7 +67,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limit_torch_threads(settings)
         qdrant = client or make_client(settings)
-        store = make_vector_store(qdrant, settings, embeddings or make_embeddings(settings))
+        store = make_vector_store(
+            qdrant, settings, embeddings or make_embeddings(settings, for_queries=True)
+        )
         pipeline = RagPipeline(
             store,
             llm or make_llm(settings),
