@@ -43,6 +43,7 @@ from portal_backend.db import (  # noqa: E402
     upgrade_database,
 )
 from portal_backend.settings import Settings  # noqa: E402
+from workers.catalog import background_refresh  # noqa: E402
 
 TOKEN = "bench-bootstrap-token"
 TAGS = [f"tag-{i}" for i in range(30)] + ["python", "go", "java", "rag", "llm", "gpu"]
@@ -148,12 +149,12 @@ def _import_files(database_url: str, root: str, files: list[str]) -> list[str]:
     return ids
 
 
-def _refresh_locations(database_url: str, location_ids: list[str]) -> int:
-    """One refresher process (what a catalog worker does): re-reads its locations."""
-    factory = make_session_factory(make_engine(database_url))
+def _refresh_locations(settings: Settings, location_ids: list[str]) -> int:
+    """One refresher process doing what a catalog worker does for each due location
+    (workers.catalog.background_refresh: claimed, at the refresh's lower CPU priority)."""
     for location_id in location_ids:
-        with session_scope(factory) as session:
-            CatalogService(session).refresh_location(location_id)
+        outcome = background_refresh(settings, location_id)
+        assert outcome.state == "refreshed", (location_id, outcome.state, outcome.error)
     return len(location_ids)
 
 
@@ -228,7 +229,8 @@ def report(
     if refresh is not None:
         count, refresh_rate, refresh_s = refresh
         print(
-            f"| refresh of all {len(paths)} locations, 2 processes (every entity changed) "
+            f"| refresh of all {len(paths)} locations, 2 processes as catalog workers "
+            f"(niceness +{args.refresh_niceness}; every entity changed) "
             f"| {count} | {refresh_rate:,.0f} entities/s | ({refresh_s:.1f} s total) |"
         )
     print()
@@ -257,6 +259,12 @@ def main() -> None:
         "--skip-refresh", action="store_true", help="leave out the reads-under-refresh figure"
     )
     parser.add_argument(
+        "--refresh-niceness",
+        type=int,
+        default=Settings.model_fields["catalog_refresh_niceness"].default,
+        help="RAGPORTAL_CATALOG_REFRESH_NICENESS of the refreshing workers (0 = full priority)",
+    )
+    parser.add_argument(
         "--keep-schema",
         action="store_true",
         help="keep the PostgreSQL schema afterwards (for EXPLAIN); its name is printed",
@@ -272,7 +280,12 @@ def main() -> None:
     rng = random.Random(42)
     workdir = Path(tempfile.mkdtemp(prefix="catalog-bench-"))
     schema = None
-    values: dict = {"data_dir": workdir, "log_json": False, "log_level": "WARNING"}
+    values: dict = {
+        "data_dir": workdir,
+        "log_json": False,
+        "log_level": "WARNING",
+        "catalog_refresh_niceness": args.refresh_niceness,
+    }
     if args.db == "postgresql":
         schema = f"bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(args.postgres_url, autocommit=True) as conn:
@@ -401,8 +414,7 @@ def main() -> None:
         write_locations(entities, workdir / "locations", args.per_location, revision=2)
         refresh_start = time.perf_counter()
         refreshers = [
-            pool.submit(_refresh_locations, settings.database_url, location_ids[k::2])
-            for k in range(2)
+            pool.submit(_refresh_locations, settings, location_ids[k::2]) for k in range(2)
         ]
         time.sleep(1.0)
         results.append(

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     location_fetch_timeout_s: float = 10.0
     # Background refresh of every registered location (Celery beat); 0 turns it off.
     catalog_refresh_interval_s: float = Field(default=300.0, ge=0)
+    # Niceness added to the thread of a background location refresh (Linux), so that
+    # refreshes yield the CPU to interactive reads; 0 = same priority as everything else.
+    catalog_refresh_niceness: int = Field(default=10, ge=0, le=19)
     max_request_body_bytes: int = 10 * 1024 * 1024
     # Templates shipped with the portal, registered in the catalog at start-up.
     templates_dir: Path = Field(

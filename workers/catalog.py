@@ -16,6 +16,7 @@ from celery import Celery
 from catalog import refresh
 from portal_backend.catalog_policy import location_policy
 from portal_backend.settings import Settings
+from workers.low_priority import run_at_lower_priority
 from workers.sessions import process_session_factory
 
 # Background work: behind the scaffolder's next steps (0) on the shared queue, like its
@@ -27,6 +28,21 @@ REFRESH_LOCATION = "catalog.refresh_location"
 log = structlog.get_logger(__name__)
 
 
+def background_refresh(
+    settings: Settings, location_id: str, *, unless_refreshed_since: datetime | None = None
+) -> refresh.RefreshOutcome:
+    """What a worker does for one due location: the claimed refresh, at the lower CPU
+    priority of ``catalog_refresh_niceness`` so that reads served beside it stay fast."""
+    return run_at_lower_priority(
+        settings.catalog_refresh_niceness,
+        refresh.refresh_claimed,
+        process_session_factory(settings),
+        location_id,
+        location_policy(settings),
+        unless_refreshed_since=unless_refreshed_since,
+    )
+
+
 def register(app: Celery) -> None:
     settings: Settings = app.conf.ragportal_settings
     interval = settings.catalog_refresh_interval_s
@@ -35,10 +51,9 @@ def register(app: Celery) -> None:
     def refresh_location(location_id: str, due_before: str | None = None) -> dict:
         # due_before: the location was found due because it was not refreshed since then;
         # if it was refreshed after it (by the API, or a twin message), nothing to do.
-        outcome = refresh.refresh_claimed(
-            process_session_factory(settings),
+        outcome = background_refresh(
+            settings,
             location_id,
-            location_policy(settings),
             unless_refreshed_since=datetime.fromisoformat(due_before) if due_before else None,
         )
         log.info(

@@ -175,3 +175,54 @@ def test_refresh_interval_setting_schedules_or_turns_off_the_beat_entry(tmp_path
     assert "catalog-refresh" not in off.conf.beat_schedule
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         Settings(data_dir=tmp_path / "c", catalog_refresh_interval_s=-1)
+
+
+@pytest.mark.usefixtures("allow_private_urls")
+def test_background_refresh_runs_below_the_priority_of_reads(
+    admin_client: httpx.Client,
+    live_server: LiveServer,
+    yaml_server: YamlServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.catalog import background_refresh
+    from workers.low_priority import thread_niceness
+
+    url = yaml_server.publish("nice.yaml", component("nice-web"))
+    created = admin_client.post(LOCATIONS, json={"type": "url", "target": url})
+    location_id = created.json()["location"]["id"]
+    yaml_server.publish("nice.yaml", component("nice-web", description="v2"))
+
+    seen: list[int] = []
+    refresh_location = CatalogService.refresh_location
+
+    def recording(self: CatalogService, location_id: str) -> dict:
+        seen.append(thread_niceness())
+        return refresh_location(self, location_id)
+
+    monkeypatch.setattr(CatalogService, "refresh_location", recording)
+    base = thread_niceness()
+    settings = live_server.settings.model_copy(update={"catalog_refresh_niceness": 7})
+    outcome = background_refresh(settings, location_id)
+
+    # The refresh wrote its change from a thread 7 steps nicer than the caller, which
+    # keeps its own priority for whatever it runs next.
+    assert outcome.state == "refreshed", outcome.error
+    assert seen == [min(19, base + 7)]
+    assert thread_niceness() == base
+    assert _entity(admin_client, "nice-web")["metadata"]["description"] == "v2"
+
+    # 0 turns it off: the refresh runs in the caller's thread at its priority.
+    yaml_server.publish("nice.yaml", component("nice-web", description="v3"))
+    same = live_server.settings.model_copy(update={"catalog_refresh_niceness": 0})
+    assert background_refresh(same, location_id).state == "refreshed"
+    assert seen[-1] == base
+    assert _entity(admin_client, "nice-web")["metadata"]["description"] == "v3"
+    assert admin_client.delete(f"{LOCATIONS}/{location_id}").status_code == 204
+
+
+def test_refresh_niceness_setting_is_bounded(tmp_path: Path) -> None:
+    from portal_backend.settings import Settings
+
+    assert Settings(data_dir=tmp_path).catalog_refresh_niceness == 10
+    with pytest.raises(ValueError, match="catalog_refresh_niceness"):
+        Settings(data_dir=tmp_path, catalog_refresh_niceness=20)
