@@ -5,15 +5,20 @@
 
 1. Ingest: ``--records`` usage records in batches of ``--batch`` pushed on
    ``--concurrency`` keep-alive connections (``--pipeline`` requests in flight on each)
-   to a portal started in its own process(es) (``--workers`` uvicorn workers), with each
+   to a portal started in its own process(es) (``--workers`` processes: one uvicorn with
+   that many workers, or with ``--balance round-robin`` that many single-process
+   portals, connection c on portal c mod N), with each
    service's ingest token (``--token``, issued through ``POST .../ingest-tokens``).
    ``--pushing-services`` N services push (default: one per connection, as a fleet
    does, each RAG service with its own token; 1 = every batch for one service, all
-   queueing on its hour/day rollup rows). Connection c pushes for service c mod N.
-   Bodies and, for the default raw client, whole HTTP requests are serialised before
-   the clock starts. Printed: records/s, CPU per batch of the portal, PostgreSQL and
-   the client, and the machine's busy cores; then every service's folded request count
-   is checked against what was sent for it.
+   queueing on its hour/day rollup rows). Connection c pushes for service c mod N
+   (``--dispatch fixed``; ``shared``: every connection takes the next batch of any
+   service from one queue). Bodies and, for the default raw client, whole HTTP requests
+   are serialised before the clock starts. Printed: records/s overall and per tenth of
+   the run, when each connection finished, CPU per batch of the portal, PostgreSQL and
+   the client, the machine's busy cores, and the rollup and batch-id tables' dead rows,
+   HOT updates and sizes; then every service's folded request count is checked against
+   what was sent for it.
 2. SLO status over 30 days of minute rollups of one service (43,200 minute rows and
    720 hour rows, ~50 requests/minute of lognormal latencies): p50/p95 of the core
    window query (domain function) and of ``GET /api/sla/services/...?window=30d``
@@ -34,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -253,55 +259,66 @@ async def push_all(url: str, shares: list[list[tuple[int, bytes]]], tokens: list
 
 
 async def push_raw(
-    url: str,
+    urls: list[str],
     shares: list[list[tuple[int, bytes]]],
     tokens: list[str],
     depth: int,
     marks: list[float] | None = None,
     mark_every: int = 0,
     finished: list[float] | None = None,
+    shared_by: int = 0,
 ) -> float:
     """The same requests with the client cost taken out: each request is serialised to
     bytes (with its service's token) before the clock starts and each share is written
     on its own keep-alive HTTP/1.1 connection, up to ``depth`` in flight per connection
     (pipelining); responses are read by their Content-Length and checked for 200.
-    ``marks`` gets the time (perf_counter) at which every ``mark_every``-th answer came;
-    ``finished`` the seconds after the start at which each connection had its last answer."""
+    ``shared_by`` > 0: one share, taken from in order by that many connections (a
+    connection on a less busy portal worker sends more). Connection c goes to
+    ``urls[c mod len(urls)]``. ``marks`` gets the time
+    (perf_counter) at which every ``mark_every``-th answer came; ``finished`` the seconds
+    after the start at which each connection had its last answer."""
     answered = 0
-    host, port = url.removeprefix("http://").split(":")
     heads = [
-        f"POST /api/sla/usage HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"POST /api/sla/usage HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
         for token in tokens
     ]
     raw_shares = [
-        [
+        deque(
             (heads[service] + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
             for service, body in share
-        ]
+        )
         for share in shares
     ]
+    if shared_by:
+        raw_shares = [raw_shares[0]] * shared_by
 
-    async def connection(share: list[bytes]) -> None:
+    async def connection(url: str, share: deque[bytes]) -> None:
+        host, port = url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
-        in_flight: asyncio.Queue[None] = asyncio.Queue(maxsize=depth)
+        slots = asyncio.Semaphore(depth)  # requests in flight on this connection
+        sent: asyncio.Queue[bool] = asyncio.Queue()  # True per request written, then False
 
         async def write() -> None:
-            for request in share:
-                await in_flight.put(None)
-                writer.write(request)
+            while share:
+                await slots.acquire()
+                if not share:  # another connection took the last one meanwhile
+                    break
+                writer.write(share.popleft())
+                sent.put_nowait(True)
                 await writer.drain()
+            sent.put_nowait(False)
 
         async def read() -> None:
-            for _ in share:
+            nonlocal answered
+            while await sent.get():
                 header = await reader.readuntil(b"\r\n\r\n")
                 status = int(header[9:12])
                 length = int(header.lower().split(b"content-length:")[1].split(b"\r\n")[0])
                 payload = await reader.readexactly(length)
                 if status != 200:
                     raise RuntimeError(f"push failed: {status} {payload[:300]!r}")
-                in_flight.get_nowait()
-                nonlocal answered
+                slots.release()
                 answered += 1
                 if marks is not None and mark_every and answered % mark_every == 0:
                     marks.append(time.perf_counter())
@@ -314,7 +331,9 @@ async def push_raw(
     start = time.perf_counter()
     if marks is not None:
         marks.append(start)
-    await asyncio.gather(*(connection(share) for share in raw_shares if share))
+    await asyncio.gather(
+        *(connection(urls[c % len(urls)], share) for c, share in enumerate(raw_shares) if share)
+    )
     return time.perf_counter() - start
 
 
@@ -433,7 +452,18 @@ def main() -> None:
         help="services pushing, each with its own ingest token; connection c pushes for "
         "service c mod N (default: one per connection; 1: the contended single-service case)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="portal processes")
+    parser.add_argument(
+        "--balance",
+        choices=["kernel", "round-robin"],
+        default="round-robin",
+        help="round-robin: N single-process portals (what `ragportal serve` and each API "
+        "replica of the chart run) on N ports, connection c to portal c mod N, as a "
+        "balancer in front of N replicas does; kernel: one `uvicorn --workers N` (the "
+        "workers share one listening socket and the kernel decides which accepts each "
+        "connection: 8 connections split 4/4 to 8/0, so one worker idles while the other "
+        "still serves its connections)",
+    )
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
@@ -457,6 +487,14 @@ def main() -> None:
         "--pipeline", type=int, default=1, help="raw client: requests in flight per connection"
     )
     parser.add_argument(
+        "--dispatch",
+        choices=["fixed", "shared"],
+        default="fixed",
+        help="raw client: fixed = connection c sends service c mod N's batches, so the run "
+        "ends when the slowest portal worker has served its connections' shares; shared = "
+        "every connection takes the next batch (any service, with its token) from one queue",
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
             "RAGPORTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -464,6 +502,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     pushing = args.pushing_services or args.concurrency
+    if args.balance == "round-robin" and args.client != "raw":
+        parser.error("--balance round-robin needs the raw client")
     if pushing < 1 or args.records // args.batch < pushing:
         parser.error("--pushing-services must be between 1 and the number of batches")
     workdir = Path(tempfile.mkdtemp(prefix="sla-bench-"))
@@ -472,7 +512,7 @@ def main() -> None:
     if args.db == "postgresql":
         schema, values["database_url_override"] = scratch.create_schema(args.postgres_url)
     settings = Settings(**values)
-    server = None
+    servers: list[subprocess.Popen] = []
     results: list[tuple[str, str, str]] = []
     try:
         upgrade_database(settings)
@@ -485,11 +525,17 @@ def main() -> None:
                 [entity(name, "team-a") for name in names] + [entity("slo-bench", "team-a")]
             )
             services.sync_from_catalog(session, now)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = start_server(settings, port, args.workers)
-        url = f"http://127.0.0.1:{port}"
+        processes = args.workers if args.balance == "round-robin" else 1
+        urls = []
+        for _ in range(processes):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            servers.append(
+                start_server(settings, port, 1 if args.balance == "round-robin" else args.workers)
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+        url = urls[0]
         push_tokens = [TOKEN] * pushing
         if args.token == "ingest":
             # Issued the way an operator does it: the admin API, one token per service.
@@ -506,14 +552,18 @@ def main() -> None:
 
         print(f"generating {args.records:,} records for {pushing} service(s) ...", flush=True)
         bodies = make_bodies(refs, args.records, args.batch, now)
-        shares = connection_shares(bodies, pushing, args.concurrency)
+        if args.dispatch == "shared" and args.client == "raw":
+            shares = [bodies]
+        else:
+            shares = connection_shares(bodies, pushing, args.concurrency)
         mb = sum(len(b) for _, b in bodies) / 1e6
         print(
             f"pushing {len(bodies)} batches ({mb:,.0f} MB) for {pushing} service(s) on "
             f"{args.concurrency} connections ...",
             flush=True,
         )
-        cpu_before, pg_before = cpu_seconds(server.pid), postgres_cpu_seconds()
+        cpu_before = sum(cpu_seconds(server.pid) for server in servers)
+        pg_before = postgres_cpu_seconds()
         client_before = time.process_time()
         busy_before = machine_busy_seconds()
         load_before = os.getloadavg()[0]
@@ -522,13 +572,22 @@ def main() -> None:
         segment = max(1, len(bodies) // 10)
         if args.client == "raw":
             elapsed = asyncio.run(
-                push_raw(url, shares, push_tokens, args.pipeline, marks, segment, finished)
+                push_raw(
+                    urls,
+                    shares,
+                    push_tokens,
+                    args.pipeline,
+                    marks,
+                    segment,
+                    finished,
+                    shared_by=args.concurrency if args.dispatch == "shared" else 0,
+                )
             )
         else:
             elapsed = asyncio.run(push_all(url, shares, push_tokens))
         client_cpu = time.process_time() - client_before
         busy = machine_busy_seconds() - busy_before
-        server_cpu = cpu_seconds(server.pid) - cpu_before
+        server_cpu = sum(cpu_seconds(server.pid) for server in servers) - cpu_before
         pg_cpu = postgres_cpu_seconds() - pg_before
         rate = args.records / elapsed
         # Every record sent must have been folded, into its own service's rollups.
@@ -582,8 +641,13 @@ def main() -> None:
             (
                 f"ingest {args.records:,} records, batches of {args.batch:,}, "
                 f"{args.concurrency} connections ({args.client} client"
-                + (f", pipeline {args.pipeline}" if args.client == "raw" else "")
-                + f"), {pushing} pushing service(s), {args.workers} worker(s), "
+                + (
+                    f", pipeline {args.pipeline}, {args.dispatch} dispatch"
+                    if args.client == "raw"
+                    else ""
+                )
+                + f"), {pushing} pushing service(s), {args.workers} worker(s) "
+                f"({args.balance} balance), "
                 f"{args.token} token(s)",
                 f"{rate:,.0f} records/s",
                 ">= 200,000 records/s",
@@ -679,8 +743,9 @@ def main() -> None:
                 )
         print_results(args, results)
     finally:
-        if server is not None:
+        for server in servers:
             server.terminate()
+        for server in servers:
             server.wait(timeout=20)
         if schema:
             scratch.drop_schema(args.postgres_url, schema)
