@@ -11,8 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from catalog.analyze import analyze_location
+from catalog.ancestry import ancestry
 from catalog.errors import ErrorDetail, InputError, NotAllowedError, NotFoundError
 from catalog.filters import parse_filters
+from catalog.location_query import query_locations
+from catalog.location_update import update_location
 from catalog.locations import LocationPolicy
 from catalog.predicates import compile_predicate
 from catalog.query import check_order_by
@@ -319,6 +323,17 @@ def get_entity_by_name(
     return JSONResponse(entity)
 
 
+@router.get("/entities/by-name/{kind}/{namespace}/{name}/ancestry")
+def get_entity_ancestry(
+    kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
+) -> JSONResponse:
+    with _session(request) as session:
+        found = ancestry(CatalogService(session), f"{kind}:{namespace}/{name}")
+    if found is None:
+        raise NotFoundError(f"No entity named '{name}' found, with kind '{kind}' in '{namespace}'")
+    return JSONResponse(found)
+
+
 @router.get("/entities/by-uid/{uid}")
 def get_entity_by_uid(uid: str, request: Request, _: Principal = ReadPrincipal) -> JSONResponse:
     with _session(request) as session:
@@ -372,14 +387,8 @@ def query_entity_facets_by_predicate(
         return JSONResponse(CatalogService(session).facets(facets, query=query))
 
 
-@router.post("/locations", status_code=201)
-def create_location(
-    request: Request,
-    payload: Any = Body(default=None),
-    dryRun: str | None = None,  # noqa: N803
-    onConflict: str | None = None,  # noqa: N803
-    principal: Principal = WritePrincipal,
-) -> dict[str, Any]:
+def _location_body(payload: Any) -> tuple[str, str]:
+    """(type, target) of a ``{type, target}`` body (type defaults to url, as in Backstage)."""
     if not isinstance(payload, dict):
         raise InputError("body must be {type, target}", [ErrorDetail("", "an object")])
     location_type = payload.get("type", "url")
@@ -389,6 +398,18 @@ def create_location(
             "body must be {type: 'url'|'file', target: string}",
             [ErrorDetail("target", "required string")],
         )
+    return location_type, target
+
+
+@router.post("/locations", status_code=201)
+def create_location(
+    request: Request,
+    payload: Any = Body(default=None),
+    dryRun: str | None = None,  # noqa: N803
+    onConflict: str | None = None,  # noqa: N803
+    principal: Principal = WritePrincipal,
+) -> dict[str, Any]:
+    location_type, target = _location_body(payload)
     if location_type == "file" and not principal.is_admin:
         raise NotAllowedError(
             "file locations need an admin token (as in Backstage, the API accepts url "
@@ -427,6 +448,14 @@ def list_locations(request: Request, _: Principal = ReadPrincipal) -> list[dict]
         return CatalogService(session).list_locations_with_status()
 
 
+@router.post("/locations/by-query")
+def query_locations_route(
+    request: Request, payload: Any = Body(default=None), _: Principal = ReadPrincipal
+) -> dict[str, Any]:
+    with _session(request) as session:
+        return query_locations(session, payload)
+
+
 @router.get("/locations/by-entity/{kind}/{namespace}/{name}")
 def get_location_by_entity(
     kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
@@ -442,6 +471,44 @@ def get_location_by_entity(
 def get_location(location_id: str, request: Request, _: Principal = ReadPrincipal) -> dict:
     with _session(request) as session:
         return CatalogService(session).get_location(location_id)
+
+
+@router.put("/locations/{location_id}")
+def update_location_route(
+    location_id: str,
+    request: Request,
+    payload: Any = Body(default=None),
+    principal: Principal = WritePrincipal,
+) -> dict[str, str]:
+    location_type, target = _location_body(payload)
+    if location_type == "file" and not principal.is_admin:
+        raise NotAllowedError(
+            "file locations need an admin token", [ErrorDetail("type", "file needs admin")]
+        )
+    return update_location(
+        request.app.state.session_factory,
+        location_id,
+        location_type,
+        target,
+        policy_for(request.app.state.settings),
+        owner_group=principal.group,
+    )
+
+
+@router.post("/analyze-location")
+def analyze_location_route(
+    request: Request, payload: Any = Body(default=None), principal: Principal = WritePrincipal
+) -> dict[str, Any]:
+    # Write scope, like registering: it makes the server fetch what the caller names.
+    location = payload.get("location") if isinstance(payload, dict) else None
+    if isinstance(location, dict) and location.get("type") == "file" and not principal.is_admin:
+        raise NotAllowedError(
+            "file locations need an admin token",
+            [ErrorDetail("location.type", "file needs admin")],
+        )
+    with _session(request) as session:
+        service = CatalogService(session, policy=policy_for(request.app.state.settings))
+        return analyze_location(service, payload)
 
 
 @router.delete("/locations/{location_id}", status_code=204)

@@ -6,8 +6,10 @@ import { CatalogClient } from '@backstage/catalog-client';
 
 const [baseUrl, token] = process.argv.slice(2);
 const locationUrl = process.env.CATALOG_LOCATION_URL;
-if (!baseUrl || !token || !locationUrl) {
-  console.error('usage: CATALOG_LOCATION_URL=... node check.mjs <baseUrl> <token>');
+// The same entities with web's description "v2", for updateLocation.
+const locationUrlV2 = process.env.CATALOG_LOCATION_URL_V2;
+if (!baseUrl || !token || !locationUrl || !locationUrlV2) {
+  console.error('usage: CATALOG_LOCATION_URL=... CATALOG_LOCATION_URL_V2=... node check.mjs <baseUrl> <token>');
   process.exit(2);
 }
 
@@ -219,6 +221,47 @@ await step('validateEntity', async () => {
   assert.equal(result.valid, false);
   assert.ok(result.errors.length >= 1);
   assert.match(result.errors[0].message, /metadata\.name/);
+});
+
+await step('analyzeLocation', async () => {
+  const analysis = await client.analyzeLocation({ location: { type: 'url', target: locationUrl } }, auth);
+  assert.deepEqual(analysis.existingEntityFiles.map(f => f.entity.metadata.name).sort(), ['team-a', 'web', 'worker']);
+  assert.ok(analysis.existingEntityFiles.every(f => f.isRegistered && f.location.target === locationUrl));
+  assert.deepEqual(analysis.generateEntities, []);
+});
+
+await step('queryLocations and streamLocations', async () => {
+  const prefix = locationUrl.slice(0, locationUrl.lastIndexOf('/') + 1);
+  const page = await client.queryLocations({ limit: 1, query: { type: 'url', target: { $hasPrefix: prefix } } }, auth);
+  assert.deepEqual(page.items, [{ id: locationId, type: 'url', target: locationUrl }]);
+  assert.equal(page.totalItems, 1);
+  const none = await client.queryLocations({ query: { type: 'file' } }, auth);
+  assert.deepEqual([none.items, none.totalItems], [[], 0]);
+  const pages = [];
+  for await (const items of client.streamLocations({ query: { target: locationUrl } }, auth)) pages.push(items);
+  assert.deepEqual(pages, [[{ id: locationId, type: 'url', target: locationUrl }]]);
+});
+
+await step('getLocationByEntity and getLocationByRef', async () => {
+  const expected = { id: locationId, type: 'url', target: locationUrl };
+  assert.deepEqual(await client.getLocationByEntity('component:default/web', auth), expected);
+  assert.deepEqual(await client.getLocationByRef(`url:${locationUrl}`, auth), expected);
+});
+
+await step('getEntityAncestors', async () => {
+  const ancestry = await client.getEntityAncestors({ entityRef: 'component:default/web' }, auth);
+  assert.equal(ancestry.rootEntityRef.toLowerCase(), 'component:default/web');
+  assert.equal(ancestry.items.length, 1);
+  assert.equal(ancestry.items[0].entity.metadata.name, 'web');
+  assert.deepEqual(ancestry.items[0].parentEntityRefs, []);
+});
+
+await step('updateLocation', async () => {
+  const updated = await client.updateLocation(locationId, { type: 'url', target: locationUrlV2 }, auth);
+  assert.deepEqual(updated, { id: locationId, type: 'url', target: locationUrlV2 });
+  const web = await client.getEntityByRef('component:default/web', auth);
+  assert.equal(web.metadata.description, 'v2');
+  assert.equal(web.metadata.annotations['backstage.io/managed-by-location'], `url:${locationUrlV2}`);
 });
 
 await step('refreshEntity', async () => {

@@ -32,9 +32,15 @@ def test_backstage_catalog_client_works_unchanged(
         component("worker", type="batch"),
         group("team-a"),
     )
+    url_v2 = yaml_server.publish(
+        "catalog-info-v2.yaml",
+        component("web", description="v2"),
+        component("worker", type="batch"),
+        group("team-a"),
+    )
     result = subprocess.run(
         [node, str(CLIENT_DIR / "check.mjs"), live_server.url, BOOTSTRAP_TOKEN],
-        env={**os.environ, "CATALOG_LOCATION_URL": url},
+        env={**os.environ, "CATALOG_LOCATION_URL": url, "CATALOG_LOCATION_URL_V2": url_v2},
         cwd=CLIENT_DIR,
         capture_output=True,
         text=True,
@@ -43,4 +49,4 @@ def test_backstage_catalog_client_works_unchanged(
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["ok"] is True
-    assert len(report["steps"]) == 17
+    assert len(report["steps"]) == 22
