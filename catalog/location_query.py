@@ -17,10 +17,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, func, not_, select, true, tuple_
 from sqlalchemy.orm import Session
 
 from catalog.errors import ErrorDetail, InputError
+from catalog.predicates import _bad, compile_predicate
 from catalog.service import location_view
 from catalog.tables import CatalogLocation
 
@@ -32,10 +33,6 @@ FIELDS = {
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 _SCALARS = (str, int, float, bool)
-
-
-def _bad(path: str, message: str) -> InputError:
-    return InputError(f"invalid query at {path}: {message}", [ErrorDetail(path, message)])
 
 
 def _text(value: Any, path: str) -> str:
@@ -78,26 +75,7 @@ def _leaf(field: str, spec: Any, path: str) -> ColumnElement[bool]:
 
 def compile_location_predicate(query: Any, path: str = "query") -> ColumnElement[bool]:
     """SQL condition over catalog_locations; InputError naming the bad path otherwise."""
-    if not isinstance(query, dict):
-        raise _bad(path, "a predicate must be an object")
-    parts: list[ColumnElement[bool]] = []
-    for key, spec in query.items():
-        here = f"{path}.{key}"
-        if key in ("$all", "$any"):
-            if not isinstance(spec, list):
-                raise _bad(here, f"{key} takes a list of predicates")
-            inner = [compile_location_predicate(p, f"{here}[{i}]") for i, p in enumerate(spec)]
-            if key == "$all":
-                parts.append(and_(true(), *inner))
-            else:
-                parts.append(or_(*inner) if inner else not_(true()))
-        elif key == "$not":
-            parts.append(not_(compile_location_predicate(spec, here)))
-        elif key.startswith("$"):
-            raise _bad(here, f"unknown operator {key!r}; use $all, $any or $not")
-        else:
-            parts.append(_leaf(key, spec, here))
-    return and_(true(), *parts)
+    return compile_predicate(query, path, _leaf)
 
 
 def _encode_cursor(data: dict) -> str:

@@ -8,6 +8,7 @@ case-insensitive matching as ``filter=``); only the boolean structure is new her
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, not_, or_, true
@@ -49,8 +50,18 @@ def _leaf(key: str, spec: Any, path: str) -> ColumnElement[bool]:
     return condition(key, [_value(spec, path)])
 
 
-def compile_predicate(query: Any, path: str = "query") -> ColumnElement[bool]:
-    """SQL condition for a predicate object; InputError naming the bad path otherwise."""
+Leaf = Callable[[str, Any, str], ColumnElement[bool]]
+
+
+def compile_predicate(
+    query: Any, path: str = "query", leaf: Leaf | None = None
+) -> ColumnElement[bool]:
+    """SQL condition for a predicate object; InputError naming the bad path otherwise.
+
+    ``leaf(field, spec, path)`` compiles one field's condition: entity fields over the
+    search index by default; other tables (locations) pass their own.
+    """
+    leaf = leaf or _leaf
     if not isinstance(query, dict):
         raise _bad(path, "a predicate must be an object")
     parts: list[ColumnElement[bool]] = []
@@ -59,15 +70,15 @@ def compile_predicate(query: Any, path: str = "query") -> ColumnElement[bool]:
         if key in ("$all", "$any"):
             if not isinstance(spec, list):
                 raise _bad(here, f"{key} takes a list of predicates")
-            subs = [compile_predicate(p, f"{here}[{i}]") for i, p in enumerate(spec)]
+            subs = [compile_predicate(p, f"{here}[{i}]", leaf) for i, p in enumerate(spec)]
             # An empty $all matches everything, an empty $any nothing (as in Backstage).
             parts.append(
                 and_(true(), *subs) if key == "$all" else or_(*subs) if subs else not_(true())
             )
         elif key == "$not":
-            parts.append(not_(compile_predicate(spec, here)))
+            parts.append(not_(compile_predicate(spec, here, leaf)))
         elif key.startswith("$"):
-            raise _bad(here, "unknown operator; use $all, $any, $not, $in or $exists")
+            raise _bad(here, "unknown operator; use $all, $any or $not")
         else:
-            parts.append(_leaf(key, spec, here))
+            parts.append(leaf(key, spec, here))
     return and_(true(), *parts)
