@@ -19,7 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog import query as engine
-from catalog.bulk import DatabaseIntegrityError, any_of, insert_rows, refresh_statistics
+from catalog.bulk import (
+    DatabaseIntegrityError,
+    any_of,
+    copy_text,
+    escape_copy,
+    insert_rows,
+    refresh_statistics,
+)
 from catalog.cursor import Cursor
 from catalog.errors import (
     ConflictError,
@@ -46,6 +53,7 @@ from catalog.refs import RefError, normalize_ref, parse_ref, ref_of
 from catalog.relations import REVERSE, forward_relations
 from catalog.search import search_rows
 from catalog.tables import (
+    COUNTED_KEYS,
     CatalogEntity,
     CatalogFacetCount,
     CatalogLocation,
@@ -129,6 +137,7 @@ _MISSING = object()
 
 
 _SEARCH_COLUMNS = ("key", "value", "kind", "entity_uid", "original_value")
+_COUNTED = frozenset(COUNTED_KEYS)
 
 
 def _search_tuples(uid: str, body: dict) -> list[tuple[str, ...]]:
@@ -136,17 +145,50 @@ def _search_tuples(uid: str, body: dict) -> list[tuple[str, ...]]:
     return [(k, v, kind, uid, o) for k, v, o in search_rows(body)]
 
 
-def _insert_search(session: Session, rows: list[tuple[str, ...]]) -> None:
-    """Every search row goes in through here: on PostgreSQL with its facet-count deltas
-    in the same transaction (no insert trigger counts them; see ``inserted_deltas``)."""
-    insert_rows(session, CatalogSearch.__table__, _SEARCH_COLUMNS, rows)  # type: ignore[attr-defined]
-    if rows and session.get_bind().dialect.name == "postgresql":
+def _insert_search(session: Session, entities: Sequence[tuple[str, dict]]) -> int:
+    """Write the search rows of (uid, document) pairs; returns how many rows.
+
+    Every search row goes in through here. On PostgreSQL the COPY text is built per
+    entity in one pass (values are checked for COPY's special characters per entity,
+    not per value), and the facet-count deltas go in the same transaction (no insert
+    trigger counts them; see ``inserted_deltas``).
+    """
+    table = CatalogSearch.__table__  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name != "postgresql":
+        rows = [row for uid, body in entities for row in _search_tuples(uid, body)]
+        insert_rows(session, table, _SEARCH_COLUMNS, rows)
+        return len(rows)
+    chunks: list[str] = []
+    counted: list[tuple[str, str, str]] = []
+    total = 0
+    for uid, body in entities:
+        kind = str(body.get("kind", "")).lower()
+        rows = search_rows(body)
+        if not rows:
+            continue
+        total += len(rows)
+        tail = f"\t{kind}\t{uid}\t"
+        chunk = "\n".join([f"{k}\t{v}{tail}{o}" for k, v, o in rows])
+        if (
+            "\\" in chunk
+            or "\r" in chunk
+            or chunk.count("\t") != 4 * len(rows)
+            or chunk.count("\n") != len(rows) - 1
+        ):
+            chunk = "\n".join(
+                "\t".join(escape_copy(value) for value in (k, v, kind, uid, o)) for k, v, o in rows
+            )
+        chunks.append(chunk)
+        counted.extend((k, v, kind) for k, v, _ in rows if k in _COUNTED)
+    if chunks:
+        copy_text(session, table, _SEARCH_COLUMNS, "\n".join(chunks) + "\n")
         insert_rows(
             session,
             CatalogFacetCount.__table__,  # type: ignore[attr-defined]
             ("key", "value", "kind", "n"),
-            inserted_deltas(rows),
+            inserted_deltas(counted),
         )
+    return total
 
 
 def _order_list(order_by: Sequence[tuple[str, str]] | None) -> list[list[str]] | None:
@@ -174,6 +216,8 @@ class CatalogService:
         self.session = session
         self.policy = policy or LocationPolicy()
         self._stored: list[tuple[str, str, str]] = []  # what the last _write stored
+        # Per ref the last _write wrote: the relations its spec names (its stored rows).
+        self._forward: dict[str, list[tuple[str, str]]] = {}
 
     # -- validation -------------------------------------------------------------------
 
@@ -237,8 +281,8 @@ class CatalogService:
             self._validate_all(entities, "entities")
         self._write(entities, location_key=location_key, owner_group=owner_group, sources=_sources)
         # The documents just written (or found unchanged), not read back: only the
-        # relations (which other entities' specs add to) need the database.
-        return self._hydrate(self._stored)
+        # relations other entities' specs add (the reverse direction) need the database.
+        return self._hydrate(self._stored, self._forward)
 
     def _existing(self, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -321,7 +365,7 @@ class CatalogService:
             )
         new_rows: list[tuple[Any, ...]] = []
         changed: list[dict[str, Any]] = []
-        written: list[tuple[str, dict]] = []
+        written: list[tuple[str, str, dict]] = []
         # (uid, ref, stored JSON text) of every entity, for upsert_entities' answer.
         stored: list[tuple[str, str, str]] = []
         for index, (entity, ref) in enumerate(zip(entities, refs, strict=True)):
@@ -362,7 +406,7 @@ class CatalogService:
                         now,
                     )
                 )
-            written.append((uid, body))
+            written.append((uid, ref, body))
             stored.append((uid, ref, text))
         self._store(new_rows, changed, written)
         self._stored = stored
@@ -402,7 +446,7 @@ class CatalogService:
         self,
         new_rows: list[tuple[Any, ...]],
         changed: list[dict[str, Any]],
-        written: list[tuple[str, dict]],
+        written: list[tuple[str, str, dict]],
     ) -> None:
         table = CatalogEntity.__table__  # type: ignore[attr-defined]
         if changed:
@@ -429,13 +473,14 @@ class CatalogService:
             raise ConflictError(
                 "an entity in this batch was created concurrently by another writer; retry"
             ) from exc
-        search: list[tuple[str, ...]] = []
         relations: list[tuple[str, str, str, str]] = []
-        for uid, body in written:
-            search.extend(_search_tuples(uid, body))
-            relations.extend((uid, s, t, r) for s, t, r in forward_relations(body))
-        _insert_search(self.session, search)
-        refresh_statistics(self.session, len(search))
+        self._forward = {}
+        for uid, ref, body in written:
+            forward = forward_relations(body)
+            relations.extend((uid, s, t, r) for s, t, r in forward)
+            self._forward[ref] = [(t, r) for _, t, r in forward]
+        written_rows = _insert_search(self.session, [(uid, body) for uid, _, body in written])
+        refresh_statistics(self.session, written_rows)
         insert_rows(
             self.session,
             CatalogRelation.__table__,  # type: ignore[attr-defined]
@@ -524,7 +569,7 @@ class CatalogService:
             )
         )
         self.session.execute(delete(CatalogSearch).where(CatalogSearch.entity_uid == row.uid))
-        _insert_search(self.session, _search_tuples(row.uid, body))
+        _insert_search(self.session, [(row.uid, body)])
         return self._hydrate([(row.uid, canonical, text)])[0]
 
     # -- reads ------------------------------------------------------------------------
@@ -536,32 +581,49 @@ class CatalogService:
         except RefError as exc:
             raise InputError(f"invalid entity ref {ref!r}: {exc}") from exc
 
-    def _relation_pairs(self, refs: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    def _relation_pairs(
+        self, refs: Sequence[str], forward: Mapping[str, list[tuple[str, str]]] | None = None
+    ) -> dict[str, list[tuple[str, str]]]:
         """Per ref, its sorted (type, target) relations: the rows it is the source of,
-        and the reverse of the rows it is the target of (only forward rows are stored)."""
+        and the reverse of the rows it is the target of (only forward rows are stored).
+
+        ``forward``: refs whose own rows the caller knows (it just wrote them); only
+        their reverse direction is read.
+        """
+        forward = forward or {}
         found: dict[str, set[tuple[str, str]]] = defaultdict(set)
         connection = self.session.connection()
-        for chunk in _chunks(list(refs)):
-            columns = (CatalogRelation.source_ref, CatalogRelation.type, CatalogRelation.target_ref)
+        columns = (CatalogRelation.source_ref, CatalogRelation.type, CatalogRelation.target_ref)
+        for ref in refs:
+            if ref in forward:
+                found[ref].update(forward[ref])
+        for chunk in _chunks([ref for ref in refs if ref not in forward]):
             for source, type_, target in connection.execute(
                 select(*columns).where(any_of(self.session, CatalogRelation.source_ref, chunk))
             ):
                 found[source].add((type_, target))
+        for chunk in _chunks(list(refs)):
             for source, type_, target in connection.execute(
                 select(*columns).where(any_of(self.session, CatalogRelation.target_ref, chunk))
             ):
                 found[target].add((REVERSE.get(type_, type_), source))
         return {ref: sorted(pairs) for ref, pairs in found.items()}
 
-    def _relations_for(self, refs: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+    def _relations_for(
+        self, refs: Sequence[str], forward: Mapping[str, list[tuple[str, str]]] | None = None
+    ) -> dict[str, list[dict[str, str]]]:
         return {
             ref: [{"type": t, "targetRef": target} for t, target in pairs]
-            for ref, pairs in self._relation_pairs(refs).items()
+            for ref, pairs in self._relation_pairs(refs, forward).items()
         }
 
-    def _hydrate(self, rows: Iterable[tuple[str, str, str]]) -> list[dict]:
+    def _hydrate(
+        self,
+        rows: Iterable[tuple[str, str, str]],
+        forward: Mapping[str, list[tuple[str, str]]] | None = None,
+    ) -> list[dict]:
         rows = list(rows)
-        relations = self._relations_for([ref for _, ref, _ in rows])
+        relations = self._relations_for([ref for _, ref, _ in rows], forward)
         result = []
         for _uid, ref, body in rows:
             entity = json.loads(body)
@@ -1082,7 +1144,7 @@ class CatalogService:
                 )
             )
             self.session.execute(delete(CatalogSearch).where(CatalogSearch.entity_uid == uid))
-            _insert_search(self.session, _search_tuples(uid, body))
+            _insert_search(self.session, [(uid, body)])
         return sorted(ref_of(e) for e in orphans)
 
     def delete_location(self, location_id: str, *, owner_group: str | None = None) -> None:

@@ -15,7 +15,8 @@ def test_values_with_tabs_newlines_and_backslashes_round_trip(session_factory) -
     entity = component("web", description=TRICKY, labels={"tier": "gold"})
     entity["spec"]["system"] = "shop"
     with session_scope(session_factory) as session:
-        CatalogService(session).upsert_entities([entity])
+        # A plain entity in the same batch: escaping is decided entity by entity.
+        CatalogService(session).upsert_entities([component("plain"), entity])
     with session_scope(session_factory) as session:
         service = CatalogService(session)
         stored = session.execute(
@@ -26,5 +27,7 @@ def test_values_with_tabs_newlines_and_backslashes_round_trip(session_factory) -
         assert [e["metadata"]["name"] for e in found] == ["web"]
         assert found[0]["metadata"]["description"] == TRICKY
         assert service.query_refs({"metadata.description": TRICKY}) == ["component:default/web"]
+        plain = service.query_entities(term="plain", limit=5)["items"]  # its search rows
+        assert [e["metadata"]["name"] for e in plain] == ["plain"]
         relations = {(r["type"], r["targetRef"]) for r in found[0]["relations"]}
         assert ("partOf", "system:default/shop") in relations
