@@ -7,6 +7,7 @@ case), so the canonical, stored form is entirely lowercase.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 DEFAULT_NAMESPACE = "default"
 
@@ -36,6 +37,20 @@ def parse_ref(
     As in Backstage, a ref without a kind is only valid where the context supplies
     a default kind (``spec.owner`` defaults to Group, ``spec.system`` to System, ...).
     """
+    if type(ref) is str and type(default_namespace) is str:
+        # An import parses each ref of a spec several times (validation, relations) and
+        # the same owners and systems over and over; results are immutable. (Errors
+        # are not cached: they are raised again.)
+        return _parse_cached(ref, default_kind, default_namespace)
+    return _parse(ref, default_kind, default_namespace)
+
+
+@lru_cache(maxsize=65536)
+def _parse_cached(ref: str, default_kind: str | None, default_namespace: str) -> EntityRef:
+    return _parse(ref, default_kind, default_namespace)
+
+
+def _parse(ref: str, default_kind: str | None, default_namespace: str) -> EntityRef:
     if not isinstance(ref, str) or not ref.strip():
         raise RefError("entity reference must be a non-empty string")
     text = ref.strip()
