@@ -99,8 +99,9 @@ class Settings(BaseSettings):
     # Usage push: a verified token is reused this long per portal process, so a
     # revocation takes effect within this many seconds (0 = look it up on every batch).
     sla_ingest_token_cache_s: float = Field(default=5.0, ge=0)
-    # Usage batches stored at once per portal process (0 = the thread pool's limit).
-    sla_ingest_concurrency: int = Field(default=1, ge=0)
+    # Usage batches stored at once per portal process (0 = the thread pool's limit); see
+    # routers/sla_ingest._limiter for why 2.
+    sla_ingest_concurrency: int = Field(default=2, ge=0)
     # PostgreSQL: True = a usage batch is acknowledged once its commit is on disk (the
     # batch's rollup rows stay locked for that flush: 0.3-0.5 ms on an idle CI disk,
     # 3-4 ms while other jobs write to it). False = synchronous_commit off for the batch's
