@@ -317,7 +317,7 @@ def claim_and_apply(  # type: ignore[no-untyped-def]
     deltas in the same transaction; False (nothing written) when the id was claimed before.
 
     PostgreSQL: two statements on the driver's cursor, the first pipelined with the
-    transaction's BEGIN (two round trips before the commit instead of five); with
+    transaction's BEGIN (two round trips before the commit instead of three); with
     ``synchronous_commit`` False the transaction's commit does not wait for its WAL to
     reach the disk (see Settings.sla_ingest_synchronous_commit). Other databases:
     insert_ignore then apply_deltas.
