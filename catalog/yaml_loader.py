@@ -62,7 +62,9 @@ def _refuse_tags(text: str) -> None:
 
 
 def _load_all(text: str) -> list[Any]:
-    if _TAG_HINT.search(text):
+    # The plain substring test first: the look-behind pattern costs ~3 ms per 500
+    # entities of YAML, and most catalog files hold no '!' at all.
+    if "!" in text and _TAG_HINT.search(text):
         _refuse_tags(text)
     documents = yaml_rs.loads(
         text + _END,
