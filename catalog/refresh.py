@@ -38,6 +38,7 @@ from catalog.tables import CatalogLocation
 ERROR_LIMIT = 2000
 # Advisory lock keys are one bigint space per database; this prefix keeps ours apart.
 _LOCK_NAMESPACE = "rag-portal:catalog-location:"
+_SLOT_PREFIX = "background-refresh-slot-"  # location ids are UUIDs: no clash
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
 
@@ -45,8 +46,9 @@ _local_guard = threading.Lock()
 @dataclass
 class RefreshOutcome:
     location_id: str
-    # "refreshed", "failed", "busy" (another refresh holds the lock), "missing" (deleted)
-    # or "fresh" (refreshed by someone else since it was found due).
+    # "refreshed", "failed", "busy" (another refresh holds the lock), "missing" (deleted),
+    # "fresh" (refreshed by someone else since it was found due) or "deferred" (every
+    # background-refresh slot was taken; see refresh_slot).
     state: str
     entities: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)
@@ -104,6 +106,22 @@ def location_lock(factory: sessionmaker[Session], location_id: str) -> Iterator[
         yield True
     finally:
         os.close(fd)  # closing the file releases the lock
+
+
+@contextmanager
+def refresh_slot(factory: sessionmaker[Session], slots: int) -> Iterator[int | None]:
+    """One of ``slots`` background-refresh slots shared by every worker on the database
+    (the index held while the block runs), or None when all are taken.
+
+    Taken without waiting, with the same locks as a location (advisory locks on
+    PostgreSQL, ``flock`` files on SQLite) under names no location id can have.
+    """
+    for index in range(slots):
+        with location_lock(factory, f"{_SLOT_PREFIX}{index}") as held:
+            if held:
+                yield index
+                return
+    yield None
 
 
 def _record(factory: sessionmaker[Session], location_id: str, error: str | None) -> None:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # Niceness added to the thread of a background location refresh (Linux), so that
     # refreshes yield the CPU to interactive reads; 0 = same priority as everything else.
     catalog_refresh_niceness: int = Field(default=10, ge=0, le=19)
+    # Background location refreshes running at once across every worker on the database;
+    # the others wait their turn (retried a few seconds later, holding no worker slot).
+    catalog_refresh_concurrency: int = Field(default=1, ge=1, le=64)
     max_request_body_bytes: int = 10 * 1024 * 1024
     # Templates shipped with the portal, registered in the catalog at start-up.
     templates_dir: Path = Field(

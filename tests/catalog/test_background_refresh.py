@@ -108,8 +108,20 @@ def test_beat_refreshes_locations_and_records_errors(
         assert "not valid YAML" in status["lastRefreshError"]  # type: ignore[index]
         assert _entity(admin_client, "web")["metadata"]["description"] == "edited"
 
-        # Fixed again: the next refresh clears the error.
+        # Fixed again, while another worker holds the only background-refresh slot
+        # (RAGPORTAL_CATALOG_REFRESH_CONCURRENCY=1): the refresh waits its turn, retried
+        # without holding the worker, and runs once the slot is free.
         yaml_server.publish("svc.yaml", component("web"), component("same"))
+        factory = live_server.app.state.session_factory  # type: ignore[attr-defined]
+        with refresh.refresh_slot(factory, 1) as slot:
+            assert slot == 0
+            _wait(
+                lambda: "Retry in" in log_path.read_text(),
+                "a refresh without a free slot was not retried",
+                log_path,
+            )
+            [item] = admin_client.get(LOCATIONS).json()
+            assert item["status"]["lastRefreshError"] is not None  # not refreshed meanwhile
         _wait(
             lambda: admin_client.get(LOCATIONS).json()[0]["status"]["lastRefreshError"] is None,
             "the error was not cleared",
@@ -226,3 +238,22 @@ def test_refresh_niceness_setting_is_bounded(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).catalog_refresh_niceness == 10
     with pytest.raises(ValueError, match="catalog_refresh_niceness"):
         Settings(data_dir=tmp_path, catalog_refresh_niceness=20)
+
+
+def test_background_refresh_slots_are_shared_and_given_back(
+    settings,
+    session_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    from workers.catalog import background_refresh
+
+    with refresh.refresh_slot(session_factory, 2) as first:
+        with refresh.refresh_slot(session_factory, 2) as second:
+            with refresh.refresh_slot(session_factory, 2) as third:
+                assert (first, second, third) == (0, 1, None)
+        with refresh.refresh_slot(session_factory, 2) as again:
+            assert again == 1  # given back when its block ended
+        # A background refresh finding every slot taken is deferred, touching nothing
+        # (the location does not even exist: no refresh was attempted).
+        one_slot = settings.model_copy(update={"catalog_refresh_concurrency": 1})
+        assert background_refresh(one_slot, "no-such-location").state == "deferred"
+    assert background_refresh(one_slot, "no-such-location").state == "missing"
