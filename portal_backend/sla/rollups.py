@@ -368,9 +368,14 @@ def claim_and_apply(  # type: ignore[no-untyped-def]
             cursor.execute(sql, params)
             inserted = {tuple(r) for r in cursor.fetchall()}
     except psycopg.Error as error:
-        # As SQLAlchemy would have wrapped it: callers retry on OperationalError
-        # (a deadlock victim), and the session rolls the whole transaction back.
-        raise DBAPIError.instance(sql, params, error, psycopg.Error) from error
+        # As SQLAlchemy would have handled it: callers retry on OperationalError (a
+        # deadlock victim), the session rolls the whole transaction back, and a
+        # connection the server dropped is not handed out by the pool again.
+        if driver.closed:
+            connection.invalidate()
+        raise DBAPIError.instance(
+            sql, params, error, psycopg.Error, connection_invalidated=driver.closed
+        ) from error
     lost = [k for k in keys if k not in existing and k not in inserted]
     if lost:
         apply_deltas(session, {k: deltas[k] for k in lost})

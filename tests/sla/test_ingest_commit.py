@@ -108,3 +108,29 @@ def test_lock_timeout_is_an_operational_error_and_writes_nothing(pg_settings) ->
             assert ingest.ingest_batch(session, _batch(ref, blocked_id), now=T0).accepted == 40
     finally:
         engine.dispose()
+
+
+def test_a_dropped_connection_fails_the_batch_and_is_not_reused(pg_settings) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(pg_settings.database_url)
+    factory = make_session_factory(engine)
+    try:
+        (ref,) = register(factory, rag_service("bot"))
+        session = factory()
+        driver = session.connection().connection.driver_connection
+        with engine.connect() as other:
+            other.execute(
+                text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.info.backend_pid}
+            )
+            other.commit()
+        with pytest.raises(OperationalError):
+            ingest.ingest_batch(session, _batch(ref, "dropped"), now=T0)
+        session.rollback()
+        session.close()
+        # The retry gets a live connection and the batch counts once.
+        with session_scope(factory) as session:
+            assert ingest.ingest_batch(session, _batch(ref, "dropped"), now=T0).accepted == 40
+        end = int(T0.timestamp())
+        with session_scope(factory) as session:
+            assert stats.window_stats(session, ref, end - 3600, end).requests == 40
+    finally:
+        engine.dispose()
