@@ -239,8 +239,11 @@ def connection_shares(
     return shares
 
 
-async def push_all(url: str, shares: list[list[tuple[int, bytes]]], tokens: list[str]) -> float:
-    """httpx.AsyncClient, one worker per share (its own connection, one request at a time)."""
+async def push_all(
+    urls: list[str], shares: list[list[tuple[int, bytes]]], tokens: list[str]
+) -> float:
+    """httpx.AsyncClient, one worker per share (its own connection, one request at a time);
+    share c goes to ``urls[c mod len(urls)]``."""
     limits = httpx.Limits(max_connections=len(shares), max_keepalive_connections=len(shares))
     headers = [
         {"Authorization": f"Bearer {token}", "Content-Type": "application/json"} for token in tokens
@@ -252,10 +255,16 @@ async def push_all(url: str, shares: list[list[tuple[int, bytes]]], tokens: list
             if response.status_code != 200:
                 raise RuntimeError(f"push failed: {response.status_code} {response.text[:300]}")
 
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+    clients = [httpx.AsyncClient(base_url=url, limits=limits, timeout=120) for url in urls]
+    try:
         start = time.perf_counter()
-        await asyncio.gather(*(worker(client, share) for share in shares))
+        await asyncio.gather(
+            *(worker(clients[c % len(clients)], share) for c, share in enumerate(shares))
+        )
         return time.perf_counter() - start
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 async def push_raw(
@@ -502,8 +511,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     pushing = args.pushing_services or args.concurrency
-    if args.balance == "round-robin" and args.client != "raw":
-        parser.error("--balance round-robin needs the raw client")
     if pushing < 1 or args.records // args.batch < pushing:
         parser.error("--pushing-services must be between 1 and the number of batches")
     workdir = Path(tempfile.mkdtemp(prefix="sla-bench-"))
@@ -584,7 +591,7 @@ def main() -> None:
                 )
             )
         else:
-            elapsed = asyncio.run(push_all(url, shares, push_tokens))
+            elapsed = asyncio.run(push_all(urls, shares, push_tokens))
         client_cpu = time.process_time() - client_before
         busy = machine_busy_seconds() - busy_before
         server_cpu = sum(cpu_seconds(server.pid) for server in servers) - cpu_before
