@@ -34,7 +34,11 @@ def make_engine(database_url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
             # WAL lets readers proceed while a writer holds the lock (refresh during reads).
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL is a property of the database file: set it once. Setting it again on
+            # every connection fails at once with "database is locked" (no busy wait)
+            # when another process holds a lock, e.g. two importers connecting together.
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
