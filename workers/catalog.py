@@ -39,7 +39,7 @@ def background_refresh(
     ``catalog_refresh_concurrency`` slots (state "deferred" when none is free) and at the
     lower CPU priority of ``catalog_refresh_niceness``, so that reads served beside
     background refreshes stay fast: on 2 cores, two refreshes at once made the by-query
-    p95 about 2x its idle value, one about 1.1x."""
+    p95 1.85-2.5x its idle value, one 1.2-1.4x."""
     factory = process_session_factory(settings)
     with refresh.refresh_slot(factory, settings.catalog_refresh_concurrency) as slot:
         if slot is None:
