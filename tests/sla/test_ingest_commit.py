@@ -5,14 +5,15 @@ OperationalError) with nothing of the batch written."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from portal_backend.db import make_engine, make_session_factory, session_scope, upgrade_database
 from portal_backend.settings import Settings
@@ -32,6 +33,25 @@ def pg_settings(postgres_schema: str, tmp_path: Path) -> Settings:
     return settings
 
 
+@pytest.fixture
+def engine(pg_settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(pg_settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def ref(factory: sessionmaker[Session]) -> str:
+    """One registered RAG service, the one every batch here is for."""
+    (ref,) = register(factory, rag_service("bot"))
+    return ref
+
+
 def _batch(ref: str, batch_id: str) -> ingest.ParsedBatch:
     body = orjson.dumps(
         {"batch_id": batch_id, "records": records(ref, T0 - timedelta(minutes=5), 60, 40)}
@@ -39,98 +59,83 @@ def _batch(ref: str, batch_id: str) -> ingest.ParsedBatch:
     return ingest.parse_batch(body)
 
 
-def test_asynchronous_commit_applies_to_the_batch_transaction_only(pg_settings) -> None:  # type: ignore[no-untyped-def]
-    engine = make_engine(pg_settings.database_url)
-    try:
-        (ref,) = register(make_session_factory(engine), rag_service("bot"))
-        with engine.connect() as connection:
-            session = Session(bind=connection)
-            result = ingest.ingest_batch(
-                session, _batch(ref, "async-1"), now=T0, synchronous_commit=False
-            )
-            assert result.accepted == 40
-            inside = session.execute(text("SHOW synchronous_commit")).scalar()
-            session.commit()
-            after = connection.exec_driver_sql("SHOW synchronous_commit").scalar()
-            connection.commit()
-            session.close()
-        assert (inside, after) == ("off", "on")  # SET LOCAL: the pooled connection is unchanged
+def test_asynchronous_commit_applies_to_the_batch_transaction_only(
+    engine: Engine, factory: sessionmaker[Session], ref: str
+) -> None:
+    with engine.connect() as connection:
+        session = Session(bind=connection)
+        result = ingest.ingest_batch(
+            session, _batch(ref, "async-1"), now=T0, synchronous_commit=False
+        )
+        assert result.accepted == 40
+        inside = session.execute(text("SHOW synchronous_commit")).scalar()
+        session.commit()
+        after = connection.exec_driver_sql("SHOW synchronous_commit").scalar()
+        connection.commit()
+        session.close()
+    assert (inside, after) == ("off", "on")  # SET LOCAL: the pooled connection is unchanged
 
-        with engine.connect() as connection:
-            session = Session(bind=connection)
-            ingest.ingest_batch(session, _batch(ref, "sync-1"), now=T0, synchronous_commit=True)
-            assert session.execute(text("SHOW synchronous_commit")).scalar() == "on"
-            session.commit()
-            session.close()
-        end = int(T0.timestamp())
-        with session_scope(make_session_factory(engine)) as session:
-            assert stats.window_stats(session, ref, end - 3600, end).requests == 80
-    finally:
-        engine.dispose()
+    with engine.connect() as connection:
+        session = Session(bind=connection)
+        ingest.ingest_batch(session, _batch(ref, "sync-1"), now=T0, synchronous_commit=True)
+        assert session.execute(text("SHOW synchronous_commit")).scalar() == "on"
+        session.commit()
+        session.close()
+    end = int(T0.timestamp())
+    with session_scope(factory) as session:
+        assert stats.window_stats(session, ref, end - 3600, end).requests == 80
 
 
-def test_lock_timeout_is_an_operational_error_and_writes_nothing(pg_settings) -> None:  # type: ignore[no-untyped-def]
-    engine = make_engine(pg_settings.database_url)
-    factory = make_session_factory(engine)
-    try:
-        (ref,) = register(factory, rag_service("bot"))
-        with session_scope(factory) as session:
-            ingest.ingest_batch(session, _batch(ref, "first"), now=T0)
-        blocked_id = f"blocked-{uuid.uuid4().hex}"
-        with engine.connect() as holder:
-            # Another transaction holds the service's day row (every batch touches it).
-            holder.execute(
-                text(
-                    "SELECT 1 FROM sla_usage_rollups WHERE service_ref = :ref "
-                    "AND resolution = '1d' FOR UPDATE"
-                ),
-                {"ref": ref},
-            )
-            session = factory()
-            session.execute(text("SET LOCAL lock_timeout = '200ms'"))
-            with pytest.raises(OperationalError) as raised:
-                ingest.ingest_batch(session, _batch(ref, blocked_id), now=T0)
-            assert "lock timeout" in str(raised.value)
-            session.rollback()
-            session.close()
-            holder.rollback()
-        with session_scope(factory) as session:
-            assert session.get(IngestBatch, blocked_id) is None  # the claim rolled back too
-            day = session.execute(
-                text(
-                    f"SELECT requests FROM {T.name} WHERE service_ref = :ref AND resolution = '1d'"
-                ),
-                {"ref": ref},
-            ).scalar()
-            assert day == 40
-        # The same batch goes through once the lock is gone (the push's retry).
-        with session_scope(factory) as session:
-            assert ingest.ingest_batch(session, _batch(ref, blocked_id), now=T0).accepted == 40
-    finally:
-        engine.dispose()
-
-
-def test_a_dropped_connection_fails_the_batch_and_is_not_reused(pg_settings) -> None:  # type: ignore[no-untyped-def]
-    engine = make_engine(pg_settings.database_url)
-    factory = make_session_factory(engine)
-    try:
-        (ref,) = register(factory, rag_service("bot"))
+def test_lock_timeout_is_an_operational_error_and_writes_nothing(
+    engine: Engine, factory: sessionmaker[Session], ref: str
+) -> None:
+    with session_scope(factory) as session:
+        ingest.ingest_batch(session, _batch(ref, "first"), now=T0)
+    blocked_id = f"blocked-{uuid.uuid4().hex}"
+    with engine.connect() as holder:
+        # Another transaction holds the service's day row (every batch touches it).
+        holder.execute(
+            text(
+                "SELECT 1 FROM sla_usage_rollups WHERE service_ref = :ref "
+                "AND resolution = '1d' FOR UPDATE"
+            ),
+            {"ref": ref},
+        )
         session = factory()
-        driver = session.connection().connection.driver_connection
-        with engine.connect() as other:
-            other.execute(
-                text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.info.backend_pid}
-            )
-            other.commit()
-        with pytest.raises(OperationalError):
-            ingest.ingest_batch(session, _batch(ref, "dropped"), now=T0)
+        session.execute(text("SET LOCAL lock_timeout = '200ms'"))
+        with pytest.raises(OperationalError) as raised:
+            ingest.ingest_batch(session, _batch(ref, blocked_id), now=T0)
+        assert "lock timeout" in str(raised.value)
         session.rollback()
         session.close()
-        # The retry gets a live connection and the batch counts once.
-        with session_scope(factory) as session:
-            assert ingest.ingest_batch(session, _batch(ref, "dropped"), now=T0).accepted == 40
-        end = int(T0.timestamp())
-        with session_scope(factory) as session:
-            assert stats.window_stats(session, ref, end - 3600, end).requests == 40
-    finally:
-        engine.dispose()
+        holder.rollback()
+    with session_scope(factory) as session:
+        assert session.get(IngestBatch, blocked_id) is None  # the claim rolled back too
+        day = session.execute(
+            text(f"SELECT requests FROM {T.name} WHERE service_ref = :ref AND resolution = '1d'"),
+            {"ref": ref},
+        ).scalar()
+        assert day == 40
+    # The same batch goes through once the lock is gone (the push's retry).
+    with session_scope(factory) as session:
+        assert ingest.ingest_batch(session, _batch(ref, blocked_id), now=T0).accepted == 40
+
+
+def test_a_dropped_connection_fails_the_batch_and_is_not_reused(
+    engine: Engine, factory: sessionmaker[Session], ref: str
+) -> None:
+    session = factory()
+    driver = session.connection().connection.driver_connection
+    with engine.connect() as other:
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.info.backend_pid})
+        other.commit()
+    with pytest.raises(OperationalError):
+        ingest.ingest_batch(session, _batch(ref, "dropped"), now=T0)
+    session.rollback()
+    session.close()
+    # The retry gets a live connection and the batch counts once.
+    with session_scope(factory) as session:
+        assert ingest.ingest_batch(session, _batch(ref, "dropped"), now=T0).accepted == 40
+    end = int(T0.timestamp())
+    with session_scope(factory) as session:
+        assert stats.window_stats(session, ref, end - 3600, end).requests == 40
