@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_backend import __version__
@@ -39,18 +40,15 @@ class BodySizeLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             limit = self.settings.max_request_body_bytes
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    if value.isdigit() and int(value) > limit:
-                        response = error_response(
-                            Request(scope),
-                            413,
-                            f"request body of {value.decode()} bytes exceeds the limit of "
-                            f"{limit} bytes",
-                        )
-                        await response(scope, receive, send)
-                        return
-                    break
+            length = Headers(scope=scope).get("content-length")
+            if length and length.isdecimal() and int(length) > limit:
+                response = error_response(
+                    Request(scope),
+                    413,
+                    f"request body of {length} bytes exceeds the limit of {limit} bytes",
+                )
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
