@@ -69,7 +69,9 @@ def serve(
         )
     finally:
         if embedded is not None:
-            _stop_process(embedded)
+            from portal_backend.processes import stop_process_group
+
+            stop_process_group(embedded)  # the worker and its pool children
 
 
 def _start_embedded_worker():  # type: ignore[no-untyped-def]
@@ -93,21 +95,6 @@ def _die_with_parent() -> None:
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(0)
-
-
-def _stop_process(process) -> None:  # type: ignore[no-untyped-def]
-    import os
-    import signal
-    import subprocess
-
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)  # the worker and its pool children
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 @app.command()

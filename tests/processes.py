@@ -1,19 +1,13 @@
-"""Stopping the subprocesses tests start in their own process group (servers, workers)."""
+"""Stopping the subprocesses tests start in their own process group (servers, workers):
+the portal's own helper (``ragportal serve`` stops its embedded worker with it), with a
+shorter wait before SIGKILL."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
+
+from portal_backend import processes
 
 
 def stop_process_group(process: subprocess.Popen, timeout: float = 15) -> None:
-    """SIGTERM the whole group (a server's children too), SIGKILL if it does not exit."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    processes.stop_process_group(process, timeout)
