@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+from collections import deque
 
 from sqlalchemy import func, select
 
@@ -77,13 +78,14 @@ def ancestry(service: CatalogService, ref: str) -> dict | None:
     if root is None:
         return None
     items = []
-    queue, seen = [root], {ref_of(root)}
+    queue, seen = deque([root]), {ref_of(root)}
     while queue and len(items) < MAX_ANCESTORS:
-        entity = queue.pop(0)
+        entity = queue.popleft()
         parents = _parents(service, entity)
-        items.append({"entity": entity, "parentEntityRefs": [ref_of(p) for p in parents]})
-        for parent in parents:
-            if ref_of(parent) not in seen:
-                seen.add(ref_of(parent))
+        refs = [ref_of(p) for p in parents]
+        items.append({"entity": entity, "parentEntityRefs": refs})
+        for parent, parent_ref in zip(parents, refs, strict=True):
+            if parent_ref not in seen:
+                seen.add(parent_ref)
                 queue.append(parent)
     return {"rootEntityRef": ref_of(root), "items": items}

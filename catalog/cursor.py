@@ -14,6 +14,20 @@ from typing import Any
 
 from catalog.errors import ErrorDetail, InputError
 
+# What decoding a cursor that this server did not issue can raise.
+DECODE_ERRORS = (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError)
+
+
+def pack(data: Any) -> str:
+    """``data`` as compact base64url JSON, without padding."""
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def unpack(text: str) -> Any:
+    """What ``pack`` packed; one of ``DECODE_ERRORS`` for anything else."""
+    return json.loads(base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode()))
+
 
 @dataclass
 class Cursor:
@@ -45,14 +59,12 @@ class Cursor:
         for optional in ("query", "order_by"):
             if data[optional] is None:
                 del data[optional]
-        raw = json.dumps(data, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return pack(data)
 
     @classmethod
     def decode(cls, text: str, *, param: str = "cursor") -> Cursor:
         try:
-            padded = text + "=" * (-len(text) % 4)
-            data: Any = json.loads(base64.urlsafe_b64decode(padded.encode()))
+            data: Any = unpack(text)
             if not isinstance(data, dict):
                 raise ValueError("not an object")
             cursor = cls(**data)

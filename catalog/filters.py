@@ -8,6 +8,7 @@ filter means any of the values. Keys and values match case-insensitively.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -94,21 +95,25 @@ def _condition(
     return CatalogEntity.uid.in_(sub)
 
 
+def relation_directions(relation: str) -> list[tuple[Any, Any, str]]:
+    """How to read a ``relation`` (lowercase type) from the stored rows, as (entity
+    column, related-ref column, stored type): forward rows of that type, then rows of
+    its reverse type read backwards (only forward rows are stored)."""
+    type_ = CANONICAL_TYPE.get(relation, relation)
+    directions = [(CatalogRelation.source_ref, CatalogRelation.target_ref, type_)]
+    if type_ in REVERSE:
+        directions.append((CatalogRelation.target_ref, CatalogRelation.source_ref, REVERSE[type_]))
+    return directions
+
+
 def related(relation: str, targets: list[str] | None) -> CompoundSelect | Select[tuple[str]]:
     """Refs of the entities with a ``relation`` (lowercase type) to any of ``targets``
-    (to anything when None): the sources of forward rows of that type, and the targets
-    of rows of its reverse type (only forward rows are stored)."""
-    type_ = CANONICAL_TYPE.get(relation, relation)
-    forward = select(CatalogRelation.source_ref).where(CatalogRelation.type == type_)
-    if targets:
-        forward = forward.where(CatalogRelation.target_ref.in_(targets))
-    reverse = REVERSE.get(type_)
-    if reverse is None:
-        return forward
-    backward = select(CatalogRelation.target_ref).where(CatalogRelation.type == reverse)
-    if targets:
-        backward = backward.where(CatalogRelation.source_ref.in_(targets))
-    return union_all(forward, backward)
+    (to anything when None)."""
+    selects = []
+    for entity, other, type_ in relation_directions(relation):
+        sub = select(entity).where(CatalogRelation.type == type_)
+        selects.append(sub.where(other.in_(targets)) if targets else sub)
+    return selects[0] if len(selects) == 1 else union_all(*selects)
 
 
 def condition(key: str, values: list[str] | None) -> ColumnElement[bool]:

@@ -11,15 +11,13 @@ sends ``{cursor}``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, not_, select, true, tuple_
 from sqlalchemy.orm import Session
 
+from catalog.cursor import DECODE_ERRORS, pack, unpack
 from catalog.errors import ErrorDetail, InputError
 from catalog.predicates import _bad, compile_predicate
 from catalog.service import location_view
@@ -78,17 +76,12 @@ def compile_location_predicate(query: Any, path: str = "query") -> ColumnElement
     return compile_predicate(query, path, _leaf)
 
 
-def _encode_cursor(data: dict) -> str:
-    raw = json.dumps(data, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def _decode_cursor(text: Any) -> dict:
     problem = "cursor is not one this server issued; start again without it"
     if not isinstance(text, str) or not text:
         raise InputError(problem, [ErrorDetail("cursor", "malformed")])
     try:
-        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        data = unpack(text)
         after = data["after"]
         if not (
             isinstance(data, dict)
@@ -99,7 +92,7 @@ def _decode_cursor(text: Any) -> dict:
         ):
             raise ValueError("bad shape")
         datetime.fromisoformat(after[0])
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+    except DECODE_ERRORS:
         raise InputError(problem, [ErrorDetail("cursor", "malformed")]) from None
     return data
 
@@ -158,7 +151,7 @@ def query_locations(session: Session, request: Any) -> dict:
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        page_info["nextCursor"] = _encode_cursor(
+        page_info["nextCursor"] = pack(
             {
                 "query": query,
                 "limit": limit,

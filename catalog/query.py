@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, aliased
 
 from catalog.errors import ErrorDetail, InputError
 from catalog.facet_counts import count_groups, count_value, has_counts
-from catalog.relations import CANONICAL_TYPE, REVERSE
+from catalog.filters import relation_directions
 from catalog.tables import FULL_TEXT_KEYS, CatalogEntity, CatalogRelation, CatalogSearch
 
 MAX_LIMIT = 1000
@@ -202,21 +202,14 @@ def facets(
     for requested in keys:
         key = requested.lower()
         if key.startswith("relations."):
-            relation = key[len("relations.") :]
-            type_ = CANONICAL_TYPE.get(relation, relation)
-            # (entity, related ref) pairs: forward rows of the type, and rows of its
-            # reverse type read backwards (only forward rows are stored).
-            pairs: Any = select(
-                CatalogRelation.source_ref.label("ref"), CatalogRelation.target_ref.label("other")
-            ).where(CatalogRelation.type == type_)
-            if type_ in REVERSE:
-                pairs = union_all(
-                    pairs,
-                    select(CatalogRelation.target_ref, CatalogRelation.source_ref).where(
-                        CatalogRelation.type == REVERSE[type_]
-                    ),
+            # (entity, related ref) pairs, in each direction the rows are read.
+            selects = [
+                select(entity.label("ref"), other.label("other")).where(
+                    CatalogRelation.type == type_
                 )
-            pairs = pairs.subquery("pairs")
+                for entity, other, type_ in relation_directions(key[len("relations.") :])
+            ]
+            pairs = (selects[0] if len(selects) == 1 else union_all(*selects)).subquery("pairs")
             query = select(pairs.c.other, func.count(func.distinct(pairs.c.ref))).group_by(
                 pairs.c.other
             )
