@@ -164,7 +164,8 @@ for question in questions:
 encoder = api.query_encoder
 print(json.dumps({
     "encoder": type(encoder).__name__ if encoder else None,
-    "cache": sorted(p.name for p in settings.onnx_cache_dir.glob("*")),
+    # Name and modification time: a second export would rewrite the file.
+    "cache": {p.name: p.stat().st_mtime_ns for p in settings.onnx_cache_dir.glob("*")},
     "questions": len(questions),
     "min_cosine": min(cosines),
 }))

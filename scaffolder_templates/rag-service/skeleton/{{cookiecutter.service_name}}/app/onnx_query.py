@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class OnnxQueryEncoder:
 
         self.model = model
         self.transformer = model[0]
+        # The model's own pooling (and Normalize, if it has one) after the transformer.
+        self._after_transformer = list(model)[1:]
         # sentence-transformers >= 6 calls it preprocess, older versions tokenize.
         self._tokenize = getattr(model, "preprocess", None) or model.tokenize
         path = self._exported(cache_dir)
@@ -87,8 +90,6 @@ class OnnxQueryEncoder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Normalized sentence embeddings, as `encode(normalize_embeddings=True)`."""
-        import torch
-
         features = self._tokenize(texts)
         feed = {name: features[name].numpy() for name in self.input_names}
         (token_embeddings,) = self.session.run(["last_hidden_state"], feed)
@@ -97,19 +98,18 @@ class OnnxQueryEncoder:
             "attention_mask": features["attention_mask"],
         }
         with torch.inference_mode():
-            # The model's own pooling (and Normalize, if it has one) after the transformer.
-            for module in list(self.model)[1:]:
+            for module in self._after_transformer:
                 pooled = module(pooled)
             vectors = torch.nn.functional.normalize(pooled["sentence_embedding"], dim=-1)
         return vectors.numpy()
 
     def _exported(self, cache_dir: Path) -> Path:
-        import torch
-
         digest = hashlib.sha256(f"{EXPORT_FORMAT}|{torch.__version__}".encode())
         for name, tensor in self.transformer.auto_model.state_dict().items():
             digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            # The array's own buffer: the same bytes as tobytes(), without a copy of the
+            # weights at every start.
+            digest.update(tensor.detach().cpu().contiguous().numpy())
         path = cache_dir / f"transformer-{digest.hexdigest()[:24]}.onnx"
         if path.is_file():
             return path
@@ -119,8 +119,6 @@ class OnnxQueryEncoder:
         return path
 
     def _export(self, path: Path) -> None:
-        import torch
-
         auto_model = self.transformer.auto_model.eval()
         sample = self._tokenize(list(PROBES))
         # BERT-like models take token_type_ids, others (e.g. MPNet) do not.
