@@ -401,6 +401,16 @@ def _location_body(payload: Any) -> tuple[str, str]:
     return location_type, target
 
 
+def _file_needs_admin(
+    location_type: Any, principal: Principal, field: str = "type", why: str = ""
+) -> None:
+    """Refuse a ``file`` location from anyone but an admin: it reads the server's disk."""
+    if location_type == "file" and not principal.is_admin:
+        raise NotAllowedError(
+            f"file locations need an admin token{why}", [ErrorDetail(field, "file needs admin")]
+        )
+
+
 @router.post("/locations", status_code=201)
 def create_location(
     request: Request,
@@ -410,12 +420,11 @@ def create_location(
     principal: Principal = WritePrincipal,
 ) -> dict[str, Any]:
     location_type, target = _location_body(payload)
-    if location_type == "file" and not principal.is_admin:
-        raise NotAllowedError(
-            "file locations need an admin token (as in Backstage, the API accepts url "
-            "locations from everyone else)",
-            [ErrorDetail("type", "file needs admin")],
-        )
+    _file_needs_admin(
+        location_type,
+        principal,
+        why=" (as in Backstage, the API accepts url locations from everyone else)",
+    )
     if onConflict not in (None, "reject", "refresh"):
         raise InputError("onConflict must be 'reject' or 'refresh'")
     dry_run = (dryRun or "").lower() in ("true", "1", "yes")
@@ -481,10 +490,7 @@ def update_location_route(
     principal: Principal = WritePrincipal,
 ) -> dict[str, str]:
     location_type, target = _location_body(payload)
-    if location_type == "file" and not principal.is_admin:
-        raise NotAllowedError(
-            "file locations need an admin token", [ErrorDetail("type", "file needs admin")]
-        )
+    _file_needs_admin(location_type, principal)
     return update_location(
         request.app.state.session_factory,
         location_id,
@@ -501,11 +507,8 @@ def analyze_location_route(
 ) -> dict[str, Any]:
     # Write scope, like registering: it makes the server fetch what the caller names.
     location = payload.get("location") if isinstance(payload, dict) else None
-    if isinstance(location, dict) and location.get("type") == "file" and not principal.is_admin:
-        raise NotAllowedError(
-            "file locations need an admin token",
-            [ErrorDetail("location.type", "file needs admin")],
-        )
+    if isinstance(location, dict):
+        _file_needs_admin(location.get("type"), principal, "location.type")
     with _session(request) as session:
         service = CatalogService(session, policy=policy_for(request.app.state.settings))
         return analyze_location(service, payload)
