@@ -384,7 +384,6 @@ class CatalogService:
                 changed.append(
                     {
                         "b_uid": uid,
-                        "ref": ref,
                         "etag": etag,
                         "body": text,
                         "location_key": keep_location,
@@ -450,9 +449,9 @@ class CatalogService:
     ) -> None:
         table = CatalogEntity.__table__  # type: ignore[attr-defined]
         if changed:
-            pairs = [(c["b_uid"], c["ref"]) for c in changed]
-            for chunk in _chunks(pairs):
-                self._delete_index_rows([u for u, _ in chunk], [r for _, r in chunk])
+            ref_of_uid = {uid: ref for uid, ref, _ in written}  # every changed one is there
+            for chunk in _chunks([c["b_uid"] for c in changed]):
+                self._delete_index_rows(chunk, [ref_of_uid[uid] for uid in chunk])
             from sqlalchemy import bindparam
 
             self.session.connection().execute(
@@ -464,7 +463,7 @@ class CatalogService:
                     location_key=bindparam("location_key"),
                     updated_at=bindparam("updated_at"),
                 ),
-                [{k: v for k, v in c.items() if k != "ref"} for c in changed],
+                changed,
             )
         try:
             insert_rows(self.session, table, _ENTITY_COLUMNS, new_rows)
