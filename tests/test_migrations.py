@@ -93,12 +93,13 @@ def test_0008_keeps_forward_relations_and_downgrade_restores_both_ways(tmp_path)
         upgrade_database(settings, "0007_catalog_facet_counts")
         engine = make_engine(settings.database_url)
 
-        table = "catalog_relations"
-
         def relation_rows() -> set[tuple[str, ...]]:
             with engine.connect() as connection:
                 rows = connection.execute(
-                    text("SELECT source_ref, type, target_ref, originating_uid FROM " + table)
+                    text(
+                        "SELECT source_ref, type, target_ref, originating_uid "
+                        "FROM catalog_relations"
+                    )
                 )
                 return {tuple(r) for r in rows}
 
