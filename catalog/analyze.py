@@ -99,12 +99,15 @@ def analyze_location(service: CatalogService, body: Any) -> dict:
         }
     entities, sources = service._read_location_tree(location_type, candidate, registered=False)
     files = []
+    registered: dict[str, bool] = {}  # per source file: a file holds many entities
     for entity, source in zip(entities, sources, strict=True):
         source_type, _, source_target = source.partition(":")
+        if source not in registered:
+            registered[source] = service.find_location(source_type, source_target) is not None
         files.append(
             {
                 "location": {"type": source_type, "target": source_target},
-                "isRegistered": service.find_location(source_type, source_target) is not None,
+                "isRegistered": registered[source],
                 "entity": entity,
             }
         )
