@@ -149,7 +149,7 @@ def test_real_ingestion_of_the_sample_corpus(repo: Path, ingested: dict):
 
 
 QUESTION_VECTORS = """
-import json, sys
+import json
 from app.embeddings import make_embeddings
 from app.settings import Settings
 
