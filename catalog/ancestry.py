@@ -50,21 +50,28 @@ def _names(parent: dict, read_from: str, wanted: str) -> bool:
     return False
 
 
-def _parents(service: CatalogService, entity: dict) -> list[dict]:
-    annotations = entity.get("metadata", {}).get("annotations") or {}
-    read_from = annotations.get(MANAGED_BY_LOCATION)
-    origin = annotations.get(MANAGED_BY_ORIGIN_LOCATION)
-    if not read_from or not origin or read_from == origin:
-        return []
+def _location_entities(service: CatalogService, origin: str) -> list[dict]:
+    """The Location entities of the registration ``origin``."""
     rows = service.session.scalars(
         select(CatalogEntity.entity_ref).where(
             CatalogEntity.location_key == origin, func.lower(CatalogEntity.kind) == "location"
         )
     ).all()
+    return [parent for parent in service.get_by_refs(list(rows)) if parent is not None]
+
+
+def _parents(service: CatalogService, entity: dict, read: dict[str, list[dict]]) -> list[dict]:
+    """``entity``'s parent Location entities; ``read``: those of each registration so far
+    (an entity and its ancestors share one, read once)."""
+    annotations = entity.get("metadata", {}).get("annotations") or {}
+    read_from = annotations.get(MANAGED_BY_LOCATION)
+    origin = annotations.get(MANAGED_BY_ORIGIN_LOCATION)
+    if not read_from or not origin or read_from == origin:
+        return []
+    if origin not in read:
+        read[origin] = _location_entities(service, origin)
     found = []
-    for parent in service.get_by_refs(list(rows)):
-        if parent is None:
-            continue
+    for parent in read[origin]:
         parent_from = (parent["metadata"].get("annotations") or {}).get(MANAGED_BY_LOCATION, "")
         if parent_from and _names(parent, parent_from, read_from):
             found.append(parent)
@@ -79,9 +86,10 @@ def ancestry(service: CatalogService, ref: str) -> dict | None:
         return None
     items = []
     queue, seen = deque([root]), {ref_of(root)}
+    read: dict[str, list[dict]] = {}
     while queue and len(items) < MAX_ANCESTORS:
         entity = queue.popleft()
-        parents = _parents(service, entity)
+        parents = _parents(service, entity, read)
         refs = [ref_of(p) for p in parents]
         items.append({"entity": entity, "parentEntityRefs": refs})
         for parent, parent_ref in zip(parents, refs, strict=True):
