@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from catalog.errors import ErrorDetail, InputError
-from catalog.locations import LOCATION_TYPES, check_target, read_target
+from catalog.locations import LOCATION_TYPES, check_target
 from catalog.service import CatalogService
 from catalog.validation import NAME_RE
 
@@ -89,15 +89,17 @@ def analyze_location(service: CatalogService, body: Any) -> dict:
     check_target(location_type, target, service.policy)  # refused targets: 4xx, no read
     candidate = target if _is_yaml(target) else _in_folder(location_type, target, filename)
     try:
-        read_target(location_type, candidate, service.policy)
-    except InputError:
-        if candidate == target:
-            raise  # a YAML file was named: that it cannot be read is the answer
+        entities, sources = service._read_location_tree(location_type, candidate, registered=False)
+    except InputError as exc:
+        # Only "the catalog file in the folder cannot be read" (an error on the root's
+        # own target) means there is none; a named YAML file that cannot be read, and an
+        # invalid file or nested location, are the answer.
+        if candidate == target or [detail.path for detail in exc.details] != ["target"]:
+            raise
         return {
             "existingEntityFiles": [],
             "generateEntities": [_generated(location_type, target, filename)],
         }
-    entities, sources = service._read_location_tree(location_type, candidate, registered=False)
     files = []
     registered: dict[str, bool] = {}  # per source file: a file holds many entities
     for entity, source in zip(entities, sources, strict=True):
