@@ -24,7 +24,9 @@ from sqlalchemy import (
 )
 
 from catalog.errors import ErrorDetail, InputError
+from catalog.map_fields import MapValue, map_condition
 from catalog.relations import CANONICAL_TYPE, REVERSE
+from catalog.search import is_map_key
 from catalog.tables import CatalogEntity, CatalogRelation, CatalogSearch
 
 # One AND-group: key -> accepted values (None: the key only has to exist).
@@ -87,6 +89,8 @@ def _condition(
     column = _COLUMNS.get(key)
     if column is not None:
         return column.in_(values) if values else true()
+    if is_map_key(key):  # annotations and labels: the entity's metadata_maps column
+        return map_condition(key, values)
     sub = select(CatalogSearch.entity_uid).where(CatalogSearch.key == key)
     if values:
         sub = sub.where(CatalogSearch.value.in_(values))
@@ -136,7 +140,7 @@ def search_only_count(alternatives: list[Conditions]) -> tuple[str, list[str], l
     if len(rest) != 1:
         return None
     key, values = rest[0]
-    if not values or key in _COLUMNS or key.startswith("relations."):
+    if not values or key in _COLUMNS or key.startswith("relations.") or is_map_key(key):
         return None
     return key, values, kinds
 
@@ -158,11 +162,29 @@ def full_text_matches(term: str, fields: Sequence[str]) -> Select[tuple[str]]:
     # The keys are rendered into the SQL (quoted by SQLAlchemy) rather than bound: only
     # then can PostgreSQL prove "key IN (...)" implies the trigram index's partial
     # predicate, also in the generic plans of statements psycopg prepares.
-    keys = bindparam("full_text_keys", [f.lower() for f in fields], literal_execute=True)
-    return select(CatalogSearch.entity_uid).where(
-        CatalogSearch.key.in_(keys),
-        CatalogSearch.value.like(f"%{escaped}%", escape="\\"),
-    )
+    pattern = f"%{escaped}%"
+    lowered = [f.lower() for f in fields]
+    row_keys = [key for key in lowered if not is_map_key(key)]
+    map_keys = [key for key in lowered if is_map_key(key)]
+    parts: list[Select[tuple[str]]] = []
+    if row_keys or not map_keys:
+        keys = bindparam("full_text_keys", row_keys, literal_execute=True)
+        parts.append(
+            select(CatalogSearch.entity_uid.label("uid")).where(
+                CatalogSearch.key.in_(keys),
+                CatalogSearch.value.like(pattern, escape="\\"),
+            )
+        )
+    if map_keys:  # annotations and labels named as fields: a scan of the entities
+        parts.append(
+            select(CatalogEntity.uid.label("uid")).where(
+                or_(*(MapValue(key).like(pattern, escape="\\") for key in map_keys))
+            )
+        )
+    if len(parts) == 1:
+        return parts[0]
+    both = union_all(*parts).subquery("full_text")
+    return select(both.c.uid)
 
 
 def full_text_condition(term: str, fields: Sequence[str]) -> ColumnElement[bool]:

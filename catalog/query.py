@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session, aliased
 from catalog.errors import ErrorDetail, InputError
 from catalog.facet_counts import count_groups, count_value, has_counts
 from catalog.filters import relation_directions
+from catalog.map_fields import MapHasKey, MapValue
+from catalog.search import is_map_key
 from catalog.tables import FULL_TEXT_KEYS, CatalogEntity, CatalogRelation, CatalogSearch
 
 MAX_LIMIT = 1000
@@ -48,6 +50,8 @@ def sort_expression(order_field: str | None) -> ColumnElement[str]:
     column = _SORT_COLUMNS.get(key)
     if column is not None:
         return column
+    if is_map_key(key):  # an annotation or label, from the entity's own row
+        return func.coalesce(MapValue(key), "")
     # Entities without the field sort as the empty string.
     smallest = (
         select(func.min(CatalogSearch.value))
@@ -69,6 +73,8 @@ def _sort_key(field: str, joins: list[Subquery]) -> ColumnElement[str]:
     column = _SORT_COLUMNS.get(key)
     if column is not None:
         return column
+    if is_map_key(key):  # an annotation or label, from the entity's own row: no join
+        return func.coalesce(MapValue(key), "")
     values = (
         select(
             CatalogSearch.entity_uid.label("uid"),
@@ -215,6 +221,20 @@ def facets(
             )
             if where is not None:
                 query = query.where(pairs.c.ref.in_(select(CatalogEntity.entity_ref).where(where)))
+        elif is_map_key(key):
+            # Annotations and labels: the entities holding the key (GIN on PostgreSQL),
+            # grouped by lowercase value, shown in one of its original spellings.
+            lowered = MapValue(key, 0)
+            query = (
+                select(func.min(MapValue(key, 1)), func.count())
+                .select_from(CatalogEntity)
+                .where(MapHasKey(key))
+            )
+            if kinds:
+                query = query.where(CatalogEntity.kind.in_(kinds))
+            elif where is not None:
+                query = query.where(where)
+            query = query.group_by(lowered)
         else:
             # Count on the index alone (key, value[, kind]); the display spelling of each
             # value is then looked up once per group, not read from every row.

@@ -35,6 +35,16 @@ class CatalogEntity(SQLModel, table=True):
     __table_args__ = (
         Index("ix_catalog_entities_kind_name_uid", "kind", "name", "uid"),
         Index("ix_catalog_entities_name_uid", "name", "uid"),
+        # Annotation and label conditions (catalog.map_fields) on PostgreSQL; jsonb_ops
+        # serves both containment (key=value) and existence (key alone). SQLite reads
+        # the JSON text without an index: its copy (same name, so models and migrations
+        # agree) is partial on a predicate that is never true, so it stays empty.
+        Index(
+            "ix_catalog_entities_metadata_maps",
+            text("(CAST(metadata_maps AS JSONB))"),
+            postgresql_using="gin",
+            sqlite_where=text("0"),
+        ),
     )
 
     uid: str = Field(primary_key=True, max_length=36)
@@ -47,6 +57,9 @@ class CatalogEntity(SQLModel, table=True):
     # The document (without relations, which are read from catalog_relations).
     body: str = Field(sa_column=Column(Text, nullable=False))
     location_key: str | None = Field(default=None, max_length=2100, index=True)
+    # Annotations and labels as JSON text (catalog.search.map_fields): their conditions
+    # read this column instead of search rows. NULL when the entity has neither.
+    metadata_maps: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime
     updated_at: datetime
 

@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from catalog.relations import compute_relations, forward_relations
+from catalog.search import search_rows
 from catalog.service import CatalogService, encode
 from portal_backend.db import (
     alembic_config,
@@ -172,3 +173,97 @@ def test_0008_keeps_forward_relations_and_downgrade_restores_both_ways(tmp_path)
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_0009_moves_annotations_and_labels_to_metadata_maps_and_back(
+    backend: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Data migration of 0009 on both databases: annotation and label search rows become
+    each entity's metadata_maps (filters, facets and order read them the same), and
+    downgrade writes exactly those rows back."""
+    schema = "t_maps0009_" + tmp_path.name[-8:].replace("-", "_").lower()
+    if backend == "postgresql":
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    entities = [
+        component("web", annotations={"Rag-Portal.io/Service": "Web"}, labels={"tier": "Gold"}),
+        component("api", annotations={"rag-portal.io/service": "api"}),
+        component("plain"),
+    ]
+    uids = [str(uuid.uuid4()) for _ in entities]
+    # What 0008-era writers stored: every leaf a search row, annotations and labels too.
+    rows = set()
+    for entity, uid in zip(entities, uids, strict=True):
+        entity["metadata"]["namespace"] = "default"
+        for field in ("annotations", "labels"):
+            for key, value in entity["metadata"].get(field, {}).items():
+                rows.add(
+                    (f"metadata.{field}.{key}".lower(), value.lower(), "component", uid, value)
+                )
+        rows |= {(k, v, "component", uid, o) for k, v, o in search_rows(entity)}
+    map_rows = {r for r in rows if r[0].startswith(("metadata.annotations.", "metadata.labels."))}
+    assert len(map_rows) == 3
+    try:
+        settings = make_settings(backend, tmp_path, schema)
+        upgrade_database(settings, "0008_catalog_forward_relations")
+        engine = make_engine(settings.database_url)
+
+        def search_table() -> set[tuple[str, ...]]:
+            with engine.connect() as connection:
+                found = connection.execute(
+                    text("SELECT key, value, kind, entity_uid, original_value FROM catalog_search")
+                )
+                return {tuple(r) for r in found}
+
+        now = datetime.now(UTC)
+        with engine.begin() as connection:
+            for entity, uid in zip(entities, uids, strict=True):
+                body, etag = encode(entity, uid)
+                name = entity["metadata"]["name"]
+                connection.execute(
+                    text(
+                        "INSERT INTO catalog_entities (uid, entity_ref, kind, namespace, name, "
+                        "etag, body, created_at, updated_at) VALUES (:uid, :ref, 'component', "
+                        "'default', :name, :etag, :body, :now, :now)"
+                    ),
+                    {
+                        "uid": uid,
+                        "ref": f"component:default/{name}",
+                        "name": name,
+                        "etag": etag,
+                        "body": body,
+                        "now": now,
+                    },
+                )
+            for row in sorted(rows):
+                connection.execute(
+                    text(
+                        "INSERT INTO catalog_search (key, value, kind, entity_uid, "
+                        "original_value) VALUES (:k, :v, :kind, :u, :o)"
+                    ),
+                    dict(zip(("k", "v", "kind", "u", "o"), row, strict=True)),
+                )
+
+        upgrade_database(settings)
+        assert search_table() == rows - map_rows
+        with session_scope(make_session_factory(engine)) as session:
+            service = CatalogService(session)
+            key = "metadata.annotations.rag-portal.io/service"
+            assert service.query_refs({key: "WEB"}) == ["component:default/web"]
+            assert service.query_refs({key: None}) == [
+                "component:default/api",
+                "component:default/web",
+            ]
+            assert service.query_refs({"metadata.labels.tier": "gold"}) == ["component:default/web"]
+            assert service.facets(["metadata.labels.tier"])["facets"]["metadata.labels.tier"] == [
+                {"value": "Gold", "count": 1}
+            ]
+
+        downgrade_database(settings, "0008_catalog_forward_relations")
+        assert search_table() == rows
+        engine.dispose()
+    finally:
+        if backend == "postgresql":
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -10,8 +10,8 @@ from catalog.cursor import Cursor
 from catalog.errors import InputError, PayloadTooLargeError
 from catalog.refs import RefError, parse_ref
 from catalog.relations import compute_relations
-from catalog.search import search_rows
-from catalog.service import encode, project
+from catalog.search import map_fields, search_rows
+from catalog.service import encode, project, stored_document
 from catalog.validation import validate_entity
 from catalog.yaml_loader import load_documents
 from tests.catalog.factories import component, group
@@ -137,7 +137,11 @@ def test_search_rows_flatten_lowercase_and_skip_long_values() -> None:
     rows = {(k, v) for k, v, _ in search_rows(entity)}
     assert ("metadata.name", "web") in rows
     assert ("metadata.tags", "python") in rows and ("metadata.tags", "web") in rows
-    assert ("metadata.annotations.rag-portal.io/service", "web") in rows
+    # Annotations and labels are not rows: they go to the entity's metadata_maps.
+    assert not any(k.startswith("metadata.annotations.") for k, _ in rows)
+    assert json.loads(map_fields(entity) or "") == {
+        "metadata.annotations.rag-portal.io/service": ["web", "Web"]
+    }
     assert ("metadata.namespace", "default") in rows
     assert not any(k == "metadata.description" for k, _ in rows)
     originals = {k: o for k, _, o in search_rows(entity)}
@@ -184,3 +188,13 @@ def test_projection_keeps_only_requested_paths() -> None:
         "spec": {"owner": "team-a"},
     }
     assert project(entity, []) is entity
+
+
+def test_stored_document_is_what_encode_stores() -> None:
+    body = component("web", description="naïve ☃", tags=["a"], annotations={"x.io/y": "z"})
+    body["metadata"]["uid"] = "stale"
+    body["status"] = {"sla": {"ok": True, "ratio": 0.5}}
+    text, etag = encode(body, "uid-1")
+    document = stored_document(body, "uid-1", etag)
+    assert document == json.loads(text)
+    assert json.dumps(document, separators=(",", ":"), ensure_ascii=False) == text

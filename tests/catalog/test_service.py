@@ -149,3 +149,67 @@ def test_location_conflict_between_locations(session_factory, tmp_path) -> None:
     with session_scope(session_factory) as session:
         with pytest.raises(ConflictError):
             CatalogService(session).add_location("file", str(two))
+
+
+def test_annotations_and_labels_filter_facet_order_and_search_like_other_fields(
+    session_factory,
+) -> None:  # type: ignore[no-untyped-def]
+    """Annotations and labels live in each entity's metadata_maps, not in search rows;
+    every read treats them as before: case-insensitive values, existence, OR of values,
+    predicates, facets in the original spelling, order fields (entities without the
+    key sort first), cursor pages, full text over a named annotation, and updates that
+    drop or change one."""
+    key = "metadata.annotations.rag-portal.io/model"
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        service.upsert_entities(
+            [
+                component("a", annotations={"rag-portal.io/model": "Llama-3-8B"}),
+                component("b", annotations={"rag-portal.io/Model": "llama-3-8b"}),
+                component("c", annotations={"rag-portal.io/model": "Mistral-7B"}),
+                component("d", labels={"tier": "gold"}),
+            ]
+        )
+        assert service.query_refs({key: "LLAMA-3-8B"}) == [
+            "component:default/a",
+            "component:default/b",
+        ]
+        assert service.query_refs({key: ["mistral-7b", "nothing"]}) == ["component:default/c"]
+        assert service.query_refs({key: None, "metadata.name": "c"}) == ["component:default/c"]
+        assert service.query_refs({"metadata.labels.tier": None}) == ["component:default/d"]
+        assert service.query_refs({"metadata.labels.tier": "silver"}) == []
+        names = service.query_entities(
+            query={"$not": {key: {"$exists": True}}}, fields=["metadata.name"]
+        )["items"]
+        assert [e["metadata"]["name"] for e in names] == ["d"]
+
+        facet = service.facets([key])["facets"][key]
+        assert facet[0]["count"] == 2 and facet[0]["value"].lower() == "llama-3-8b"
+        assert facet[1:] == [{"value": "Mistral-7B", "count": 1}]
+        assert service.facets([key], ["metadata.name=c"])["facets"][key] == [
+            {"value": "Mistral-7B", "count": 1}
+        ]
+
+        first = service.query_entities(
+            order_by=[(key, "desc"), ("metadata.name", "asc")], limit=2, fields=["metadata.name"]
+        )
+        assert [e["metadata"]["name"] for e in first["items"]] == ["c", "a"]
+        rest = service.query_entities(cursor=first["pageInfo"]["nextCursor"], limit=2)
+        assert [e["metadata"]["name"] for e in rest["items"]] == ["b", "d"]
+
+        found = service.query_entities(term="mistral", term_fields=[key, "metadata.title"])
+        assert [e["metadata"]["name"] for e in found["items"]] == ["c"]
+
+        # An update that changes one annotation and drops another, and a status write.
+        service.upsert_entities(
+            [
+                component("a", annotations={"rag-portal.io/model": "Phi-3"}),
+                component("d"),
+            ]
+        )
+        service.set_status("component:default/a", "sla", {"ok": True})
+        assert service.query_refs({key: "llama-3-8b"}) == ["component:default/b"]
+        assert service.query_refs({key: "phi-3"}) == ["component:default/a"]
+        assert service.query_refs({"metadata.labels.tier": None}) == []
+        service.delete_by_ref("component:default/a")
+        assert service.query_refs({key: None}) == ["component:default/b", "component:default/c"]

@@ -1,0 +1,127 @@
+"""SQL over ``catalog_entities.metadata_maps``: annotation and label conditions.
+
+The column holds ``catalog.search.map_fields``' JSON text: lowercase path -> [lowercase
+value, original value, ...]. PostgreSQL answers conditions through a GIN index on
+``metadata_maps::jsonb`` (containment ``@>`` for values, ``?`` for existence); SQLite
+(the embedded default, small catalogs) reads the JSON with its JSON1 functions.
+
+Each construct renders per dialect at compile time, so filter compilation stays
+dialect-free, like the rest of ``catalog.filters``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Boolean, ColumnElement, String, literal, or_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from catalog.tables import CatalogEntity
+
+_COLUMN = CatalogEntity.__table__.c.metadata_maps  # type: ignore[attr-defined]
+
+
+def _sqlite_path(key: str, index: int | None = None) -> str:
+    # SQLite JSON path with the key quoted (keys hold dots and slashes). Keys are
+    # validated names; one with a double quote cannot be in the column (nor match).
+    quoted = key.replace('"', "")
+    return f'$."{quoted}"' + (f"[{index}]" if index is not None else "")
+
+
+class _MapElement:
+    """Reads catalog_entities: a select using one gets that table as its FROM."""
+
+    @property
+    def _from_objects(self) -> list[Any]:
+        return [CatalogEntity.__table__]  # type: ignore[attr-defined]
+
+
+class MapValue(_MapElement, ColumnElement[str]):
+    """The first lowercase value (``index`` 0) or its original spelling (1) of ``key``;
+    NULL where the entity has no such annotation or label."""
+
+    type = String()
+    inherit_cache = False  # parameters are made at compile time: never cache
+
+    def __init__(self, key: str, index: int = 0) -> None:
+        self.key = key
+        self.index = index
+
+
+class MapHasKey(_MapElement, ColumnElement[bool]):
+    """The entity has the annotation or label ``key``."""
+
+    type = Boolean()
+    inherit_cache = False
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+class MapContains(_MapElement, ColumnElement[bool]):
+    """``key`` has the lowercase ``value`` (one of its values, in the rare case of keys
+    that differ in case alone)."""
+
+    type = Boolean()
+    inherit_cache = False
+
+    def __init__(self, key: str, value: str) -> None:
+        self.key = key
+        self.value = value
+
+
+def _bind(compiler: SQLCompiler, value: Any, **kw: Any) -> str:
+    return compiler.process(literal(value), **kw)
+
+
+@compiles(MapValue, "postgresql")
+def _value_pg(element: MapValue, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(_COLUMN, **kw)
+    return f"(CAST({column} AS JSONB) -> {_bind(compiler, element.key, **kw)} ->> {element.index})"
+
+
+@compiles(MapValue)
+def _value_sqlite(element: MapValue, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(_COLUMN, **kw)
+    path = _bind(compiler, _sqlite_path(element.key, element.index), **kw)
+    return f"json_extract({column}, {path})"
+
+
+@compiles(MapHasKey, "postgresql")
+def _has_key_pg(element: MapHasKey, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(_COLUMN, **kw)
+    return f"(CAST({column} AS JSONB) ? {_bind(compiler, element.key, **kw)})"
+
+
+@compiles(MapHasKey)
+def _has_key_sqlite(element: MapHasKey, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(_COLUMN, **kw)
+    path = _bind(compiler, _sqlite_path(element.key), **kw)
+    return f"(json_type({column}, {path}) IS NOT NULL)"
+
+
+@compiles(MapContains, "postgresql")
+def _contains_pg(element: MapContains, compiler: SQLCompiler, **kw: Any) -> str:
+    # Containment, which the GIN index (jsonb_ops) serves: the key's array holds value.
+    column = compiler.process(_COLUMN, **kw)
+    probe = _bind(compiler, json.dumps({element.key: [element.value]}), **kw)
+    return f"(CAST({column} AS JSONB) @> CAST({probe} AS JSONB))"
+
+
+@compiles(MapContains)
+def _contains_sqlite(element: MapContains, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(_COLUMN, **kw)
+    path = _bind(compiler, _sqlite_path(element.key), **kw)
+    value = _bind(compiler, element.value, **kw)
+    # Every other item is an original spelling; matching it as well changes nothing (the
+    # lowercase value is matched, and an original equal to it is its own lowercase).
+    return f"EXISTS (SELECT 1 FROM json_each({column}, {path}) WHERE json_each.value = {value})"
+
+
+def map_condition(key: str, values: list[str] | None) -> ColumnElement[bool]:
+    """``key[=value...]`` for an annotation or label key (lowercase key and values)."""
+    if not values:
+        return MapHasKey(key)
+    return or_(*(MapContains(key, value) for value in values))

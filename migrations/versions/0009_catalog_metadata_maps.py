@@ -1,0 +1,87 @@
+"""Catalog: annotations and labels move from search rows to ``metadata_maps``.
+
+Each search row costs an entry in the (key, value, kind, uid) primary key, the bulk of
+an import's database time; annotations and labels are about a third of a typical
+entity's rows. They become one JSON document per entity,
+``catalog_entities.metadata_maps`` (lowercase path -> [lowercase value, original
+value, ...]), with a GIN index on PostgreSQL (``CAST(metadata_maps AS JSONB)``,
+jsonb_ops: containment and key existence).
+
+Upgrade fills the column from the existing search rows and deletes those rows;
+downgrade writes the rows back from the column and drops it.
+
+Revision ID: 0009_catalog_metadata_maps
+Revises: 0008_catalog_forward_relations
+Create Date: 2026-11-28
+"""
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009_catalog_metadata_maps"
+down_revision: str | None = "0008_catalog_forward_relations"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Frozen copy of catalog.search.MAP_KEY_PREFIXES at this revision.
+MAP_ROWS = "(key LIKE 'metadata.annotations.%' OR key LIKE 'metadata.labels.%')"
+INDEX = "ix_catalog_entities_metadata_maps"
+BATCH = 1000
+
+
+def upgrade() -> None:
+    op.add_column("catalog_entities", sa.Column("metadata_maps", sa.Text(), nullable=True))
+    bind = op.get_bind()
+    maps: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    rows = bind.execute(
+        sa.text(
+            "SELECT entity_uid, key, value, original_value FROM catalog_search "
+            f"WHERE {MAP_ROWS} ORDER BY entity_uid, key, value"
+        )
+    )
+    for uid, key, value, original in rows:
+        maps[uid].setdefault(key, []).extend((value, original))
+    updates = [
+        {"u": uid, "m": json.dumps(found, ensure_ascii=False, separators=(",", ":"))}
+        for uid, found in maps.items()
+    ]
+    statement = sa.text("UPDATE catalog_entities SET metadata_maps = :m WHERE uid = :u")
+    for start in range(0, len(updates), BATCH):
+        bind.execute(statement, updates[start : start + BATCH])
+    op.execute(f"DELETE FROM catalog_search WHERE {MAP_ROWS}")
+    if bind.dialect.name == "postgresql":
+        op.execute(
+            f"CREATE INDEX {INDEX} ON catalog_entities USING gin ((CAST(metadata_maps AS JSONB)))"
+        )
+    else:  # never filled (see catalog.tables): there only so that both schemas agree
+        op.execute(
+            f"CREATE INDEX {INDEX} ON catalog_entities ((CAST(metadata_maps AS JSONB))) WHERE 0"
+        )
+
+
+def downgrade() -> None:
+    bind = op.get_bind()
+    op.execute(f"DROP INDEX IF EXISTS {INDEX}")
+    rows = bind.execute(
+        sa.text(
+            "SELECT uid, kind, metadata_maps FROM catalog_entities WHERE metadata_maps IS NOT NULL"
+        )
+    )
+    search_rows = [
+        {"k": key, "v": pairs[i], "kind": kind, "u": uid, "o": pairs[i + 1]}
+        for uid, kind, text in rows
+        for key, pairs in json.loads(text).items()
+        for i in range(0, len(pairs), 2)
+    ]
+    statement = sa.text(
+        "INSERT INTO catalog_search (key, value, kind, entity_uid, original_value) "
+        "VALUES (:k, :v, :kind, :u, :o)"
+    )
+    for start in range(0, len(search_rows), BATCH):
+        bind.execute(statement, search_rows[start : start + BATCH])
+    with op.batch_alter_table("catalog_entities") as batch:
+        batch.drop_column("metadata_maps")
