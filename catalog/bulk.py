@@ -41,6 +41,36 @@ def insert_rows(
     session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
 
 
+def delete_search_rows(session: Session, rows: Sequence[Sequence[str]]) -> None:
+    """Delete ``catalog_search`` rows by primary key: (key, value, kind, entity_uid).
+
+    PostgreSQL: one statement joining the rows as arrays (one index probe each);
+    SQLite: executemany, in process.
+    """
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        keys, values, kinds, uids = (list(column) for column in zip(*rows, strict=True))
+        session.execute(
+            text(
+                "DELETE FROM catalog_search s USING unnest("
+                "CAST(:keys AS text[]), CAST(:values AS text[]), CAST(:kinds AS text[]), "
+                "CAST(:uids AS text[])) AS d(key, value, kind, entity_uid) "
+                "WHERE s.key = d.key AND s.value = d.value AND s.kind = d.kind "
+                "AND s.entity_uid = d.entity_uid"
+            ),
+            {"keys": keys, "values": values, "kinds": kinds, "uids": uids},
+        )
+        return
+    session.execute(
+        text(
+            "DELETE FROM catalog_search WHERE key = :k AND value = :v AND kind = :kind "
+            "AND entity_uid = :u"
+        ),
+        [{"k": k, "v": v, "kind": kind, "u": u} for k, v, kind, u in rows],
+    )
+
+
 def copy_text(session: Session, table: Table, columns: Sequence[str], block: str) -> None:
     """COPY rows already in COPY's text format (PostgreSQL only), on the session's
     connection and transaction."""

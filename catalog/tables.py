@@ -86,7 +86,8 @@ class CatalogSearch(SQLModel, table=True):
         ),
     )
     # The primary key (key, value, kind, entity_uid) is the search index itself: filters and
-    # facets are index(-only) scans; entity_uid alone serves deletes on re-import.
+    # facets are index(-only) scans. Deletes recompute an entity's rows from its stored
+    # document and go by this key too (bulk.delete_search_rows): no entity_uid index.
 
     key: str = Field(primary_key=True, max_length=200)
     value: str = Field(primary_key=True, max_length=200)
@@ -95,7 +96,7 @@ class CatalogSearch(SQLModel, table=True):
     kind: str = Field(primary_key=True, max_length=63)
     # No foreign key: per-row FK triggers halve bulk COPY speed; the service deletes
     # an entity's search rows and relations together with it.
-    entity_uid: str = Field(primary_key=True, max_length=36, index=True)
+    entity_uid: str = Field(primary_key=True, max_length=36)
     original_value: str = Field(max_length=200)
 
 

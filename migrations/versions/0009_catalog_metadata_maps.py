@@ -7,8 +7,11 @@ entity's rows. They become one JSON document per entity,
 value, ...]), with a GIN index on PostgreSQL (``CAST(metadata_maps AS JSONB)``,
 jsonb_ops: containment and key existence).
 
+The index on ``catalog_search.entity_uid`` goes as well: deletes recompute an entity's
+search rows from its stored document and delete them by primary key.
+
 Upgrade fills the column from the existing search rows and deletes those rows;
-downgrade writes the rows back from the column and drops it.
+downgrade writes the rows back from the column and drops it, and puts the index back.
 
 Revision ID: 0009_catalog_metadata_maps
 Revises: 0008_catalog_forward_relations
@@ -53,6 +56,7 @@ def upgrade() -> None:
     for start in range(0, len(updates), BATCH):
         bind.execute(statement, updates[start : start + BATCH])
     op.execute(f"DELETE FROM catalog_search WHERE {MAP_ROWS}")
+    op.drop_index("ix_catalog_search_entity_uid", table_name="catalog_search")
     if bind.dialect.name == "postgresql":
         op.execute(
             f"CREATE INDEX {INDEX} ON catalog_entities USING gin ((CAST(metadata_maps AS JSONB)))"
@@ -83,5 +87,6 @@ def downgrade() -> None:
     )
     for start in range(0, len(search_rows), BATCH):
         bind.execute(statement, search_rows[start : start + BATCH])
+    op.create_index("ix_catalog_search_entity_uid", "catalog_search", ["entity_uid"])
     with op.batch_alter_table("catalog_entities") as batch:
         batch.drop_column("metadata_maps")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from sqlalchemy import text
 
 from catalog.errors import ConflictError, InputError, NotAllowedError, NotFoundError
-from catalog.service import CatalogService
+from catalog.service import CatalogService, _search_tuples
 from portal_backend.db import session_scope
 from tests.catalog.factories import component, group, resource, system
 
@@ -213,3 +216,48 @@ def test_annotations_and_labels_filter_facet_order_and_search_like_other_fields(
         assert service.query_refs({"metadata.labels.tier": None}) == []
         service.delete_by_ref("component:default/a")
         assert service.query_refs({key: None}) == ["component:default/b", "component:default/c"]
+
+
+def _search_rows_match_documents(session) -> None:  # type: ignore[no-untyped-def]
+    """The search table holds exactly the rows of the stored documents: deletes go by
+    rows recomputed from the documents, so a stale row would show up here."""
+    stored = {
+        (k, v, kind, uid)
+        for uid, body in session.execute(text("SELECT uid, body FROM catalog_entities"))
+        for k, v, kind, uid, _ in _search_tuples(uid, json.loads(body))
+    }
+    table = {
+        tuple(r)
+        for r in session.execute(text("SELECT key, value, kind, entity_uid FROM catalog_search"))
+    }
+    assert table == stored
+
+
+def test_updates_status_writes_and_deletes_leave_no_stale_search_rows(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        service.upsert_entities(
+            [
+                component("a", tags=["python", "go"], description="First", owner="team-a"),
+                component("b", dependsOn=["resource:default/db"], title="B"),
+                resource("db"),
+                group("team-a"),
+            ]
+        )
+        _search_rows_match_documents(session)
+        service.upsert_entities(
+            [
+                component("a", tags=["go", "rust"], owner="team-b", lifecycle="experimental"),
+                component("b", dependsOn=["resource:default/db", "component:default/a"]),
+            ]
+        )
+        service.set_status("component:default/a", "sla", {"success_rate": 0.99, "ok": True})
+        service.set_status("component:default/a", "sla", {"success_rate": 0.5})
+        _search_rows_match_documents(session)
+        assert service.query_refs({"metadata.tags": "python"}) == []
+        assert service.query_refs({"status.sla.success_rate": "0.5"}) == ["component:default/a"]
+        assert service.query_refs({"status.sla.ok": None}) == []
+        service.delete_by_ref("component:default/b")
+        service.delete_by_ref("resource:default/db")
+        _search_rows_match_documents(session)
+        assert service.query_refs({"spec.dependson": None}) == []
