@@ -50,7 +50,16 @@ def search_rows(entity: dict) -> list[tuple[str, str, str]]:
     def visit(path: str, value: Any) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                visit(f"{path}.{key}" if path else str(key), item)
+                child = f"{path}.{key}" if path else str(key)
+                if type(item) is str:  # most leaves: no call (same rules as below)
+                    if (
+                        len(item) <= MAX_VALUE_LENGTH
+                        and len(child) <= MAX_KEY_LENGTH
+                        and child not in _SKIPPED_KEYS
+                    ):
+                        rows.setdefault((child.lower(), item.lower()), item)
+                else:
+                    visit(child, item)
             return
         key = path.lower()
         skipped = len(path) > MAX_KEY_LENGTH or path in _SKIPPED_KEYS
@@ -69,9 +78,7 @@ def search_rows(entity: dict) -> list[tuple[str, str, str]]:
     metadata = entity.get("metadata") or {}
     for key, value in entity.items():
         if key == "metadata" and isinstance(value, dict):
-            for field, item in value.items():
-                if str(field).lower() not in MAP_FIELDS:
-                    visit(f"metadata.{field}", item)
+            visit("metadata", {f: v for f, v in value.items() if str(f).lower() not in MAP_FIELDS})
         elif key not in _SKIPPED_TOP_LEVEL:
             visit(key, value)
     if not metadata.get("namespace"):
