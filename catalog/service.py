@@ -47,6 +47,7 @@ from catalog.filters import (
     parse_filters,
     search_only_count,
 )
+from catalog.gc_pause import pausing_collector
 from catalog.location_tree import read_tree
 from catalog.locations import LocationPolicy, check_target, location_key, read_target
 from catalog.predicates import compile_predicate
@@ -285,6 +286,7 @@ class CatalogService:
 
     # -- writes -----------------------------------------------------------------------
 
+    @pausing_collector
     def upsert_entities(
         self,
         entities: list[dict],
@@ -1058,6 +1060,7 @@ class CatalogService:
                 first_seen[ref] = where
         return entities, sources
 
+    @pausing_collector
     def add_location(
         self,
         type: str,
@@ -1124,6 +1127,7 @@ class CatalogService:
         rows = self.session.scalars(select(CatalogLocation).order_by(CatalogLocation.created_at))
         return [{"data": location_view(r), "status": location_status(r)} for r in rows]
 
+    @pausing_collector
     def refresh_location(self, location_id: str) -> dict:
         """Re-read a location: upsert what is there, flag what disappeared as orphan.
 

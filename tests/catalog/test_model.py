@@ -198,3 +198,24 @@ def test_stored_document_is_what_encode_stores() -> None:
     document = stored_document(body, "uid-1", etag)
     assert document == json.loads(text)
     assert json.dumps(document, separators=(",", ":"), ensure_ascii=False) == text
+
+
+def test_collector_pause_nests_and_restores_the_collector() -> None:
+    import gc
+
+    from catalog.gc_pause import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still runs
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
