@@ -1,8 +1,8 @@
 """SQL over ``catalog_entities.metadata_maps``: annotation and label conditions.
 
 The column holds ``catalog.search.map_fields``' JSON text: lowercase path -> [lowercase
-value, original value, ...]. PostgreSQL answers conditions through a GIN index on
-``metadata_maps::jsonb`` (containment ``@>`` for values, ``?`` for existence); SQLite
+value, original value, ...]: JSONB on PostgreSQL, which answers conditions through a GIN
+index on the column (containment ``@>`` for values, ``?`` for existence); SQLite
 (the embedded default, small catalogs) reads the JSON with its JSON1 functions.
 
 Each construct renders per dialect at compile time, so filter compilation stays
@@ -79,7 +79,7 @@ def _bind(compiler: SQLCompiler, value: Any, **kw: Any) -> str:
 @compiles(MapValue, "postgresql")
 def _value_pg(element: MapValue, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(_COLUMN, **kw)
-    return f"(CAST({column} AS JSONB) -> {_bind(compiler, element.key, **kw)} ->> {element.index})"
+    return f"({column} -> {_bind(compiler, element.key, **kw)} ->> {element.index})"
 
 
 @compiles(MapValue)
@@ -92,7 +92,7 @@ def _value_sqlite(element: MapValue, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(MapHasKey, "postgresql")
 def _has_key_pg(element: MapHasKey, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(_COLUMN, **kw)
-    return f"(CAST({column} AS JSONB) ? {_bind(compiler, element.key, **kw)})"
+    return f"({column} ? {_bind(compiler, element.key, **kw)})"
 
 
 @compiles(MapHasKey)
@@ -107,7 +107,7 @@ def _contains_pg(element: MapContains, compiler: SQLCompiler, **kw: Any) -> str:
     # Containment, which the GIN index (jsonb_ops) serves: the key's array holds value.
     column = compiler.process(_COLUMN, **kw)
     probe = _bind(compiler, json.dumps({element.key: [element.value]}), **kw)
-    return f"(CAST({column} AS JSONB) @> CAST({probe} AS JSONB))"
+    return f"({column} @> CAST({probe} AS JSONB))"
 
 
 @compiles(MapContains)

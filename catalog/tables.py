@@ -12,10 +12,32 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Text, text
+from sqlalchemy import BigInteger, Column, Dialect, Index, Integer, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 from uuid6 import uuid7
+
+
+class JSONText(TypeDecorator[str]):
+    """JSON that writers hand over as text, on every path (COPY, executemany, UPDATE):
+    JSONB on PostgreSQL, so its GIN index and operators work on the binary form without
+    parsing the text per row; TEXT on SQLite, read with its JSON functions."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(Text())
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        # As it is: JSONB's own processor would encode the text again, as a JSON string.
+        # (SQLAlchemy's psycopg dialect renders a ::JSONB cast on the parameter.)
+        return None
 
 
 def new_uid() -> str:
@@ -41,7 +63,7 @@ class CatalogEntity(SQLModel, table=True):
         # agree) is partial on a predicate that is never true, so it stays empty.
         Index(
             "ix_catalog_entities_metadata_maps",
-            text("(CAST(metadata_maps AS JSONB))"),
+            "metadata_maps",
             postgresql_using="gin",
             sqlite_where=text("0"),
         ),
@@ -57,9 +79,9 @@ class CatalogEntity(SQLModel, table=True):
     # The document (without relations, which are read from catalog_relations).
     body: str = Field(sa_column=Column(Text, nullable=False))
     location_key: str | None = Field(default=None, max_length=2100, index=True)
-    # Annotations and labels as JSON text (catalog.search.map_fields): their conditions
+    # Annotations and labels (catalog.search.map_fields; JSONB on PostgreSQL): their conditions
     # read this column instead of search rows. NULL when the entity has neither.
-    metadata_maps: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    metadata_maps: str | None = Field(default=None, sa_column=Column(JSONText, nullable=True))
     created_at: datetime
     updated_at: datetime
 

@@ -4,8 +4,8 @@ Each search row costs an entry in the (key, value, kind, uid) primary key, the b
 an import's database time; annotations and labels are about a third of a typical
 entity's rows. They become one JSON document per entity,
 ``catalog_entities.metadata_maps`` (lowercase path -> [lowercase value, original
-value, ...]), with a GIN index on PostgreSQL (``CAST(metadata_maps AS JSONB)``,
-jsonb_ops: containment and key existence).
+value, ...]; JSONB on PostgreSQL, TEXT on SQLite), with a GIN index on PostgreSQL
+(jsonb_ops: containment and key existence).
 
 The index on ``catalog_search.entity_uid`` goes as well: deletes recompute an entity's
 search rows from its stored document and delete them by primary key.
@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0009_catalog_metadata_maps"
 down_revision: str | None = "0008_catalog_forward_relations"
@@ -37,8 +38,10 @@ BATCH = 1000
 
 
 def upgrade() -> None:
-    op.add_column("catalog_entities", sa.Column("metadata_maps", sa.Text(), nullable=True))
     bind = op.get_bind()
+    postgresql = bind.dialect.name == "postgresql"
+    column_type = JSONB() if postgresql else sa.Text()
+    op.add_column("catalog_entities", sa.Column("metadata_maps", column_type, nullable=True))
     maps: dict[str, dict[str, list[str]]] = defaultdict(dict)
     rows = bind.execute(
         sa.text(
@@ -52,19 +55,16 @@ def upgrade() -> None:
         {"u": uid, "m": json.dumps(found, ensure_ascii=False, separators=(",", ":"))}
         for uid, found in maps.items()
     ]
-    statement = sa.text("UPDATE catalog_entities SET metadata_maps = :m WHERE uid = :u")
+    value = "CAST(:m AS JSONB)" if postgresql else ":m"
+    statement = sa.text(f"UPDATE catalog_entities SET metadata_maps = {value} WHERE uid = :u")
     for start in range(0, len(updates), BATCH):
         bind.execute(statement, updates[start : start + BATCH])
     op.execute(f"DELETE FROM catalog_search WHERE {MAP_ROWS}")
     op.drop_index("ix_catalog_search_entity_uid", table_name="catalog_search")
-    if bind.dialect.name == "postgresql":
-        op.execute(
-            f"CREATE INDEX {INDEX} ON catalog_entities USING gin ((CAST(metadata_maps AS JSONB)))"
-        )
+    if postgresql:
+        op.execute(f"CREATE INDEX {INDEX} ON catalog_entities USING gin (metadata_maps)")
     else:  # never filled (see catalog.tables): there only so that both schemas agree
-        op.execute(
-            f"CREATE INDEX {INDEX} ON catalog_entities ((CAST(metadata_maps AS JSONB))) WHERE 0"
-        )
+        op.execute(f"CREATE INDEX {INDEX} ON catalog_entities (metadata_maps) WHERE 0")
 
 
 def downgrade() -> None:
@@ -77,8 +77,9 @@ def downgrade() -> None:
     )
     search_rows = [
         {"k": key, "v": pairs[i], "kind": kind, "u": uid, "o": pairs[i + 1]}
-        for uid, kind, text in rows
-        for key, pairs in json.loads(text).items()
+        for uid, kind, maps in rows
+        # JSONB arrives decoded (psycopg), SQLite's TEXT as text.
+        for key, pairs in (json.loads(maps) if isinstance(maps, str) else maps).items()
         for i in range(0, len(pairs), 2)
     ]
     statement = sa.text(
