@@ -89,7 +89,7 @@ def analyze_location(service: CatalogService, body: Any) -> dict:
     check_target(location_type, target, service.policy)  # refused targets: 4xx, no read
     candidate = target if _is_yaml(target) else _in_folder(location_type, target, filename)
     try:
-        entities, sources = service._read_location_tree(location_type, candidate, registered=False)
+        entities, sources = service.read_location_tree(location_type, candidate, registered=False)
     except InputError as exc:
         # Only "the catalog file in the folder cannot be read" (an error on the root's
         # own target) means there is none; a named YAML file that cannot be read, and an

@@ -58,8 +58,8 @@ def update_location(
             for (body,) in session.execute(
                 select(CatalogEntity.body).where(CatalogEntity.location_key == old_key)
             ):
-                service._check_owner(json.loads(body), owner_group, "location")
-        entities, sources = service._read_location_tree(location_type, target, registered=False)
+                service.check_owner(json.loads(body), owner_group, "location")
+        entities, sources = service.read_location_tree(location_type, target, registered=False)
         # The location's entities follow it to the new key, so the write below updates
         # them in place (same uid) instead of refusing them as another location's.
         session.execute(
@@ -70,8 +70,10 @@ def update_location(
         location.type, location.target, location.location_key = location_type, target, new_key
         session.flush()
         present = set(
-            service._write(entities, location_key=new_key, owner_group=owner_group, sources=sources)
+            service.write_validated(
+                entities, location_key=new_key, owner_group=owner_group, sources=sources
+            )
         )
-        service._flag_orphans(new_key, present)
+        service.flag_orphans(new_key, present)
         location.refreshed_at, location.last_error = datetime.now(UTC), None
         return location_view(location)

@@ -233,9 +233,9 @@ class CatalogService:
     def __init__(self, session: Session, *, policy: LocationPolicy | None = None) -> None:
         self.session = session
         self.policy = policy or LocationPolicy()
-        # What the last _write stored: (uid, ref, JSON text or the document itself).
+        # What the last write_validated stored: (uid, ref, JSON text or the document itself).
         self._stored: list[tuple[str, str, str | dict]] = []
-        # Per ref the last _write wrote: the relations its spec names (its stored rows).
+        # Per ref the last write_validated wrote: the relations its spec names (its stored rows).
         self._forward: dict[str, list[tuple[str, str]]] = {}
 
     # -- validation -------------------------------------------------------------------
@@ -299,7 +299,9 @@ class CatalogService:
         """Validate all, then insert or update them in one go; returns the stored entities."""
         if not _validated:
             self._validate_all(entities, "entities")
-        self._write(entities, location_key=location_key, owner_group=owner_group, sources=_sources)
+        self.write_validated(
+            entities, location_key=location_key, owner_group=owner_group, sources=_sources
+        )
         # The documents just written (or found unchanged), not read back: only the
         # relations other entities' specs add (the reverse direction) need the database.
         return self._hydrate(self._stored, self._forward)
@@ -327,7 +329,9 @@ class CatalogService:
                 }
         return found
 
-    def _check_owner(self, entity: dict, owner_group: str, path: str) -> None:
+    def check_owner(self, entity: dict, owner_group: str, path: str) -> None:
+        """NotAllowedError (naming ``path``) unless ``entity`` is owned by ``owner_group``:
+        what a group-scoped token may write or delete."""
         group = normalize_ref(owner_group, "group")
         owner = (entity.get("spec") or {}).get("owner")
         namespace = (entity.get("metadata") or {}).get("namespace") or "default"
@@ -344,7 +348,7 @@ class CatalogService:
                 [ErrorDetail(path, f"spec.owner must be {group}")],
             )
 
-    def _write(
+    def write_validated(
         self,
         entities: Sequence[dict],
         *,
@@ -352,16 +356,21 @@ class CatalogService:
         owner_group: str | None,
         sources: Sequence[str] | None = None,
     ) -> list[str]:
-        """``sources``: per entity, the key of the location (in ``location_key``'s tree)
-        it was read from; it becomes the entity's managed-by-location annotation."""
+        """Insert or update already validated entities (``validate_entity`` or
+        ``read_location_tree``) in the session's transaction; answers their refs.
+
+        ``sources``: per entity, the key of the location (in ``location_key``'s tree)
+        it was read from; it becomes the entity's managed-by-location annotation.
+        ConflictError when one is managed by another location; NotAllowedError when
+        ``owner_group`` does not own one (as stored or as written)."""
         now = datetime.now(UTC)
         refs = [ref_of(e) for e in entities]
         existing = self._existing(refs)
         if owner_group:
             for index, entity in enumerate(entities):
-                self._check_owner(entity, owner_group, f"entities[{index}].spec.owner")
+                self.check_owner(entity, owner_group, f"entities[{index}].spec.owner")
                 if refs[index] in existing:
-                    self._check_owner(
+                    self.check_owner(
                         json.loads(existing[refs[index]]["body"]),
                         owner_group,
                         f"entities[{index}]",
@@ -556,7 +565,7 @@ class CatalogService:
         if row is None:
             return None
         if owner_group:
-            self._check_owner(json.loads(row.body), owner_group, "entity")
+            self.check_owner(json.loads(row.body), owner_group, "entity")
         return row  # type: ignore[return-value]
 
     def delete_by_ref(self, ref: str, *, owner_group: str | None = None) -> bool:
@@ -1012,7 +1021,7 @@ class CatalogService:
 
     # -- locations --------------------------------------------------------------------
 
-    def _read_location_tree(
+    def read_location_tree(
         self, location_type: str, target: str, *, registered: bool
     ) -> tuple[list[Any], list[str]]:
         """The validated entities of a location and of every location its Location
@@ -1078,11 +1087,11 @@ class CatalogService:
         ).first()
         if existing is not None and not dry_run:
             raise ConflictError(f"location {key} is already registered (id {existing.id})")
-        entities, sources = self._read_location_tree(type, target, registered=False)
+        entities, sources = self.read_location_tree(type, target, registered=False)
         if dry_run:
             if owner_group:
                 for index, entity in enumerate(entities):
-                    self._check_owner(entity, owner_group, f"documents[{index}].spec.owner")
+                    self.check_owner(entity, owner_group, f"documents[{index}].spec.owner")
             view = (
                 location_view(existing)
                 if existing
@@ -1135,20 +1144,20 @@ class CatalogService:
         and the error is raised for the caller to report.
         """
         location = self._location(location_id)
-        entities, sources = self._read_location_tree(
-            location.type, location.target, registered=True
-        )
+        entities, sources = self.read_location_tree(location.type, location.target, registered=True)
         refs = set(
-            self._write(
+            self.write_validated(
                 entities, location_key=location.location_key, owner_group=None, sources=sources
             )
         )
-        orphaned = self._flag_orphans(location.location_key, refs)
+        orphaned = self.flag_orphans(location.location_key, refs)
         location.refreshed_at = datetime.now(UTC)
         location.last_error = None
         return {"location": location_view(location), "entities": sorted(refs), "orphaned": orphaned}
 
-    def _flag_orphans(self, key: str, present: set[str]) -> list[str]:
+    def flag_orphans(self, key: str, present: set[str]) -> list[str]:
+        """Flag ``backstage.io/orphan`` on the entities of location ``key`` that are not
+        in ``present`` (refs); answers the refs newly flagged."""
         rows = self.session.execute(
             select(CatalogEntity.entity_ref, CatalogEntity.body).where(
                 CatalogEntity.location_key == key
@@ -1192,7 +1201,7 @@ class CatalogService:
         ).all()
         if owner_group:
             for row in rows:
-                self._check_owner(json.loads(row.body), owner_group, "location")
+                self.check_owner(json.loads(row.body), owner_group, "location")
         self._delete_uids([r.uid for r in rows])
         self.session.delete(location)
         self.session.flush()

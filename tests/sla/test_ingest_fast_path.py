@@ -4,9 +4,11 @@ within the token cache's TTL."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -123,3 +125,53 @@ def test_revocation_takes_effect_within_the_cache_ttl(  # type: ignore[no-untype
                 == 204
             )
         assert pusher.post("/api/sla/usage", json=_body(ref)).status_code == 401
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_ingest_concurrency_bounds_the_batches_stored_at_once(  # type: ignore[no-untyped-def]
+    limit, migrated_settings, session_factory, monkeypatch
+) -> None:
+    """``sla_ingest_concurrency`` batches of one process are stored at once, never more,
+    however many pushes arrive together."""
+    import portal_backend.routers.sla as sla_routes
+
+    real_push = sla_routes.push_batch
+    lock = threading.Lock()
+    inside = {"now": 0, "most": 0}
+
+    def observed_push(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with lock:
+            inside["now"] += 1
+            inside["most"] = max(inside["most"], inside["now"])
+        try:
+            time.sleep(0.2)  # long enough for every other push to arrive meanwhile
+            return real_push(*args, **kwargs)
+        finally:
+            with lock:
+                inside["now"] -= 1
+
+    monkeypatch.setattr(sla_routes, "push_batch", observed_push)
+    tuned = migrated_settings.model_copy(update={"sla_ingest_concurrency": limit})
+    live, server, thread = start_live_server(tuned)
+    try:
+        (ref,) = register(session_factory, rag_service(f"bot-limit-{limit}"))
+        headers = {"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}
+        with ThreadPoolExecutor(6) as pool:
+            statuses = list(
+                pool.map(
+                    lambda _: (
+                        httpx.post(
+                            f"{live.url}/api/sla/usage",
+                            json=_body(ref),
+                            headers=headers,
+                            timeout=30,
+                        ).status_code
+                    ),
+                    range(6),
+                )
+            )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert statuses == [200] * 6
+    assert inside["most"] == limit
