@@ -402,6 +402,24 @@ def main() -> None:
                 ),
             )
         )
+        # What Backstage's Kubernetes plugin asks: the entity carrying an annotation value
+        # (annotations live in metadata_maps: GIN on PostgreSQL, JSON scan on SQLite).
+        results.append(
+            measure(
+                "annotation filter (backstage.io/kubernetes-id=<name>)",
+                args.requests,
+                lambda i: ok(
+                    client.get(
+                        "/entities/by-query",
+                        params={
+                            "filter": "metadata.annotations.backstage.io/kubernetes-id="
+                            + rng.choice(components),
+                            "limit": "20",
+                        },
+                    )
+                ),
+            )
+        )
         results.append(
             measure(
                 "facets spec.type + metadata.tags",
