@@ -72,6 +72,33 @@ class MapContains(_MapElement, ColumnElement[bool]):
         self.value = value
 
 
+def _json_text(value: str) -> str:
+    """``value`` as the writer spells it in the column's JSON text (search.map_fields).
+
+    SQLite has no index on the column; a byte search for this spelling (``instr``)
+    discards the entities that cannot match before their JSON is parsed (a scan of 20k
+    entities: ~100 ms parsing each, a few ms searching). It never discards a match: the
+    writer's JSON holds every key and value in exactly this spelling.
+    """
+    return json.dumps(value, ensure_ascii=False)
+
+
+# SQLite conditions read the column in a subquery of their own (see _sqlite_matching).
+_SCAN = "map_scan.metadata_maps"
+
+
+def _sqlite_matching(compiler: SQLCompiler, condition: str, **kw: Any) -> str:
+    """``uid IN (the uids whose metadata_maps meet condition)``, on SQLite.
+
+    Written in place, SQLite's planner walks the name index for a page (no sort) and
+    tests every entity in name order, a random row read each: ~32 ms at 20k entities for
+    a kubernetes-id filter. As a list subquery it scans the table once in storage order
+    and sorts the few matches: ~13 ms.
+    """
+    uid = compiler.process(CatalogEntity.__table__.c.uid, **kw)  # type: ignore[attr-defined]
+    return f"({uid} IN (SELECT map_scan.uid FROM catalog_entities AS map_scan WHERE {condition}))"
+
+
 def _bind(compiler: SQLCompiler, value: Any, **kw: Any) -> str:
     return compiler.process(literal(value), **kw)
 
@@ -97,9 +124,11 @@ def _has_key_pg(element: MapHasKey, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(MapHasKey)
 def _has_key_sqlite(element: MapHasKey, compiler: SQLCompiler, **kw: Any) -> str:
-    column = compiler.process(_COLUMN, **kw)
     path = _bind(compiler, _sqlite_path(element.key), **kw)
-    return f"(json_type({column}, {path}) IS NOT NULL)"
+    probe = _bind(compiler, _json_text(element.key) + ":", **kw)
+    return _sqlite_matching(
+        compiler, f"instr({_SCAN}, {probe}) > 0 AND json_type({_SCAN}, {path}) IS NOT NULL", **kw
+    )
 
 
 @compiles(MapContains, "postgresql")
@@ -112,12 +141,17 @@ def _contains_pg(element: MapContains, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(MapContains)
 def _contains_sqlite(element: MapContains, compiler: SQLCompiler, **kw: Any) -> str:
-    column = compiler.process(_COLUMN, **kw)
     path = _bind(compiler, _sqlite_path(element.key), **kw)
     value = _bind(compiler, element.value, **kw)
+    probe = _bind(compiler, _json_text(element.value), **kw)
     # Every other item is an original spelling; matching it as well changes nothing (the
     # lowercase value is matched, and an original equal to it is its own lowercase).
-    return f"EXISTS (SELECT 1 FROM json_each({column}, {path}) WHERE json_each.value = {value})"
+    return _sqlite_matching(
+        compiler,
+        f"instr({_SCAN}, {probe}) > 0 AND EXISTS (SELECT 1 FROM json_each({_SCAN}, {path}) "
+        f"WHERE json_each.value = {value})",
+        **kw,
+    )
 
 
 def map_condition(key: str, values: list[str] | None) -> ColumnElement[bool]:

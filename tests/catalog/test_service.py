@@ -261,3 +261,24 @@ def test_updates_status_writes_and_deletes_leave_no_stale_search_rows(session_fa
         service.delete_by_ref("resource:default/db")
         _search_rows_match_documents(session)
         assert service.query_refs({"spec.dependson": None}) == []
+
+
+def test_annotation_values_with_quotes_backslashes_and_non_ascii_match(session_factory) -> None:  # type: ignore[no-untyped-def]
+    """SQLite pre-filters annotation conditions with a byte search for the value's JSON
+    spelling; values that JSON escapes must still match (and exact ones only)."""
+    key = "metadata.annotations.rag-portal.io/notes"
+    odd = 'Say "Hi"\\ naïve ☃ \t end'
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        service.upsert_entities(
+            [
+                component("odd", annotations={"rag-portal.io/notes": odd}),
+                component("near", annotations={"rag-portal.io/notes": odd + "!"}),
+            ]
+        )
+        assert service.query_refs({key: odd.lower()}) == ["component:default/odd"]
+        assert service.query_refs({key: odd}) == ["component:default/odd"]
+        assert service.query_refs({key: None}) == [
+            "component:default/near",
+            "component:default/odd",
+        ]
