@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, String, literal, or_
+from sqlalchemy import Boolean, ColumnElement, String, false, literal, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -24,10 +24,10 @@ _COLUMN = CatalogEntity.__table__.c.metadata_maps  # type: ignore[attr-defined]
 
 
 def _sqlite_path(key: str, index: int | None = None) -> str:
-    # SQLite JSON path with the key quoted (keys hold dots and slashes). Keys are
-    # validated names; one with a double quote cannot be in the column (nor match).
-    quoted = key.replace('"', "")
-    return f'$."{quoted}"' + (f"[{index}]" if index is not None else "")
+    # SQLite JSON path with the key quoted (keys hold dots and slashes). A double quote
+    # cannot be quoted there; validated keys hold none, and conditions and values on a
+    # key with one are answered without the column (``map_condition``, ``_value_sqlite``).
+    return f'$."{key}"' + (f"[{index}]" if index is not None else "")
 
 
 class _MapElement:
@@ -111,6 +111,8 @@ def _value_pg(element: MapValue, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(MapValue)
 def _value_sqlite(element: MapValue, compiler: SQLCompiler, **kw: Any) -> str:
+    if '"' in element.key:  # no annotation or label has such a key (validation)
+        return "NULL"
     column = compiler.process(_COLUMN, **kw)
     path = _bind(compiler, _sqlite_path(element.key, element.index), **kw)
     return f"json_extract({column}, {path})"
@@ -156,6 +158,8 @@ def _contains_sqlite(element: MapContains, compiler: SQLCompiler, **kw: Any) -> 
 
 def map_condition(key: str, values: list[str] | None) -> ColumnElement[bool]:
     """``key[=value...]`` for an annotation or label key (lowercase key and values)."""
+    if '"' in key:  # validation refuses such keys: no entity has one
+        return false()
     if not values:
         return MapHasKey(key)
     return or_(*(MapContains(key, value) for value in values))

@@ -282,3 +282,16 @@ def test_annotation_values_with_quotes_backslashes_and_non_ascii_match(session_f
             "component:default/near",
             "component:default/odd",
         ]
+
+
+def test_an_annotation_key_with_a_double_quote_matches_nothing(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(session_factory) as session:
+        service = CatalogService(session)
+        service.upsert_entities([component("plain", annotations={"x.io/ab": "v"})])
+        assert service.query_refs({"metadata.annotations.x.io/ab": None}) == [
+            "component:default/plain"
+        ]
+        assert service.query_refs({'metadata.annotations.x.io/a"b': None}) == []
+        assert service.query_refs({'metadata.annotations.x.io/a"b': "v"}) == []
+        page = service.query_entities(order_by=[('metadata.annotations.x.io/a"b', "asc")])
+        assert [e["metadata"]["name"] for e in page["items"]] == ["plain"]
