@@ -7,10 +7,12 @@ INSERT batches, and SQLite's executemany is already fast in-process.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 # COPY runs on the raw psycopg connection, so its errors are psycopg's, not SQLAlchemy's.
+from psycopg import Copy
 from psycopg import IntegrityError as DatabaseIntegrityError  # noqa: F401 (re-exported)
 from sqlalchemy import String, Table, any_, insert, literal, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -25,18 +27,14 @@ def insert_rows(
     rows = list(rows)
     if not rows:
         return
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        driver = connection.connection.driver_connection
-        column_list = ", ".join(f'"{c}"' for c in columns)
+    if session.get_bind().dialect.name == "postgresql":
         text_block = _copy_text(rows)
-        with driver.cursor() as cursor:  # type: ignore[union-attr]
-            with cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:
-                if text_block is not None:
-                    copy.write(text_block)
-                else:
-                    for row in rows:
-                        copy.write_row(row)
+        with _copy(session, table, columns) as copy:
+            if text_block is not None:
+                copy.write(text_block)
+            else:
+                for row in rows:
+                    copy.write_row(row)
         return
     session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
 
@@ -71,14 +69,21 @@ def delete_search_rows(session: Session, rows: Sequence[Sequence[str]]) -> None:
     )
 
 
-def copy_text(session: Session, table: Table, columns: Sequence[str], block: str) -> None:
-    """COPY rows already in COPY's text format (PostgreSQL only), on the session's
-    connection and transaction."""
+@contextmanager
+def _copy(session: Session, table: Table, columns: Sequence[str]) -> Iterator[Copy]:
+    """A ``COPY table (columns) FROM STDIN`` on the session's connection and transaction."""
     driver = session.connection().connection.driver_connection
     column_list = ", ".join(f'"{c}"' for c in columns)
     with driver.cursor() as cursor:  # type: ignore[union-attr]
         with cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:
-            copy.write(block)
+            yield copy
+
+
+def copy_text(session: Session, table: Table, columns: Sequence[str], block: str) -> None:
+    """COPY rows already in COPY's text format (PostgreSQL only), on the session's
+    connection and transaction."""
+    with _copy(session, table, columns) as copy:
+        copy.write(block)
 
 
 def escape_copy(value: str) -> str:

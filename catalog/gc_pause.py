@@ -12,46 +12,29 @@ share one counter.
 
 from __future__ import annotations
 
-import functools
 import gc
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
 
 _lock = threading.Lock()
-_depth = 0
-# Whether the collector was enabled when the outermost pause began (restored at its end).
-_state: dict[str, bool] = {"resume": True}
-
-P = ParamSpec("P")
-R = TypeVar("R")
+_depth = 0  # pauses running in this process
+_resume = True  # whether the collector was enabled when the outermost pause began
 
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    global _depth
+    """Also a decorator (``@collector_paused()``), as every ``contextmanager`` is."""
+    global _depth, _resume
     with _lock:
-        _depth += 1
-        if _depth == 1:
-            was_enabled = gc.isenabled()
+        if _depth == 0:
+            _resume = gc.isenabled()
             gc.disable()
-            _state["resume"] = was_enabled
+        _depth += 1
     try:
         yield
     finally:
         with _lock:
             _depth -= 1
-            if _depth == 0 and _state["resume"]:
+            if _depth == 0 and _resume:
                 gc.enable()
-
-
-def pausing_collector(function: Callable[P, R]) -> Callable[P, R]:
-    """Decorator form of ``collector_paused``."""
-
-    @functools.wraps(function)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with collector_paused():
-            return function(*args, **kwargs)
-
-    return wrapper

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, String, false, literal, or_
+from sqlalchemy import Boolean, ColumnElement, String, literal, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -23,10 +23,12 @@ from catalog.tables import CatalogEntity
 _COLUMN = CatalogEntity.__table__.c.metadata_maps  # type: ignore[attr-defined]
 
 
-def _sqlite_path(key: str, index: int | None = None) -> str:
-    # SQLite JSON path with the key quoted (keys hold dots and slashes). A double quote
-    # cannot be quoted there; validated keys hold none, and conditions and values on a
-    # key with one are answered without the column (``map_condition``, ``_value_sqlite``).
+def _sqlite_path(key: str, index: int | None = None) -> str | None:
+    """SQLite JSON path with the key quoted (keys hold dots and slashes); None for a key
+    with a double quote, which such a path cannot name and no entity has (validation
+    refuses it): the caller answers without the column."""
+    if '"' in key:
+        return None
     return f'$."{key}"' + (f"[{index}]" if index is not None else "")
 
 
@@ -111,11 +113,11 @@ def _value_pg(element: MapValue, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(MapValue)
 def _value_sqlite(element: MapValue, compiler: SQLCompiler, **kw: Any) -> str:
-    if '"' in element.key:  # no annotation or label has such a key (validation)
+    path = _sqlite_path(element.key, element.index)
+    if path is None:
         return "NULL"
     column = compiler.process(_COLUMN, **kw)
-    path = _bind(compiler, _sqlite_path(element.key, element.index), **kw)
-    return f"json_extract({column}, {path})"
+    return f"json_extract({column}, {_bind(compiler, path, **kw)})"
 
 
 @compiles(MapHasKey, "postgresql")
@@ -126,7 +128,10 @@ def _has_key_pg(element: MapHasKey, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(MapHasKey)
 def _has_key_sqlite(element: MapHasKey, compiler: SQLCompiler, **kw: Any) -> str:
-    path = _bind(compiler, _sqlite_path(element.key), **kw)
+    path = _sqlite_path(element.key)
+    if path is None:
+        return "0"
+    path = _bind(compiler, path, **kw)
     probe = _bind(compiler, _json_text(element.key) + ":", **kw)
     return _sqlite_matching(
         compiler, f"instr({_SCAN}, {probe}) > 0 AND json_type({_SCAN}, {path}) IS NOT NULL", **kw
@@ -143,7 +148,10 @@ def _contains_pg(element: MapContains, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(MapContains)
 def _contains_sqlite(element: MapContains, compiler: SQLCompiler, **kw: Any) -> str:
-    path = _bind(compiler, _sqlite_path(element.key), **kw)
+    path = _sqlite_path(element.key)
+    if path is None:
+        return "0"
+    path = _bind(compiler, path, **kw)
     value = _bind(compiler, element.value, **kw)
     probe = _bind(compiler, _json_text(element.value), **kw)
     # Every other item is an original spelling; matching it as well changes nothing (the
@@ -158,8 +166,6 @@ def _contains_sqlite(element: MapContains, compiler: SQLCompiler, **kw: Any) -> 
 
 def map_condition(key: str, values: list[str] | None) -> ColumnElement[bool]:
     """``key[=value...]`` for an annotation or label key (lowercase key and values)."""
-    if '"' in key:  # validation refuses such keys: no entity has one
-        return false()
     if not values:
         return MapHasKey(key)
     return or_(*(MapContains(key, value) for value in values))

@@ -43,15 +43,24 @@ class Row:
         return [*self.sort_values, self.uid]
 
 
+def _own_row_sort(key: str) -> ColumnElement[str] | None:
+    """The sort expression of a field the entity's own row holds (a column, or an
+    annotation or label in metadata_maps); None for fields read from search rows."""
+    column = _SORT_COLUMNS.get(key)
+    if column is not None:
+        return column
+    if is_map_key(key):  # entities without it sort as the empty string
+        return func.coalesce(MapValue(key), "")
+    return None
+
+
 def sort_expression(order_field: str | None) -> ColumnElement[str]:
     if order_field is None:
         return CatalogEntity.name
     key = order_field.lower()
-    column = _SORT_COLUMNS.get(key)
-    if column is not None:
-        return column
-    if is_map_key(key):  # an annotation or label, from the entity's own row
-        return func.coalesce(MapValue(key), "")
+    own = _own_row_sort(key)
+    if own is not None:
+        return own
     # Entities without the field sort as the empty string.
     smallest = (
         select(func.min(CatalogSearch.value))
@@ -70,11 +79,9 @@ def _sort_key(field: str, joins: list[Subquery]) -> ColumnElement[str]:
     (quadratic: ~0.5 s a page at 2,000 entities).
     """
     key = field.lower()
-    column = _SORT_COLUMNS.get(key)
-    if column is not None:
-        return column
-    if is_map_key(key):  # an annotation or label, from the entity's own row: no join
-        return func.coalesce(MapValue(key), "")
+    own = _own_row_sort(key)
+    if own is not None:
+        return own  # no join
     values = (
         select(
             CatalogSearch.entity_uid.label("uid"),

@@ -106,8 +106,6 @@ def map_fields(entity: dict) -> str | None:
         if str(field).lower() not in MAP_FIELDS or not isinstance(entries, dict):
             continue
         for name, value in entries.items():
-            if value is None:
-                continue
             text = value if type(value) is str else _scalar(value)
             path = f"metadata.{field}.{name}"
             if text is None or len(path) > MAX_KEY_LENGTH or len(text) > MAX_VALUE_LENGTH:

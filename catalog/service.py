@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,7 +47,7 @@ from catalog.filters import (
     parse_filters,
     search_only_count,
 )
-from catalog.gc_pause import pausing_collector
+from catalog.gc_pause import collector_paused
 from catalog.location_tree import read_tree
 from catalog.locations import LocationPolicy, check_target, location_key, read_target
 from catalog.predicates import compile_predicate
@@ -161,6 +161,14 @@ _COUNTED = frozenset(COUNTED_KEYS)
 def _search_tuples(uid: str, body: dict) -> list[tuple[str, ...]]:
     kind = str(body.get("kind", "")).lower()
     return [(k, v, kind, uid, o) for k, v, o in search_rows(body)]
+
+
+def _delete_search(session: Session, stored: Iterable[tuple[str, str]]) -> None:
+    """Delete the search rows of (uid, stored JSON text) pairs: the rows ``search_rows``
+    makes of each document, by primary key (``bulk.delete_search_rows``)."""
+    delete_search_rows(
+        session, [row[:4] for uid, text in stored for row in _search_tuples(uid, json.loads(text))]
+    )
 
 
 def _insert_search(session: Session, entities: Sequence[tuple[str, dict]]) -> int:
@@ -286,7 +294,7 @@ class CatalogService:
 
     # -- writes -----------------------------------------------------------------------
 
-    @pausing_collector
+    @collector_paused()
     def upsert_entities(
         self,
         entities: list[dict],
@@ -487,8 +495,6 @@ class CatalogService:
         if changed:
             for chunk in _chunks(replaced):
                 self._delete_index_rows(chunk)
-            from sqlalchemy import bindparam
-
             self.session.connection().execute(
                 update(table)
                 .where(table.c.uid == bindparam("b_uid"))
@@ -535,10 +541,7 @@ class CatalogService:
         """
         uids = [uid for uid, _, _ in stored]
         refs = [ref for _, ref, _ in stored]
-        delete_search_rows(
-            self.session,
-            [row[:4] for uid, _, text in stored for row in _search_tuples(uid, json.loads(text))],
-        )
+        _delete_search(self.session, [(uid, text) for uid, _, text in stored])
         self.session.execute(
             delete(CatalogRelation).where(
                 any_of(self.session, CatalogRelation.source_ref, refs),
@@ -608,9 +611,7 @@ class CatalogService:
                 updated_at=datetime.now(UTC),
             )
         )
-        delete_search_rows(
-            self.session, [r[:4] for r in _search_tuples(row.uid, json.loads(row.body))]
-        )
+        _delete_search(self.session, [(row.uid, row.body)])
         _insert_search(self.session, [(row.uid, body)])
         return self._hydrate([(row.uid, canonical, text)])[0]
 
@@ -1069,7 +1070,7 @@ class CatalogService:
                 first_seen[ref] = where
         return entities, sources
 
-    @pausing_collector
+    @collector_paused()
     def add_location(
         self,
         type: str,
@@ -1136,7 +1137,7 @@ class CatalogService:
         rows = self.session.scalars(select(CatalogLocation).order_by(CatalogLocation.created_at))
         return [{"data": location_view(r), "status": location_status(r)} for r in rows]
 
-    @pausing_collector
+    @collector_paused()
     def refresh_location(self, location_id: str) -> dict:
         """Re-read a location: upsert what is there, flag what disappeared as orphan.
 

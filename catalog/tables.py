@@ -32,7 +32,7 @@ class JSONText(TypeDecorator[str]):
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
             return dialect.type_descriptor(JSONB())
-        return dialect.type_descriptor(Text())
+        return super().load_dialect_impl(dialect)
 
     def bind_processor(self, dialect: Dialect) -> None:
         # As it is: JSONB's own processor would encode the text again, as a JSON string.
