@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     port: int = 7007
     # Public base URL of the portal, used in links it hands out (task output, repo URLs).
     base_url: str = "http://127.0.0.1:7007"
+    # The portal's URL as deployed RAG services reach it (usage push); in a cluster this is
+    # usually an in-cluster address. Unset = base_url.
+    service_portal_url: str | None = None
+    # Container registry the generated repositories' images are pushed to and pulled from
+    # (e.g. ghcr.io/acme); a template may override it. Empty = not configured.
+    image_registry: str = ""
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -155,6 +161,10 @@ class Settings(BaseSettings):
 
     def file_roots(self) -> list[Path]:
         return [p.expanduser().resolve() for p in self.allowed_file_roots] or [self.data_dir]
+
+    @property
+    def portal_url_for_services(self) -> str:
+        return (self.service_portal_url or self.base_url).rstrip("/")
 
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

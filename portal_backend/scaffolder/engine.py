@@ -61,6 +61,12 @@ def workspace_for(settings: Settings, task_id: str) -> Path:
     return settings.data_dir / "workspaces" / task_id
 
 
+def portal_context(settings: Settings) -> dict[str, Any]:
+    """``${{ portal.* }}`` in templates: what a generated service needs to know about the
+    portal that created it (where to push usage, where images live)."""
+    return {"url": settings.portal_url_for_services, "imageRegistry": settings.image_registry}
+
+
 def _user_context(user_ref: str) -> dict[str, Any]:
     return {"ref": user_ref, "entity": {"metadata": {"name": user_ref.rpartition("/")[2]}}}
 
@@ -97,7 +103,13 @@ def _form_path(path: str, raw_input: Any) -> str:
 
 def precheck(template: Template, values: dict[str, Any], settings: Settings, user_ref: str) -> None:
     """Ask each action whether its input can work, before anything exists (400 / 409)."""
-    context = {"parameters": values, "user": _user_context(user_ref), "steps": {}, "secrets": {}}
+    context = {
+        "parameters": values,
+        "user": _user_context(user_ref),
+        "steps": {},
+        "secrets": {},
+        "portal": portal_context(settings),
+    }
     details: list[ErrorDetail] = []
     for step in template.steps:
         raw_input = step.get("input") or {}
@@ -235,8 +247,11 @@ class _Heartbeat:
                 self.cancelled.set()
 
 
-def _context(task: Any, steps: list[Any], secrets: dict[str, str]) -> dict[str, Any]:
+def _context(
+    task: Any, steps: list[Any], secrets: dict[str, str], settings: Settings
+) -> dict[str, Any]:
     return {
+        "portal": portal_context(settings),
         "parameters": task.values,
         "steps": {
             s.step_id: {"output": s.output or {}} for s in steps if s.status in store.DONE_STEP
@@ -294,7 +309,7 @@ def run_next_step(
     if step.attempts > 0:
         emit(f"Resuming step {step.name} (attempt {step.attempts + 1})")
     emit(f"Beginning step {step.name}", status="processing")
-    context = _context(task, steps, secrets)
+    context = _context(task, steps, secrets, settings)
     try:
         if "if" in spec and not is_truthy(render_value(spec["if"], context)):
             store.finish_step(factory, task_id, step.step_id, claim, "skipped", output={})
@@ -360,7 +375,7 @@ def run_next_step(
 def _complete(
     settings: Settings, factory: sessionmaker, task: Any, steps: list[Any], redactor: Redactor
 ) -> str:
-    context = _context(task, steps, {})
+    context = _context(task, steps, {}, settings)
     try:
         output = render_value(task.spec.get("output") or {}, context)
     except ExpressionError as exc:
@@ -398,6 +413,7 @@ def dry_run(
         "user": _user_context(user_ref),
         "steps": {},
         "secrets": secrets or {},
+        "portal": portal_context(settings),
     }
     with tempfile.TemporaryDirectory(prefix="ragportal-dry-run-") as scratch:
         workspace = Path(scratch) / "workspace"
