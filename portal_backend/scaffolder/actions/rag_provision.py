@@ -7,14 +7,11 @@ and validate.
 
 from __future__ import annotations
 
-import io
-import re
-import subprocess
-import tarfile
 from pathlib import Path
 from typing import Any
 
 from portal_backend.provisioning.plan import SERVICE_NAME
+from portal_backend.provisioning.repo_checkout import CheckoutError, export_tree
 from portal_backend.provisioning.service import (
     Provisioner,
     ProvisioningCancelled,
@@ -32,33 +29,14 @@ from portal_backend.scaffolder.actions.base import (
 from portal_backend.scaffolder.actions.fs import inside
 from portal_backend.settings import Settings
 
-LOCAL_TREE = re.compile(r"^file://(?P<repo>/.+?\.git)/(?:blob|tree)/(?P<ref>[^/]+)/?(?P<path>.*)$")
-
 
 def _bundle_from_repo(url: str, ctx: ActionContext) -> Path:
-    """Extract deploy/ from a local bare repository into the workspace (git archive)."""
-    match = LOCAL_TREE.match(url)
-    if not match:
-        raise ActionError(
-            f"cannot read {url}: rag:provision reads the task workspace or a repository of "
-            "this portal (file://<repo>.git/blob/<ref>)"
-        )
-    repo = Path(match["repo"]).resolve()
-    if not repo.is_relative_to((ctx.settings.data_dir / "repos").resolve()):
-        raise ActionError(f"cannot read {url}: not a repository of this portal")
-    prefix = match["path"].strip("/")
-    member = f"{prefix}/deploy" if prefix else "deploy"
-    result = subprocess.run(
-        ["git", "--git-dir", str(repo), "archive", "--format=tar", match["ref"], member],
-        capture_output=True,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise ActionError(f"cannot read deploy/ from {url}: {result.stderr.decode().strip()}")
-    target = ctx.workspace / ".provision" / ctx.step_id
-    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
-        archive.extractall(target, filter="data")
-    return target / member / "k8s"
+    """Extract deploy/ of the published repository into the workspace."""
+    try:
+        root = export_tree(url, ctx.workspace / ".provision" / ctx.step_id, ctx.settings, "deploy")
+    except CheckoutError as exc:
+        raise ActionError(str(exc)) from exc
+    return root / "k8s"
 
 
 def _flag(value: Any) -> bool:
