@@ -8,6 +8,7 @@ from sqlmodel import SQLModel
 import catalog.tables  # noqa: F401
 import portal_backend.auth.models  # noqa: F401
 import portal_backend.provisioning.models  # noqa: F401
+import portal_backend.runtime.tables  # noqa: F401
 import portal_backend.scaffolder.tables  # noqa: F401
 import portal_backend.sla.tables  # noqa: F401
 

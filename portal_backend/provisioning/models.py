@@ -18,8 +18,21 @@ class ProvisionedService(SQLModel, table=True):
 
     service: str = Field(primary_key=True, max_length=63)
     namespace: str = Field(max_length=63)
-    # None: no cluster configured, the bundle was only planned.
+    # None: not on a cluster (planned only, or on the local runtime: see ``target``).
     cluster: str | None = Field(default=None, max_length=100)
+    # Where it runs: "kubernetes", "local" (supervised processes on the portal's machine)
+    # or "plan" (nothing applied). None on rows from before the local runtime: derived
+    # from ``cluster``.
+    target: str | None = Field(default=None, max_length=16)
+    # Where the service answers (the local runtime's API address; a cluster's is internal).
+    endpoint: str | None = Field(default=None, max_length=255)
+    # What was deployed: the published repository's contents URL and its commit.
+    repo_contents_url: str | None = None
+    commit: str | None = Field(default=None, max_length=64)
+    # Who is changing it now (a provisioning step), until when: the local runtime's
+    # supervisor leaves a leased service alone.
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_until: datetime | None = None
     environment: str | None = Field(default=None, max_length=63)
     entity_ref: str | None = Field(default=None, max_length=255)
     # The rendered bundle as applied, Secret values stripped: the reconciler's desired state.
