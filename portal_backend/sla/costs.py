@@ -1,8 +1,11 @@
 """Cost: price table, provisioned-resources model, accrual into hour/day buckets, and the
 derived figures (window cost, month-to-date, projection, per-1k-tokens, per-prompt).
 
-Model: $/hour of a service, while its deployment is not Down/Planned (no status yet =
-assumed running). Where provisioning recorded the desired state it applied
+Model: $/hour of a service while its deployment runs something (``RUNNING_STATES``: the
+provisioning record's state, else the entity's ``status.deployment.state``). A service
+with no deployment status (a Component imported from YAML and never deployed), Planned,
+Down or torn down (entity and record gone) costs nothing. Where provisioning recorded
+the desired state it applied
 (``provisioned_services``), the rate is priced from that state's resource requests
 and replica counts (``resources.desired_rate``: GPU, CPU, memory and storage); otherwise
 GPUs per replica x replicas x price of its GPU class, from the annotations. Accrual
@@ -39,7 +42,10 @@ DEFAULT_PRICES: dict[str, float] = {
     "memory_gb_hour": 0.005,
     "storage_gb_month": 0.10,
 }
-NOT_RUNNING = {"down", "planned"}
+# Deployment states in which workloads exist and hold resources (see
+# provisioning.status.overall_state): Drifted still runs, only not as applied. Anything
+# else -- no status, Planned, Down, an unknown word -- runs nothing and accrues nothing.
+RUNNING_STATES = frozenset({"healthy", "progressing", "degraded", "drifted"})
 C = CostAccrual.__table__
 
 
@@ -108,11 +114,18 @@ def record_for(session: Session, service: SlaService) -> ProvisionedService | No
     return record_of(service, _index(rows))
 
 
+def runs_something(service: SlaService, record: ProvisionedService | None = None) -> bool:
+    """Whether the service's deployment holds resources now; the provisioning record
+    (what the portal applied and reconciles) is the authority, the entity's status a copy."""
+    state = record.state if record is not None else service.deployment_state
+    return (state or "").lower() in RUNNING_STATES
+
+
 def rate_of(
     service: SlaService, prices: dict[str, float], record: ProvisionedService | None = None
 ) -> tuple[Rate, str]:
     """($/h by resource, model used: "provisioned" or "annotations")."""
-    if (service.deployment_state or "").lower() in NOT_RUNNING:
+    if not runs_something(service, record):
         return Rate(), "provisioned" if record is not None else "annotations"
     if record is not None:
         return desired_rate(record.desired, record.detail, prices, service.gpu_class), "provisioned"

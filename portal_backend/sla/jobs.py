@@ -53,8 +53,11 @@ def collect(settings: Settings, factory: Factory, client: httpx.Client, now: dat
 def account_costs(
     settings: Settings, factory: Factory, client: httpx.Client, now: datetime
 ) -> dict:
-    """OpenCost for services in clusters that have it; the provisioned model for the rest."""
+    """OpenCost for services in clusters that have it; the provisioned model for the rest.
+
+    The catalog is read first, so a service torn down since the last run stops accruing."""
     with session_scope(factory) as session:
+        services.sync_from_catalog(session, now)
         tracked = session.scalars(select(SlaService)).all()
         by_opencost: dict[str, list[SlaService]] = defaultdict(list)
         modelled = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from catalog.service import CatalogService
@@ -76,7 +76,11 @@ def upsert_services(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def sync_from_catalog(session: Session, now: datetime) -> list[str]:
-    """Copies every RAG service Component into ``sla_services``; returns their refs."""
+    """Copies every RAG service Component into ``sla_services``; returns their refs.
+
+    A tracked service whose entity is gone (torn down, unregistered) keeps its history
+    but loses its deployment state: nothing of it runs any more, so nothing accrues.
+    """
     catalog = CatalogService(session)
     refs = catalog.query_refs(SERVICE_FILTER)
     rows = [
@@ -85,7 +89,13 @@ def sync_from_catalog(session: Session, now: datetime) -> list[str]:
         if entity is not None
     ]
     upsert_services(session, rows)
-    return [r["service_ref"] for r in rows]
+    present = [r["service_ref"] for r in rows]
+    session.execute(
+        update(SlaService)
+        .where(SlaService.service_ref.not_in(present), SlaService.deployment_state.is_not(None))
+        .values(deployment_state=None, synced_at=now)
+    )
+    return present
 
 
 def sync_one(session: Session, ref: str, now: datetime) -> SlaService | None:

@@ -28,8 +28,13 @@ def rag_service(
     gpu_class: str = "nvidia-l4",
     gpus: str = "1",
     replicas: str = "2",
+    deployment: str | None = "Healthy",
 ) -> dict:
+    """A rag-service Component; ``deployment`` is its ``status.deployment.state`` (None:
+    never deployed, as when imported from YAML)."""
+    status = {"status": {"deployment": {"state": deployment}}} if deployment else {}
     return {
+        **status,
         "apiVersion": "backstage.io/v1alpha1",
         "kind": "Component",
         "metadata": {

@@ -13,8 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from catalog.service import CatalogService
 from portal_backend.db import session_scope
-from portal_backend.sla import costs, evaluate, opencost, reports
+from portal_backend.sla import costs, evaluate, jobs, opencost, reports
 from portal_backend.sla.tables import Alert, SlaService
 from tests.sla.conftest import rag_service, register
 
@@ -184,3 +185,63 @@ def test_cost_insights_summary_by_owner_with_change_and_trend(session_factory) -
     assert team_a["change"]["ratio"] == pytest.approx((current - previous) / previous)
     assert team_a["trendline"]["slope"] == pytest.approx(1 / 86400)  # $1 more per day
     assert items["group:default/team-b"]["change"]["ratio"] == pytest.approx(0)
+
+
+CATALOG_INFO = """\
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: yaml-bot
+  annotations:
+    rag-portal.io/service: yaml-bot
+    rag-portal.io/gpu-class: L4
+    rag-portal.io/gpus: "1"
+    rag-portal.io/replicas: "2"
+spec:
+  type: rag-service
+  lifecycle: production
+  owner: team-a
+"""
+
+
+def test_cost_accrues_only_while_the_deployment_runs_something(  # type: ignore[no-untyped-def]
+    settings, session_factory, tmp_path
+) -> None:
+    """Imported from YAML and never deployed, Planned, Down and torn down cost nothing;
+    only the hours in a running state are billed (1 L4 x 2 replicas = $1.60/h)."""
+    ref = "component:default/yaml-bot"
+    (tmp_path / "catalog-info.yaml").write_text(CATALOG_INFO)
+    with session_scope(session_factory) as session:
+        CatalogService(session).add_location("file", str(tmp_path / "catalog-info.yaml"))
+    clock = [NOV1]
+
+    def run_hours(hours: int) -> float:
+        """The real cost job at the start and end of ``hours``; the spend in between."""
+        start = clock[0]
+        clock[0] = start + timedelta(hours=hours)
+        with httpx.Client() as client:
+            for at in (start, clock[0]):
+                jobs.account_costs(settings, session_factory, client, at)
+        with session_scope(session_factory) as session:
+            return costs.spend(session, ref, start.timestamp(), clock[0].timestamp())
+
+    def deployment(state: str) -> None:
+        with session_scope(session_factory) as session:
+            CatalogService(session).set_status(ref, "deployment", {"state": state})
+
+    assert run_hours(10) == 0.0  # imported from YAML, no deployment status
+    deployment("Planned")
+    assert run_hours(10) == 0.0
+    deployment("Healthy")
+    assert run_hours(10) == pytest.approx(16.0)
+    deployment("Down")
+    assert run_hours(10) == 0.0
+    deployment("Degraded")  # some pods still run: billed
+    assert run_hours(5) == pytest.approx(8.0)
+    with session_scope(session_factory) as session:  # torn down: the entity is gone
+        assert CatalogService(session).delete_by_ref(ref)
+    assert run_hours(10) == 0.0
+    with session_scope(session_factory) as session:
+        assert costs.spend(session, ref, NOV1.timestamp(), clock[0].timestamp()) == pytest.approx(
+            24.0
+        )
