@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # run (templates_dir always may), and the worker-liveness timings of the engine.
     celery_queue: str = "ragportal"
     scaffolder_git_hosts: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # The host templates publish to (``${{ portal.gitHost }}``): "local" or a key of
+    # scaffolder_git_hosts.
+    scaffolder_default_git_host: str = "local"
     scaffolder_trusted_template_roots: list[Path] = Field(default_factory=list)
     scaffolder_heartbeat_s: float = 5.0
     scaffolder_stale_after_s: float = 30.0
@@ -87,6 +90,9 @@ class Settings(BaseSettings):
     scaffolder_sweep_interval_s: float = 10.0
     # Workspaces of failed/cancelled tasks are kept this long for a retry, then removed.
     scaffolder_workspace_retention_s: float = 7 * 24 * 3600.0
+    # A task's workspace is carried between its steps in the database (any worker may run
+    # the next step); a workspace larger than this, compressed, fails the step.
+    scaffolder_workspace_max_bytes: int = Field(default=64 * 2**20, ge=1)
 
     # SLA and cost (portal_backend/sla): where metrics come from, where alerts go.
     # Cluster name -> Prometheus base URL (the "default" entry serves unnamed clusters).

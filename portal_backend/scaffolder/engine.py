@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -25,7 +24,7 @@ from sqlalchemy.orm import sessionmaker
 from catalog.errors import ConflictError, ErrorDetail, InputError, NotFoundError
 from portal_backend.db import session_scope
 from portal_backend.logging import get_logger
-from portal_backend.scaffolder import store
+from portal_backend.scaffolder import store, workspace_store
 from portal_backend.scaffolder.actions import load_actions
 from portal_backend.scaffolder.actions.base import (
     ActionContext,
@@ -146,6 +145,29 @@ def submit(
 ) -> str:
     with session_scope(factory) as session:
         template = find_template(settings, session, template_ref)
+    return submit_template(
+        settings,
+        factory,
+        template=template,
+        values=values,
+        secrets=secrets,
+        user_ref=user_ref,
+        dispatch=dispatch,
+    )
+
+
+def submit_template(
+    settings: Settings,
+    factory: sessionmaker,
+    *,
+    template: Template,
+    values: dict[str, Any],
+    secrets: dict[str, str] | None,
+    user_ref: str,
+    dispatch: Dispatch,
+) -> str:
+    """Submits a task of ``template`` (one found in the catalog, or one the portal builds
+    for an operation such as deploying an existing service)."""
     _check_steps(template)
     if isinstance(values, dict):
         values = with_defaults(template, values)
@@ -322,6 +344,9 @@ def run_next_step(
         data = render_value(spec.get("input") or {}, context)
         _validate_input(action, data)
         workspace = workspace_for(settings, task_id)
+        restored_after = workspace_store.restore(factory, task_id, workspace)
+        if restored_after:
+            emit(f"Workspace restored as step {restored_after} left it")
         workspace.mkdir(parents=True, exist_ok=True)
         with _Heartbeat(
             factory, task_id, step.step_id, claim, settings.scaffolder_heartbeat_s
@@ -340,6 +365,10 @@ def run_next_step(
                 template_trusted=bool(task.spec.get("trusted")),
             )
             output = action.run(ctx, data) or {}
+            # Saved before the step counts as completed: the next step may run elsewhere.
+            workspace_store.save(
+                factory, task_id, step.step_id, workspace, settings.scaffolder_workspace_max_bytes
+            )
     except TaskCancelled:
         if store.finish_step(factory, task_id, step.step_id, claim, "cancelled"):
             emit(f"Step {step.name} cancelled", status="cancelled")
@@ -347,7 +376,7 @@ def run_next_step(
         return "cancelled"
     except Exception as exc:
         message = redactor.redact(str(exc) or type(exc).__name__)
-        if not isinstance(exc, ActionError | ExpressionError):
+        if not isinstance(exc, ActionError | ExpressionError | workspace_store.WorkspaceTooLarge):
             log.exception("scaffolder.step_crashed", task_id=task_id, step=step.step_id)
         if store.finish_step(factory, task_id, step.step_id, claim, "failed", error=message):
             emit(f"Step {step.name} failed: {message}", status="failed")
@@ -385,7 +414,8 @@ def _complete(
         factory, task.id, "completed", output=output, event=("completion", final)
     ):
         return "nothing"
-    shutil.rmtree(workspace_for(settings, task.id), ignore_errors=True)
+    workspace_store.remove_local(workspace_for(settings, task.id))
+    workspace_store.forget(factory, [task.id])
     return "completed"
 
 
@@ -510,6 +540,9 @@ def recovery_sweep(settings: Settings, factory: sessionmaker, dispatch: Dispatch
     for task_id in idle:
         _dispatch(factory, dispatch, task_id)
     removed = remove_old_workspaces(settings, factory)
+    workspace_store.forget_ended_before(
+        factory, time.time() - settings.scaffolder_workspace_retention_s
+    )
     return {"resumed": resumed, "requeued": len(idle), "workspacesRemoved": removed}
 
 
@@ -529,6 +562,6 @@ def remove_old_workspaces(settings: Settings, factory: sessionmaker) -> int:
     removed = 0
     for name, path in folders.items():
         if name in ended or (name not in known and path.stat().st_mtime < cutoff):
-            shutil.rmtree(path, ignore_errors=True)
+            workspace_store.remove_local(path)
             removed += 1
     return removed

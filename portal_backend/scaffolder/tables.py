@@ -72,3 +72,21 @@ class ScaffolderEvent(SQLModel, table=True):
     type: str = Field(max_length=16)  # log | completion | cancelled | recovered
     body: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
     created_at: datetime
+
+
+class ScaffolderWorkspace(SQLModel, table=True):
+    """A task's workspace as of its last completed step (a gzipped tar), so the next step
+    finds it on whichever worker runs it, with no shared folder between workers."""
+
+    __tablename__ = "scaffolder_workspaces"
+
+    task_id: str = Field(
+        primary_key=True, max_length=36, foreign_key="scaffolder_tasks.id", ondelete="CASCADE"
+    )
+    # Content digest of the files (not of the archive bytes): a worker whose local copy has
+    # this digest already holds the same files and skips the download.
+    digest: str = Field(max_length=64)
+    archive: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+    size_bytes: int
+    step_id: str = Field(max_length=100)
+    updated_at: datetime

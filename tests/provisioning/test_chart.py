@@ -145,3 +145,66 @@ def test_cluster_role_is_least_privilege_and_covers_the_generated_bundle(
         rtype = KINDS[kind]
         group = rtype.api_version.rpartition("/")[0]
         assert {"get", "list", "create", "patch", "delete"} <= granted[(group, rtype.plural)], kind
+
+
+def _volumes(pod_owner: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in pod_owner["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_default_values_share_one_data_volume_between_every_pod() -> None:
+    """Local bare repositories (the default git host) are created by one worker and read
+    by the API and the other workers: every pod mounts the same ReadWriteMany claim."""
+    objects = render({})
+    claim = by_kind(objects, "PersistentVolumeClaim")["portal-rag-portal-data"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    for deployment in by_kind(objects, "Deployment").values():
+        data = _volumes(deployment)["data"]
+        assert data == {
+            "name": "data",
+            "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]},
+        }
+        assert env_of(deployment)["RAGPORTAL_SCAFFOLDER_DEFAULT_GIT_HOST"] == "local"
+    # The migration hook runs before the chart's claim exists: it must not wait for it.
+    job = by_kind(objects, "Job")["portal-rag-portal-migrations"]
+    assert _volumes(job)["data"] == {"name": "data", "emptyDir": {}}
+
+
+def test_production_values_publish_to_github_and_need_no_shared_volume() -> None:
+    objects = render(PRODUCTION)
+    assert by_kind(objects, "PersistentVolumeClaim") == {}
+    worker = by_kind(objects, "Deployment")["portal-rag-portal-worker"]
+    assert _volumes(worker)["data"] == {"name": "data", "emptyDir": {}}
+    env = env_of(worker)
+    assert env["RAGPORTAL_SCAFFOLDER_DEFAULT_GIT_HOST"] == "github.com"
+    hosts = json.loads(env["RAGPORTAL_SCAFFOLDER_GIT_HOSTS"])
+    assert hosts == {"github.com": {"type": "github"}}
+    # What the pods read is what the portal's settings parse.
+    from portal_backend.settings import Settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("RAGPORTAL_SCAFFOLDER_GIT_HOSTS", "RAGPORTAL_SCAFFOLDER_DEFAULT_GIT_HOST"):
+            patch.setenv(name, env[name])
+        parsed = Settings()
+    assert parsed.scaffolder_git_hosts == hosts
+    assert parsed.scaffolder_default_git_host == "github.com"
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        # Several pods, each with its own emptyDir, and repositories kept in it.
+        ({"persistence": {"enabled": False}}, "persistence.enabled is false"),
+        (
+            {"worker": {"replicas": 1}, "api": {"replicas": 1}, "persistence": {"enabled": False}},
+            "persistence.enabled is false",
+        ),
+        ({"persistence": {"accessModes": ["ReadWriteOnce"]}}, "ReadWriteMany"),
+        ({"git": {"defaultHost": "github.com"}}, "not in git.hosts"),
+    ],
+)
+def test_values_that_split_the_data_folder_fail_at_template_time(
+    values: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(helm.errors.HelmRenderError) as refused:
+        render(values)
+    assert says in str(refused.value)

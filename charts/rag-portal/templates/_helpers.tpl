@@ -72,6 +72,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   value: {{ .Values.provisioning.gpuClassLabel | quote }}
 - name: RAGPORTAL_RECONCILE_INTERVAL_S
   value: {{ .Values.provisioning.reconcileIntervalSeconds | quote }}
+- name: RAGPORTAL_SCAFFOLDER_DEFAULT_GIT_HOST
+  value: {{ .Values.git.defaultHost | quote }}
+- name: RAGPORTAL_SCAFFOLDER_GIT_HOSTS
+  value: {{ toJson .Values.git.hosts | quote }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
@@ -111,27 +115,56 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 {{- end -}}
 
+{{/* The data folder: the shared volume (persistence.enabled) for the portal's pods; an
+emptyDir for the migration hook, which runs before the chart's PersistentVolumeClaim exists
+and writes nothing there. Call with (dict "root" . "hook" true|false). */}}
 {{- define "rag-portal.volumes" -}}
+{{- $root := .root -}}
 - name: data
+{{- if and $root.Values.persistence.enabled (not .hook) }}
+  persistentVolumeClaim:
+    claimName: {{ include "rag-portal.dataClaim" $root }}
+{{- else }}
   emptyDir: {}
+{{- end }}
 - name: tmp
   emptyDir: {}
-{{- if .Values.provisioning.kubeconfigSecret }}
+{{- if $root.Values.provisioning.kubeconfigSecret }}
 - name: kubeconfigs
   secret:
-    secretName: {{ .Values.provisioning.kubeconfigSecret }}
+    secretName: {{ $root.Values.provisioning.kubeconfigSecret }}
     defaultMode: 0400
 {{- end }}
 {{- end -}}
 
+{{- define "rag-portal.dataClaim" -}}
+{{- default (printf "%s-data" (include "rag-portal.fullname" .)) .Values.persistence.existingClaim -}}
+{{- end -}}
+
+{{/* Call with (dict "root" . "hook" true|false). */}}
 {{- define "rag-portal.podSpecCommon" -}}
-serviceAccountName: {{ include "rag-portal.serviceAccountName" . }}
+{{- $root := .root -}}
+serviceAccountName: {{ include "rag-portal.serviceAccountName" $root }}
 securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- with .Values.imagePullSecrets }}
+  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+{{- with $root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 volumes:
   {{- include "rag-portal.volumes" . | nindent 2 }}
+{{- end -}}
+
+{{/* Values that cannot work together fail `helm template`/`helm install` with the fix. */}}
+{{- define "rag-portal.validate" -}}
+{{- $host := .Values.git.defaultHost -}}
+{{- if and (eq $host "local") (not .Values.persistence.enabled) -}}
+{{- fail "git.defaultHost is \"local\" (bare repositories in the portal's data folder) but persistence.enabled is false: every pod would get its own emptyDir data folder, so a repository a worker creates is missing for the API and the other workers. Either set persistence.enabled=true (a ReadWriteMany volume shared by all pods) or publish to a git host: git.defaultHost=<host> with git.hosts.<host> (e.g. type: github) and its token in the secret store (ragportal secrets set git-token:<host>)." -}}
+{{- end -}}
+{{- if and (ne $host "local") (not (hasKey .Values.git.hosts $host)) -}}
+{{- fail (printf "git.defaultHost %q is not in git.hosts (configured: %s): add git.hosts.%s (type github, gitlab or git)" $host (keys .Values.git.hosts | sortAlpha | join ", " | default "none") $host) -}}
+{{- end -}}
+{{- if and .Values.persistence.enabled (not .Values.persistence.existingClaim) (not (has "ReadWriteMany" .Values.persistence.accessModes)) -}}
+{{- fail "persistence.accessModes must include ReadWriteMany: the data folder is shared by the API, worker and beat pods, which may run on different nodes (or set persistence.enabled=false and publish to a git host)." -}}
+{{- end -}}
 {{- end -}}
