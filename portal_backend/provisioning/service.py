@@ -10,7 +10,6 @@ entity as ``status.deployment``.
 from __future__ import annotations
 
 import copy
-import secrets as pysecrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +20,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from catalog.errors import NotFoundError
 from portal_backend.db import session_scope
+from portal_backend.provisioning import bundle_secrets, records
 from portal_backend.provisioning.bundle import BundleError, render_bundle
 from portal_backend.provisioning.capacity import CapacityReport, check_gpu_capacity
 from portal_backend.provisioning.kube import KubeClient, KubeError, api_client_for
@@ -35,11 +34,10 @@ from portal_backend.provisioning.plan import (
     check_service_objects,
     gpu_workloads,
     order_objects,
-    referenced_secrets,
     release_autoscaled_replicas,
     use_cpu_fallback,
 )
-from portal_backend.provisioning.secrets import GLOBAL, SecretStore
+from portal_backend.provisioning.secrets import SecretStore
 from portal_backend.provisioning.status import (
     ObjectStatus,
     failure_reason,
@@ -71,8 +69,6 @@ TEARDOWN_KINDS = (
     "ServiceAccount",
 )
 TIMEOUT_ANNOTATION = "rag-portal.io/ready-timeout-seconds"
-# Well-known secret keys: which portal secret a referenced key stands for.
-HF_TOKEN, QDRANT_KEY, INGEST_TOKEN = "hf-token", "qdrant-api-key", "ingest-token"
 
 
 class ProvisioningError(Exception):
@@ -96,6 +92,9 @@ class ProvisionRequest:
     allow_cpu_fallback: bool = False
     gpu_class: str | None = None
     entity_ref: str | None = None
+    # Record the plan even where a cluster is configured; the reason says why.
+    plan_only: bool = False
+    plan_reason: str = "no Kubernetes cluster is configured"
 
     @property
     def ref(self) -> str:
@@ -130,6 +129,27 @@ class ProvisionOutcome:
             "durationSeconds": round(self.duration_s, 3),
             "message": self.message,
         }
+
+
+def cluster_name(settings: Settings, requested: str | None) -> str | None:
+    """The cluster to use; None means no cluster is configured."""
+    name = requested or settings.default_cluster
+    if name is None and len(settings.clusters) == 1:
+        name = next(iter(settings.clusters))
+    if name is None:
+        if settings.clusters:
+            raise ProvisioningError(
+                "several clusters are configured and none is the default: name one "
+                f"(cluster input) from {', '.join(sorted(settings.clusters))}"
+            )
+        return None
+    if name not in settings.clusters:
+        known = ", ".join(sorted(settings.clusters)) or "none"
+        raise ProvisioningError(
+            f"cluster {name!r} is not configured (configured: {known}); add it to "
+            "RAGPORTAL_CLUSTERS"
+        )
+    return name
 
 
 def _now() -> datetime:
@@ -170,24 +190,7 @@ class Provisioner:
         )
 
     def cluster_name(self, requested: str | None) -> str | None:
-        """The cluster to use; None means no cluster is configured (plan only)."""
-        name = requested or self.settings.default_cluster
-        if name is None and len(self.settings.clusters) == 1:
-            name = next(iter(self.settings.clusters))
-        if name is None:
-            if self.settings.clusters:
-                raise ProvisioningError(
-                    "several clusters are configured and none is the default: name one "
-                    f"(cluster input) from {', '.join(sorted(self.settings.clusters))}"
-                )
-            return None
-        if name not in self.settings.clusters:
-            known = ", ".join(sorted(self.settings.clusters)) or "none"
-            raise ProvisioningError(
-                f"cluster {name!r} is not configured (configured: {known}); add it to "
-                "RAGPORTAL_CLUSTERS"
-            )
-        return name
+        return cluster_name(self.settings, requested)
 
     # ------------------------------------------------------------------ rendering
     def render(self, req: ProvisionRequest) -> list[dict[str, Any]]:
@@ -207,7 +210,7 @@ class Provisioner:
     # ------------------------------------------------------------------ provision
     def provision(self, req: ProvisionRequest) -> ProvisionOutcome:
         started = time.monotonic()
-        cluster = self.cluster_name(req.cluster)
+        cluster = None if req.plan_only else self.cluster_name(req.cluster)
         objects = self.render(req)
         self.log(
             f"rendered {len(objects)} objects from {req.bundle_dir.name}/"
@@ -278,14 +281,21 @@ class Provisioner:
         outcome.objects = [{**p.summary(), "action": "planned"} for p in ordered]
         gpus = gpu_workloads(objects)
         outcome.message = (
-            "no Kubernetes cluster is configured, so nothing was applied: the bundle was "
+            f"{req.plan_reason}, so nothing was applied: the bundle was "
             f"rendered and validated and the plan ({len(ordered)} objects"
             + (f", {len(gpus)} GPU workload(s)" if gpus else "")
-            + ") is recorded on the task and the catalog entity. Configure RAGPORTAL_CLUSTERS "
-            "and provision again to deploy it."
+            + ") is recorded on the task and the catalog entity. Deploy it to the local "
+            "runtime or a cluster (RAGPORTAL_CLUSTERS) to run it."
         )
         statuses = [ObjectStatus(p.kind, p.name, "Planned") for p in ordered]
-        self._save(req, None, ordered, "Planned", statuses, None)
+        self._save(
+            req,
+            None,
+            ordered,
+            "Planned",
+            statuses,
+            f"{req.plan_reason}: plan recorded, nothing applied",
+        )
         outcome.duration_s = time.monotonic() - started
         self.log(outcome.message)
         return outcome
@@ -337,88 +347,12 @@ class Provisioner:
     def _secret_objects(
         self, req: ProvisionRequest, objects: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        defined = {o["metadata"]["name"] for o in objects if o.get("kind") == "Secret"}
-        wanted = {n: k for n, k in referenced_secrets(objects).items() if n not in defined}
-        if not wanted:
-            return []
-        out = []
-        notes = []
-        with session_scope(self.session_factory) as session:
-            store = SecretStore(session, self.settings)
-            for name, keys in sorted(wanted.items()):
-                data = {
-                    key: self._secret_value(session, store, req, name, key)
-                    for key in sorted(keys or {_default_key(name)})
-                }
-                out.append(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Secret",
-                        "type": "Opaque",
-                        "metadata": {
-                            "name": name,
-                            "namespace": req.service,
-                            "labels": {
-                                SERVICE_LABEL: req.service,
-                                "app.kubernetes.io/managed-by": "rag-portal",
-                            },
-                        },
-                        "stringData": data,
-                    }
-                )
-                # Names only: values never reach the log.
-                notes.append(f"Secret/{name}: keys {', '.join(sorted(data))} from the secret store")
-        # Logged once the store's transaction is committed: the task log writes to the
-        # same database, and SQLite allows one writer at a time.
-        for note in notes:
-            self.log(note)
-        return out
-
-    def _secret_value(
-        self, session: Session, store: SecretStore, req: ProvisionRequest, name: str, key: str
-    ) -> str:
-        # The service's own name must not decide (a service called "hf-bot").
-        short = name.removeprefix(req.service).strip("-")
-        kind = _secret_kind(f"{short} {key}")
-        if kind == HF_TOKEN:
-            value = store.get(req.service, HF_TOKEN) or store.get(GLOBAL, HF_TOKEN)
-            if value is None:
-                raise ProvisioningError(
-                    f"Secret {name} key {key} needs a Hugging Face token and the secret store "
-                    f"has none: PUT /api/rag/secrets/{HF_TOKEN} (admin) first",
-                    reason="MissingSecret",
-                )
-            return value
-        if kind == QDRANT_KEY:
-            value = store.get(req.service, QDRANT_KEY)
-            if value is None:
-                value = pysecrets.token_urlsafe(32)
-                store.set(req.service, QDRANT_KEY, value)
-            return value
-        if kind == INGEST_TOKEN:
-            value = store.get(req.service, INGEST_TOKEN)
-            if value is None:
-                from portal_backend.auth.service import create_token
-
-                value = create_token(
-                    session,
-                    name=f"{req.service} usage ingest",
-                    scope="write",
-                    subject=req.ref,
-                    purpose="ingest",
-                    service_ref=req.ref,
-                    created_by="rag-portal provisioner",
-                ).token
-                store.set(req.service, INGEST_TOKEN, value)
-            return value
-        value = store.get(req.service, key) or store.get(GLOBAL, key)
-        if value is None:
-            raise ProvisioningError(
-                f"Secret {name} key {key} is referenced by the bundle but the secret store has "
-                f"no value named {key!r}: PUT /api/rag/secrets/{key} (admin) first",
-                reason="MissingSecret",
+        try:
+            return bundle_secrets.secret_objects(
+                self.session_factory, self.settings, req.service, req.ref, objects, self.log
             )
-        return value
+        except bundle_secrets.MissingSecretError as exc:
+            raise ProvisioningError(str(exc), reason="MissingSecret") from exc
 
     # ------------------------------------------------------------------ apply + wait
     def _apply_and_wait(
@@ -549,62 +483,25 @@ class Provisioner:
     ) -> None:
         now = _now()
         with session_scope(self.session_factory) as session:
-            row = session.get(ProvisionedService, req.service)
-            if row is None:
-                row = ProvisionedService(
-                    service=req.service,
-                    namespace=req.service,
-                    state=state,
-                    created_at=now,
-                    updated_at=now,
-                )
-                session.add(row)
+            row = records.get_or_create(session, req.service, state)
             row.cluster, row.environment, row.entity_ref = cluster, req.environment, req.ref
+            row.target = records.KUBERNETES if cluster else records.PLAN
+            row.endpoint = None
             if ordered is not None:
                 row.desired = [_strip_secret_values(copy.deepcopy(p.obj)) for p in ordered]
             row.state, row.updated_at, row.last_error = state, now, error
             row.detail = [s.as_dict() for s in statuses]
-            value = self._deployment_status(row)
+            value = records.deployment_status(row)
             ref = row.entity_ref
         self._set_catalog_status(ref, value)
 
-    @staticmethod
-    def _deployment_status(row: ProvisionedService) -> dict[str, Any]:
-        value: dict[str, Any] = {
-            "state": row.state,
-            "objects": row.detail,
-            "updatedAt": row.updated_at.isoformat(),
-            "cluster": row.cluster,
-            "namespace": row.namespace,
-        }
-        if row.last_error:
-            value["message"] = row.last_error
-        if row.state == "Planned":
-            value["message"] = "no cluster configured: plan recorded, nothing applied"
-        return value
-
     def _set_catalog_status(self, ref: str | None, value: dict[str, Any]) -> None:
-        if not ref:
-            return
-        from catalog.service import CatalogService
-
-        try:
-            with session_scope(self.session_factory) as session:
-                CatalogService(session).set_status(ref, "deployment", value)
-        except NotFoundError:
-            self.log(f"{ref} is not in the catalog (yet): deployment status kept by the portal")
+        records.publish_status(self.session_factory, ref, value, self.log)
 
     def record(self, service: str) -> dict[str, Any] | None:
         with session_scope(self.session_factory) as session:
             row = session.get(ProvisionedService, service)
-            if row is None:
-                return None
-            return {
-                **self._deployment_status(row),
-                "service": row.service,
-                "entityRef": row.entity_ref,
-                "environment": row.environment,
-            }
+            return None if row is None else records.record_of(row)
 
     # ------------------------------------------------------------------ reconcile
     def reconcile(self, service: str) -> dict[str, Any] | None:
@@ -636,7 +533,7 @@ class Provisioner:
                 return None
             row.state, row.detail, row.updated_at = state, detail, _now()
             row.last_error = None if state == "Healthy" else row.last_error
-            value = self._deployment_status(row)
+            value = records.deployment_status(row)
         self._set_catalog_status(ref, value)
         return {"service": service, "state": state, "changed": True, "objects": detail}
 
@@ -660,13 +557,16 @@ class Provisioner:
         return results
 
     # ------------------------------------------------------------------ teardown
-    def teardown(self, service: str, cluster: str | None = None) -> dict[str, Any]:
-        """Delete every cluster object labelled for ``service``, then its catalog entities."""
+    def teardown(
+        self, service: str, cluster: str | None = None, *, on_cluster: bool = True
+    ) -> dict[str, Any]:
+        """Delete every cluster object labelled for ``service`` (unless ``on_cluster`` is
+        False: it never ran on one), then its catalog entities, secrets and tokens."""
         with session_scope(self.session_factory) as session:
             row = session.get(ProvisionedService, service)
             row_cluster = row.cluster if row else None
             entity_ref = row.entity_ref if row else None
-        cluster = cluster or row_cluster or self.cluster_name(None)
+        cluster = (cluster or row_cluster or self.cluster_name(None)) if on_cluster else None
         selector = f"{SERVICE_LABEL}={service}"
         deleted: list[str] = []
         remaining: list[str] = []
@@ -737,25 +637,3 @@ class Provisioner:
             )
         ):
             token.revoked_at = _now()
-
-
-def _secret_kind(text: str) -> str | None:
-    lowered = text.lower()
-    if (
-        "hf" in lowered.replace("-", " ").split()
-        or "hugging" in lowered
-        or "hf_" in lowered
-        or "hf-" in lowered
-    ):
-        return HF_TOKEN
-    if "qdrant" in lowered:
-        return QDRANT_KEY
-    if "ingest" in lowered or "usage" in lowered or "portal" in lowered:
-        return INGEST_TOKEN
-    return None
-
-
-def _default_key(secret_name: str) -> str:
-    return {HF_TOKEN: "HF_TOKEN", QDRANT_KEY: "QDRANT_API_KEY", INGEST_TOKEN: "INGEST_TOKEN"}.get(
-        _secret_kind(secret_name) or "", secret_name
-    )

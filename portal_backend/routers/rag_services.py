@@ -22,10 +22,13 @@ from catalog.refs import RefError, normalize_ref, parse_ref
 from portal_backend.auth.deps import AdminPrincipal, ReadPrincipal, WritePrincipal
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
+from portal_backend.deps import scaffolder_dispatch
+from portal_backend.provisioning import targets
 from portal_backend.provisioning.kube import KubeError
 from portal_backend.provisioning.plan import SERVICE_LABEL, SERVICE_NAME
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
 from portal_backend.provisioning.service import Provisioner, ProvisioningError
+from portal_backend.rag import ask, operations
 
 router = APIRouter(prefix="/api/rag", tags=["rag"])
 SECRET_NAME = r"^[a-z0-9]([-a-z0-9_.]{0,98}[a-z0-9])?$"
@@ -45,8 +48,10 @@ def _check_name(namespace: str, name: str) -> None:
         raise InputError(f"{namespace!r} is not a catalog namespace")
 
 
-def _check_owner(request: Request, principal: Principal, namespace: str, name: str) -> None:
-    """Non-admin tokens bound to a group may only tear down what their group owns."""
+def _check_owner(
+    request: Request, principal: Principal, namespace: str, name: str, action: str = "tear down"
+) -> None:
+    """Non-admin tokens bound to a group may only change what their group owns."""
     if principal.is_admin or not principal.group:
         return
     from catalog.service import CatalogService
@@ -62,7 +67,7 @@ def _check_owner(request: Request, principal: Principal, namespace: str, name: s
         actual = None
     if actual != normalize_ref(principal.group, "group"):
         raise NotAllowedError(
-            f"this token may only tear down services owned by {principal.group}; "
+            f"this token may only {action} services owned by {principal.group}; "
             f"component:{namespace}/{name} is owned by {actual or 'nobody'}"
         )
 
@@ -98,14 +103,17 @@ def reconcile(
 def teardown(
     namespace: str, name: str, request: Request, principal: Principal = WritePrincipal
 ) -> dict[str, Any]:
-    """Delete every cluster object labelled for the service, then its catalog entities.
+    """Remove the service wherever it runs (every cluster object labelled for it, or its
+    local processes, ports and files), then its catalog entities, secrets and tokens.
 
     Idempotent: a second call finds nothing and says so.
     """
     _check_name(namespace, name)
     _check_owner(request, principal, namespace, name)
     try:
-        result = _provisioner(request).teardown(name)
+        result = targets.teardown(
+            request.app.state.settings, request.app.state.session_factory, name
+        )
     except ProvisioningError as exc:
         raise UnprocessableError(exc.message) from exc
     except KubeError as exc:
@@ -116,6 +124,84 @@ def teardown(
         raise ServiceUnavailableError(f"the cluster did not answer: {exc.message}") from exc
     result["label"] = f"{SERVICE_LABEL}={name}"
     return result
+
+
+class AskBody(BaseModel):
+    question: str = Field(min_length=1, max_length=ask.MAX_QUESTION_CHARS)
+    adapter: str | None = Field(default=None, max_length=100)
+
+
+@router.post("/services/{namespace}/{name}/ask")
+def ask_service(
+    namespace: str, name: str, body: AskBody, request: Request, principal: Principal = ReadPrincipal
+) -> dict[str, Any]:
+    """Ask the running service a question through its own ``/query`` (counted in its SLA):
+    the answer with citations, token usage, latency and cost."""
+    _check_name(namespace, name)
+    return ask.ask(request.app.state.session_factory, name, body.question, adapter=body.adapter)
+
+
+class DeployBody(BaseModel):
+    target: str = Field(default=targets.AUTO, description="auto, local, plan or kubernetes")
+    cluster: str | None = Field(default=None, max_length=100)
+    environment: str | None = Field(default=None, max_length=63)
+
+
+@router.post("/services/{namespace}/{name}/deploy", status_code=202)
+def deploy(
+    namespace: str,
+    name: str,
+    request: Request,
+    body: DeployBody | None = None,
+    principal: Principal = WritePrincipal,
+) -> dict[str, Any]:
+    """Deploy (again) from the published repository, as a scaffolder task with a live log."""
+    _check_name(namespace, name)
+    _check_owner(request, principal, namespace, name, "deploy")
+    body = body or DeployBody()
+    if body.target not in targets.TARGET_NAMES:
+        raise InputError(
+            f"unknown target {body.target!r}",
+            [ErrorDetail("target", f"use one of {', '.join(targets.TARGET_NAMES)}")],
+        )
+    task_id = operations.submit_deploy(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        entity_ref=f"component:{namespace}/{name}",
+        target=body.target,
+        cluster=body.cluster,
+        environment=body.environment,
+        user_ref=principal.subject,
+        dispatch=scaffolder_dispatch(request),
+    )
+    return {"taskId": task_id, "taskUrl": f"/tasks/{task_id}"}
+
+
+class EvaluateBody(BaseModel):
+    judge: bool = Field(default=True, description="also judge the answers (hallucination rate)")
+
+
+@router.post("/services/{namespace}/{name}/evaluate", status_code=202)
+def evaluate(
+    namespace: str,
+    name: str,
+    request: Request,
+    body: EvaluateBody | None = None,
+    principal: Principal = WritePrincipal,
+) -> dict[str, Any]:
+    """Run the repository's evaluation set against the running service (a task); the
+    scores land on the entity's Evaluation panel."""
+    _check_name(namespace, name)
+    _check_owner(request, principal, namespace, name, "evaluate")
+    task_id = operations.submit_evaluate(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        entity_ref=f"component:{namespace}/{name}",
+        judge=(body or EvaluateBody()).judge,
+        user_ref=principal.subject,
+        dispatch=scaffolder_dispatch(request),
+    )
+    return {"taskId": task_id, "taskUrl": f"/tasks/{task_id}"}
 
 
 class SecretValue(BaseModel):

@@ -21,6 +21,7 @@ from catalog.errors import ErrorDetail, InputError, NotAllowedError, NotFoundErr
 from portal_backend.auth.deps import ReadPrincipal, WritePrincipal
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
+from portal_backend.deps import scaffolder_dispatch
 from portal_backend.scaffolder import engine, store
 from portal_backend.scaffolder.actions import load_actions
 from portal_backend.scaffolder.actions.base import all_actions
@@ -52,13 +53,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _dispatch(request: Request):  # type: ignore[no-untyped-def]
-    state = request.app.state
-    if getattr(state, "scaffolder_dispatch", None) is None:
-        from workers.dispatch import make_dispatcher
-
-        state.scaffolder_dispatch = make_dispatcher(state.settings)
-    return state.scaffolder_dispatch
+def _dispatch(request: Request) -> engine.Dispatch:
+    return scaffolder_dispatch(request)
 
 
 def _task_view(task: ScaffolderTask, steps: list[ScaffolderStep]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""rag:provision: apply a generated repository's deploy/k8s bundle to a cluster.
+"""rag:provision: deploy a generated repository to its target.
 
-With no cluster configured the bundle is rendered, validated and recorded as a plan on
-the task output and on the catalog entity, and the log says so. Dry runs only render
-and validate.
+The target (``provisioning.targets.choose``): a Kubernetes cluster (the deploy/k8s bundle
+applied and waited for), the local runtime (the service started as supervised processes
+on this machine, waited for until it answers), or a plan (rendered, validated and
+recorded, nothing applied). Dry runs only render and validate.
 """
 
 from __future__ import annotations
@@ -10,6 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from portal_backend.provisioning import records, targets
+from portal_backend.provisioning.local.runtime import (
+    LocalRequest,
+    LocalRuntime,
+    LocalRuntimeCancelled,
+    LocalRuntimeError,
+)
 from portal_backend.provisioning.plan import SERVICE_NAME
 from portal_backend.provisioning.repo_checkout import CheckoutError, export_tree
 from portal_backend.provisioning.service import (
@@ -39,7 +47,7 @@ def _bundle_from_repo(url: str, ctx: ActionContext) -> Path:
     return root / "k8s"
 
 
-def _flag(value: Any) -> bool:
+def flag(value: Any) -> bool:
     # Template expressions render to strings: "false" must stay false.
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes", "on")
@@ -50,16 +58,26 @@ def _flag(value: Any) -> bool:
 class RagProvisionAction(Action):
     id = "rag:provision"
     description = (
-        "Applies the generated deploy/k8s bundle to a Kubernetes cluster with server-side "
-        "apply (field manager rag-portal) in dependency order, creates its secrets from the "
-        "portal's secret store, checks GPU capacity and waits until every workload is ready. "
-        "Without a configured cluster it renders, validates and records the plan."
+        "Deploys a generated repository. To a Kubernetes cluster: applies the deploy/k8s "
+        "bundle with server-side apply (field manager rag-portal) in dependency order, "
+        "creates its secrets from the portal's secret store, checks GPU capacity and waits "
+        "until every workload is ready. To the local runtime (the default without a "
+        "cluster): runs the LLM server on CPU, the ingestion and the API as supervised "
+        "processes and waits until the API answers. As a plan: renders, validates and "
+        "records the objects only."
     )
     input_schema = {
         "type": "object",
         "required": ["service"],
         "properties": {
             "service": {"type": "string", "description": "service name (= namespace)"},
+            "target": {
+                "type": "string",
+                "enum": list(targets.TARGET_NAMES),
+                "default": targets.AUTO,
+                "description": "auto: the environment's deploy target, else the default "
+                "cluster, else the local runtime",
+            },
             "cluster": {"type": "string", "description": "configured cluster; default if unset"},
             "environment": {
                 "type": "string",
@@ -79,6 +97,8 @@ class RagProvisionAction(Action):
         "type": "object",
         "properties": {
             "state": {"type": "string"},
+            "target": {"type": "string"},
+            "endpoint": {"type": ["string", "null"]},
             "cluster": {"type": ["string", "null"]},
             "namespace": {"type": "string"},
             "objects": {"type": "array"},
@@ -103,12 +123,31 @@ class RagProvisionAction(Action):
         if cluster and cluster not in settings.clusters:
             known = ", ".join(sorted(settings.clusters)) or "none configured"
             errors.append(FieldError("cluster", f"unknown cluster {cluster!r} ({known})"))
+        else:
+            try:
+                targets.choose(
+                    settings,
+                    environment=input.get("environment"),
+                    target=input.get("target"),
+                    cluster=cluster,
+                )
+            except ProvisioningError as exc:
+                errors.append(FieldError("target", exc.message))
         return errors
 
     def run(self, ctx: ActionContext, input: dict[str, Any]) -> dict[str, Any]:
         problems = self.precheck(input, ctx.settings)
         if problems:
             raise ActionError("; ".join(f"{p.path}: {p.message}" for p in problems))
+        target = targets.choose(
+            ctx.settings,
+            environment=input.get("environment"),
+            target=input.get("target"),
+            cluster=input.get("cluster"),
+        )
+        ctx.log(f"deploying to {target.describe()}")
+        if target.kind == records.LOCAL and not ctx.dry_run:
+            return self._run_local(ctx, input)
         # A dry run publishes nothing, so its repoContentsUrl points nowhere: the rendered
         # workspace holds the same bundle.
         if input.get("repoContentsUrl") and not input.get("path") and not ctx.dry_run:
@@ -123,8 +162,10 @@ class RagProvisionAction(Action):
             service=str(input["service"]),
             bundle_dir=k8s_dir,
             environment=input.get("environment"),
-            cluster=input.get("cluster"),
-            allow_cpu_fallback=_flag(input.get("allowCpuFallback", False)),
+            cluster=target.cluster,
+            plan_only=target.kind == records.PLAN,
+            plan_reason=target.reason or "no Kubernetes cluster is configured",
+            allow_cpu_fallback=flag(input.get("allowCpuFallback", False)),
             gpu_class=input.get("gpuClass"),
             entity_ref=input.get("entityRef"),
         )
@@ -150,3 +191,26 @@ class RagProvisionAction(Action):
         except ProvisioningError as exc:
             raise ActionError(exc.message) from exc
         return outcome.as_dict()
+
+    def _run_local(self, ctx: ActionContext, input: dict[str, Any]) -> dict[str, Any]:
+        url = input.get("repoContentsUrl")
+        if not url:
+            raise ActionError(
+                "the local runtime deploys a published repository: give repoContentsUrl "
+                "(the publish step's output)"
+            )
+        runtime = LocalRuntime(
+            ctx.settings, ctx.session_factory, log=ctx.log, is_cancelled=ctx.is_cancelled
+        )
+        request = LocalRequest(
+            service=str(input["service"]),
+            repo_contents_url=str(url),
+            environment=input.get("environment"),
+            entity_ref=input.get("entityRef"),
+        )
+        try:
+            return runtime.provision(request)
+        except LocalRuntimeCancelled as exc:
+            raise TaskCancelled() from exc
+        except LocalRuntimeError as exc:
+            raise ActionError(str(exc)) from exc
