@@ -144,11 +144,9 @@ class LocalRuntime:
             ProvisionRequest,
         )
 
-        staging = self._dir(req.service) / "repo.new"
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            repo = export_tree(req.repo_contents_url, staging, self.settings)
             commit = head_commit(req.repo_contents_url, self.settings)
+            repo = self._checkout(req, commit)
         except CheckoutError as exc:
             raise LocalRuntimeError(str(exc)) from exc
         self.log(f"read {req.repo_contents_url} at {commit[:12]}")
@@ -171,12 +169,11 @@ class LocalRuntime:
         api_env = self._workload_env(req, objects, api, llm)
         ingestion_env = self._workload_env(req, objects, ingestion, llm)
 
-        # The API holds Qdrant's local folder and reads the repository: stop it before
-        # the repository changes and the ingestion writes.
+        # The API holds Qdrant's local folder: stop it before the ingestion writes. An
+        # ingestion still running for another commit would write the old documents.
         self._stop(req.service, API)
-        final = self._dir(req.service) / "repo"
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
+        self._stop_unless_in(req.service, INGESTION, repo)
+        final = repo
         with session_scope(self.factory) as session:
             row = session.get(ProvisionedService, req.service)
             assert row is not None
@@ -184,7 +181,8 @@ class LocalRuntime:
 
         python = str(env_path / "bin" / "python")
         if llm.command is not None:
-            self._ensure_running(req, LLM, llm.command, final, self._base_env(env_path, final))
+            folder = self._dir(req.service)  # not a commit's folder: it outlives commits
+            self._ensure_running(req, LLM, llm.command, folder, self._base_env(env_path, folder))
         else:
             self._forget(req.service, LLM)
             self.log(f"LLM: the configured endpoint {llm.url} (model {llm.model})")
@@ -206,6 +204,7 @@ class LocalRuntime:
         self._ensure_running(
             req, API, api_command, final, {**self._base_env(env_path, final), **api_env}
         )
+        self._remove_other_checkouts(req.service, repo)
         endpoint = self.endpoint(req.service)
         message = f"{req.service} is Healthy on the local runtime: {endpoint}"
         self._save_service(req, "Healthy", message, endpoint=endpoint)
@@ -221,6 +220,36 @@ class LocalRuntime:
             "objects": [p.summary() for p in self._processes(req.service)],
             "message": message,
         }
+
+    def _checkout(self, req: LocalRequest, commit: str) -> Path:
+        """The repository at ``commit`` in a folder of its own: a provisioning that runs
+        again for the same commit (after a crash) finds the folder its processes use."""
+        checkouts = self._dir(req.service) / "checkouts"
+        folder = checkouts / commit[:12]
+        if (folder / ".complete").exists():
+            return folder
+        staging = checkouts / f".{commit[:12]}.{uuid.uuid4().hex[:6]}"
+        export_tree(req.repo_contents_url, staging, self.settings)
+        (staging / ".complete").touch()
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+        return folder
+
+    def _remove_other_checkouts(self, service: str, keep: Path) -> None:
+        for folder in (self._dir(service) / "checkouts").iterdir():
+            if folder != keep:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _stop_unless_in(self, service: str, role: str, repo: Path) -> None:
+        proc = self._process(service, role)
+        if proc is None or not processes.is_alive(proc.pid, proc.started_ts):
+            return
+        try:
+            cwd, _env = self._load_env(service, role)
+        except FileNotFoundError:
+            cwd = None
+        if cwd != repo:
+            self._stop(service, role)
 
     def _check_cancelled(self) -> None:
         if self.is_cancelled():
