@@ -3,7 +3,6 @@ catalog:register, sandboxing, workspace confinement, cookiecutter value handling
 
 from __future__ import annotations
 
-import subprocess
 from functools import partial
 from pathlib import Path
 
@@ -185,39 +184,6 @@ def test_cookiecutter_hooks_run_only_for_trusted_templates(
         assert (workspace / "README.md").read_text() == "svc\n"
         assert (workspace / "HOOK_RAN").exists() is trusted
     assert any("hooks skipped" in line for line in logs)
-
-
-def test_publish_to_a_configured_host_redacts_its_token(
-    settings: Settings, session_factory, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    remote_root = tmp_path / "remote"
-    (remote_root / "team").mkdir(parents=True)
-    subprocess.run(
-        ["git", "init", "--bare", "-q", str(remote_root / "team" / "svc.git")], check=True
-    )
-    hosts = {
-        "git.example": {
-            "url": f"{remote_root}/{{owner}}/{{repo}}.git",
-            "token": "tok-SECRET-1",
-            "contentsUrl": "https://git.example/{owner}/{repo}/src/{branch}",
-        },
-        "broken.example": {"url": "/nowhere/{token}/{owner}/{repo}.git", "token": "tok-SECRET-2"},
-    }
-    configured = settings.model_copy(update={"scaffolder_git_hosts": hosts})
-    ctx = _ctx(configured, session_factory, "task-r", tmp_path / "ws" / "task-r")
-    _render(ctx, "svc")
-    publish = get_action("publish:git")
-    assert publish.precheck({"repoUrl": "git.example?owner=team&repo=svc"}, configured) == []  # type: ignore[union-attr]
-    out = publish.run(ctx, {"repoUrl": "git.example?owner=team&repo=svc"})  # type: ignore[union-attr]
-    assert out["repoContentsUrl"] == "https://git.example/team/svc/src/main"
-    assert commit_count(remote_root / "team" / "svc.git") == 1
-    again = publish.run(ctx, {"repoUrl": "git.example?owner=team&repo=svc"})  # type: ignore[union-attr]
-    assert again["commitHash"] == out["commitHash"]
-    with pytest.raises(ConflictError):  # it has branches now
-        publish.precheck({"repoUrl": "git.example?owner=team&repo=svc"}, configured)  # type: ignore[union-attr]
-    with pytest.raises(ActionError) as failure:
-        publish.run(ctx, {"repoUrl": "broken.example?owner=team&repo=svc"})  # type: ignore[union-attr]
-    assert "tok-SECRET-2" not in str(failure.value)
 
 
 def test_register_reads_http_locations_through_the_catalog(

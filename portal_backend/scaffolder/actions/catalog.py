@@ -1,8 +1,9 @@
 """catalog:register, catalog:write and catalog:fetch.
 
-catalog:register reads the generated ``catalog-info.yaml`` from where publish:git put it
-(a local bare repository is read with ``git show``; http(s) URLs go through the
-catalog's own location reader) and upserts the entities under that location, so running
+catalog:register reads the generated ``catalog-info.yaml`` from where publish:* put it
+(a repository this portal published, local or remote, is read with git through
+``provisioning.repo_checkout``; other http(s) URLs go through the catalog's own location
+reader) and upserts the entities under that location, so running
 it again updates instead of duplicating.
 """
 
@@ -18,6 +19,7 @@ import yaml
 from catalog.errors import ConflictError, PortalError
 from catalog.refs import RefError, parse_ref
 from portal_backend.db import session_scope
+from portal_backend.provisioning.repo_checkout import CheckoutError, parse_contents_url, read_text
 from portal_backend.scaffolder import catalog_port
 from portal_backend.scaffolder.actions.base import (
     Action,
@@ -59,6 +61,27 @@ def read_local(url: str, settings: Settings) -> str:
     if result.returncode != 0:
         raise ActionError(f"cannot read {url}: {result.stderr.strip()}")
     return result.stdout
+
+
+def _published(url: str, settings: Settings) -> bool:
+    """A repository a publish action wrote (local, git+ remote, configured GitHub/GitLab
+    host): read with git and the secret store's credentials, not as a web page."""
+    if url.startswith("file://"):
+        return True
+    try:
+        parse_contents_url(url, settings)
+    except CheckoutError:
+        return False
+    return True
+
+
+def _read_published(url: str, settings: Settings) -> str:
+    if url.startswith("file://"):
+        return read_local(url, settings)
+    try:
+        return read_text(url, settings)
+    except CheckoutError as exc:
+        raise ActionError(str(exc)) from exc
 
 
 def _documents(text: str, url: str) -> list[dict[str, Any]]:
@@ -117,8 +140,8 @@ class CatalogRegister(Action):
             ctx.log(f"dry run: would register {url}")
             return {"entityRef": input.get("entityRef", ""), "catalogInfoUrl": url}
         try:
-            if url.startswith("file://"):
-                entities = _documents(read_local(url, ctx.settings), url)
+            if _published(url, ctx.settings):
+                entities = _documents(_read_published(url, ctx.settings), url)
                 location = f"url:{url}"
                 for entity in entities:
                     annotations = entity.setdefault("metadata", {}).setdefault("annotations", {})

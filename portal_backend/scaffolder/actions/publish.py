@@ -1,10 +1,18 @@
-"""publish:git: commit the workspace and push it as a new repository.
+"""publish:git, publish:github and publish:gitlab: commit the workspace, push it as a
+new repository.
 
 ``repoUrl`` is Backstage's ``host?owner=o&repo=r``. Host ``local`` means a bare
 repository under ``<data_dir>/repos/<owner>/<repo>.git``; other hosts come from
-``settings.scaffolder_git_hosts`` (URL template with ``{owner}``, ``{repo}``, ``{token}``).
+``settings.scaffolder_git_hosts`` (``portal_backend.git_hosts.hosts``): a ``github`` or
+``gitlab`` host gets the repository created through its REST API first, a ``git`` host
+is an existing empty repository at its ``url``. publish:git also takes a clone URL as
+``repoUrl`` (``https://...``, ``ssh://...`` or ``git@host:path``) to push to any existing
+remote. Credentials come from the secret store (``git-token:<host>``,
+``git-ssh-key:<host>``), never from the template or its values.
+
 Every commit carries a ``Scaffolder-Task:`` trailer, which is how a re-run of the same
-task recognises its own repository and commit instead of making a second one.
+task recognises its own repository and commit instead of making a second one. The
+``repoContentsUrl`` each one answers with is one ``provisioning.repo_checkout`` reads back.
 """
 
 from __future__ import annotations
@@ -15,10 +23,29 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from catalog.errors import ConflictError
+from portal_backend.git_hosts.access import (
+    SCP_LIKE,
+    Credentials,
+    GitRemoteError,
+    failure_hint,
+    load_credentials,
+    remote_host,
+    run_git,
+    safe_url,
+)
+from portal_backend.git_hosts.hosts import (
+    GitHost,
+    HostConfigError,
+    configured_host,
+    git_contents_url,
+)
+from portal_backend.git_hosts.rest import VISIBILITIES, GitHubApi, GitLabApi, HostApiError
 from portal_backend.scaffolder.actions.base import (
     Action,
     ActionContext,
@@ -28,11 +55,11 @@ from portal_backend.scaffolder.actions.base import (
 )
 from portal_backend.scaffolder.actions.fs import inside
 from portal_backend.scaffolder.expressions import ExpressionError, parse_repo_url
-from portal_backend.scaffolder.redaction import Redactor
 from portal_backend.settings import Settings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TRAILER = "Scaffolder-Task"
+CLONE_URL = re.compile(r"^(https?|ssh)://")
 
 
 def local_repo_path(settings: Settings, owner: str, repo: str) -> Path:
@@ -45,8 +72,9 @@ def local_contents_url(bare: Path, branch: str) -> str:
 
 
 def _git(
-    *args: str, cwd: Path | None = None, redactor: Redactor | None = None, check: bool = True
+    *args: str, cwd: Path | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
+    """A git command that talks to no remote (local repositories only)."""
     env = {
         **os.environ,
         "GIT_CONFIG_NOSYSTEM": "1",
@@ -58,23 +86,29 @@ def _git(
         ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
     if check and result.returncode != 0:
-        text = (result.stderr or result.stdout).strip()
-        if redactor:
-            text = redactor.redact(text)
-        raise ActionError(f"git {args[0]} failed: {text}")
+        raise ActionError(f"git {args[0]} failed: {(result.stderr or result.stdout).strip()}")
     return result
 
 
-def _parse(repo_url: str) -> tuple[str, str, str]:
+def is_clone_url(repo_url: str) -> bool:
+    return bool(CLONE_URL.match(repo_url) or ("://" not in repo_url and SCP_LIKE.match(repo_url)))
+
+
+def _check_names(owner: str, repo: str, *, nested_owner: bool = False) -> None:
+    owners = owner.split("/") if nested_owner else [owner]
+    for label, value in [*(("owner", o) for o in owners), ("repo", repo)]:
+        if not NAME.match(value) or value.endswith(".git") or ".." in value:
+            raise ActionError(f"repoUrl {label} {value!r} must be letters, digits, '.', '_' or '-'")
+
+
+def _parse(repo_url: str, *, nested_owner: bool = False) -> tuple[str, str, str]:
     try:
         parsed = parse_repo_url(repo_url)
     except ExpressionError as exc:
         raise ActionError(str(exc)) from exc
     owner = parsed.get("owner") or parsed.get("organization") or ""
     repo = parsed["repo"]
-    for label, value in (("owner", owner), ("repo", repo)):
-        if not NAME.match(value) or value.endswith(".git") or ".." in value:
-            raise ActionError(f"repoUrl {label} {value!r} must be letters, digits, '.', '_' or '-'")
+    _check_names(owner, repo, nested_owner=nested_owner)
     return parsed["host"], owner, repo
 
 
@@ -86,20 +120,255 @@ def _task_of_commit(git_dir: Path, ref: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _remote(settings: Settings, host: str, owner: str, repo: str) -> tuple[str, str, Redactor]:
-    config = settings.scaffolder_git_hosts.get(host)
-    if config is None:
-        configured = ", ".join(["local", *settings.scaffolder_git_hosts]) or "local"
-        raise ActionError(f"git host {host!r} is not configured (configured: {configured})")
-    token = config.get("token", "")
-    url = config["url"].format(owner=owner, repo=repo, token=token, host=host)
-    contents = (
-        config.get("contentsUrl", "https://{host}/{owner}/{repo}/blob/{branch}")
-        .replace("{owner}", owner)
-        .replace("{repo}", repo)
-        .replace("{host}", host)
+def _credentials(settings: Settings, host: str) -> Credentials:
+    try:
+        return load_credentials(settings, host)
+    except RuntimeError as exc:  # the secret store's key changed
+        raise ActionError(str(exc)) from exc
+
+
+@dataclass
+class Commit:
+    """What to commit and how: the parts every publish action shares."""
+
+    source: Path
+    branch: str
+    author: str
+    email: str
+    message: str
+
+
+def _commit_of(ctx: ActionContext, input: dict[str, Any]) -> Commit:
+    source = ctx.workspace.resolve()
+    if input.get("sourcePath"):
+        source = inside(ctx.workspace, input["sourcePath"])
+    user = ctx.user_ref.rpartition("/")[2] or "scaffolder"
+    message = input.get("gitCommitMessage") or "Initial commit"
+    return Commit(
+        source=source,
+        branch=input.get("defaultBranch") or "main",
+        author=input.get("gitAuthorName") or user,
+        email=input.get("gitAuthorEmail") or f"{user}@users.rag-portal.local",
+        message=f"{message}\n\n{TRAILER}: {ctx.task_id}\n",
     )
-    return url, contents, Redactor({"token": token})
+
+
+def _dry_run(ctx: ActionContext, host: str, where: str, branch: str) -> dict[str, Any]:
+    ctx.log(f"dry run: would publish {where} ({branch}) to {host}")
+    return {
+        "remoteUrl": f"dry-run://{host}/{where}",
+        "repoContentsUrl": f"dry-run://{host}/{where}/blob/{branch}",
+        "commitHash": "0" * 40,
+    }
+
+
+def push_workspace(ctx: ActionContext, url: str, commit: Commit, credentials: Credentials) -> str:
+    """One commit of ``commit.source`` pushed to ``url``'s branch; the commit's hash. A
+    branch that already holds this task's commit is left as it is (a re-run)."""
+
+    def remote(*args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            return run_git(*args, url=url, credentials=credentials)
+        except GitRemoteError as exc:
+            raise ActionError(str(exc)) from exc
+
+    branch = commit.branch
+    with tempfile.TemporaryDirectory(prefix=".publish-", dir=ctx.workspace.parent) as tmp:
+        git_dir = Path(tmp) / "git"
+        _git("init", "--quiet", "--bare", "-b", branch, str(git_dir))
+        tracking = f"refs/remotes/origin/{branch}"
+        fetched = remote(
+            "--git-dir", str(git_dir), "fetch", "--quiet", url, f"refs/heads/{branch}:{tracking}"
+        )
+        if fetched.returncode == 0:
+            if _task_of_commit(git_dir, tracking) == ctx.task_id:
+                ctx.log("repository already published by this task; nothing to push")
+                return _git("--git-dir", str(git_dir), "rev-parse", tracking).stdout.strip()
+            raise ConflictError(f"branch {branch} of the target repository already has commits")
+        if "couldn't find remote ref" not in fetched.stderr:
+            # Not "empty repository": unreachable, or the credentials were refused.
+            hint = failure_hint(fetched.stderr, url, credentials)
+            raise ActionError(f"cannot reach {safe_url(url)}: {hint}")
+        tree = ["--git-dir", str(git_dir), "--work-tree", str(commit.source)]
+        _git(*tree, "add", "--all", ".")
+        author = f"--author={commit.author} <{commit.email}>"
+        _git(*tree, "commit", "--quiet", "--no-verify", author, "-m", commit.message)
+        sha = _git("--git-dir", str(git_dir), "rev-parse", "HEAD").stdout.strip()
+        pushed = remote(
+            "--git-dir", str(git_dir), "push", "--quiet", url, f"HEAD:refs/heads/{branch}"
+        )
+        if pushed.returncode != 0:
+            # A concurrent run of the same task may have pushed first: accept its commit.
+            remote(
+                "--git-dir",
+                str(git_dir),
+                "fetch",
+                "--quiet",
+                url,
+                f"+refs/heads/{branch}:{tracking}",
+            )
+            if _task_of_commit(git_dir, tracking) == ctx.task_id:
+                return _git("--git-dir", str(git_dir), "rev-parse", tracking).stdout.strip()
+            hint = failure_hint(pushed.stderr, url, credentials)
+            raise ActionError(f"git push to {safe_url(url)} failed: {hint}")
+        return sha
+
+
+PUBLISH_INPUT: dict[str, Any] = {
+    "defaultBranch": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
+    "description": {"type": "string"},
+    "sourcePath": {"type": "string"},
+    "gitCommitMessage": {"type": "string"},
+    "gitAuthorName": {"type": "string"},
+    "gitAuthorEmail": {"type": "string"},
+}
+PUBLISH_OUTPUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "remoteUrl": {"type": "string"},
+        "repoContentsUrl": {"type": "string"},
+        "commitHash": {"type": "string"},
+    },
+}
+HOSTED_INPUT: dict[str, Any] = {
+    **PUBLISH_INPUT,
+    "repoVisibility": {"type": "string", "enum": list(VISIBILITIES), "default": "private"},
+}
+
+
+class _HostedPublish(Action):
+    """Create the repository through the host's REST API, then push to it."""
+
+    kind = ""
+    nested_owner = False
+    output_schema = PUBLISH_OUTPUT
+
+    def _host(self, settings: Settings, host_name: str) -> GitHost:
+        try:
+            host = configured_host(settings, host_name)
+        except HostConfigError as exc:
+            raise ActionError(str(exc)) from exc
+        if host.kind != self.kind:
+            raise ActionError(f"git host {host_name!r} is a {host.kind} host, not {self.kind}")
+        return host
+
+    def _api(self, settings: Settings, host: GitHost) -> GitHubApi | GitLabApi:
+        token = _credentials(settings, host.name).token
+        api = GitHubApi if self.kind == "github" else GitLabApi
+        try:
+            return api(host.name, host.api_url, token)
+        except HostApiError as exc:
+            raise ActionError(str(exc)) from exc
+
+    def _existing(self, api: Any, owner: str, repo: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _create(self, api: Any, owner: str, repo: str, input: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _urls(self, created: dict[str, Any], branch: str) -> tuple[str, str, str]:
+        """(clone URL, web URL, contents URL) from the host's answer."""
+        raise NotImplementedError
+
+    def precheck(self, input: dict[str, Any], settings: Settings) -> list[FieldError]:
+        try:
+            host_name, owner, repo = _parse(
+                str(input.get("repoUrl", "")), nested_owner=self.nested_owner
+            )
+            host = self._host(settings, host_name)
+            with self._api(settings, host) as api:
+                existing = self._existing(api, owner, repo)
+        except (ActionError, HostApiError) as exc:
+            return [FieldError("input.repoUrl", str(exc))]
+        if existing is not None:
+            raise ConflictError(f"repository {owner}/{repo} already exists on {host_name}")
+        return []
+
+    def run(self, ctx: ActionContext, input: dict[str, Any]) -> dict[str, Any]:
+        host_name, owner, repo = _parse(input["repoUrl"], nested_owner=self.nested_owner)
+        commit = _commit_of(ctx, input)
+        if ctx.dry_run:
+            return _dry_run(ctx, host_name, f"{owner}/{repo}", commit.branch)
+        host = self._host(ctx.settings, host_name)
+        try:
+            with self._api(ctx.settings, host) as api:
+                created = self._create(api, owner, repo, input)
+        except HostApiError as exc:
+            raise ActionError(str(exc)) from exc
+        clone_url, web_url, contents_url = self._urls(created, commit.branch)
+        ctx.log(f"repository {owner}/{repo} ready on {host_name}: {web_url}")
+        sha = push_workspace(ctx, clone_url, commit, _credentials(ctx.settings, host.name))
+        ctx.log(f"published {owner}/{repo} ({commit.branch}) at {sha[:12]}")
+        return {"remoteUrl": web_url, "repoContentsUrl": contents_url, "commitHash": sha}
+
+
+@register
+class PublishGitHub(_HostedPublish):
+    id = "publish:github"
+    kind = "github"
+    description = (
+        "Creates a GitHub repository (repoUrl github.com?owner=o&repo=r; an organization, or "
+        "the token's own user) through the REST API with the token git-token:<host> of the "
+        "secret store, and pushes the workspace as its first commit."
+    )
+    input_schema = {
+        "type": "object",
+        "required": ["repoUrl"],
+        "properties": {
+            "repoUrl": {"type": "string", "pattern": r"^[^?]+\?.*repo=.+"},
+            **HOSTED_INPUT,
+        },
+    }
+
+    def _existing(self, api: Any, owner: str, repo: str) -> dict[str, Any] | None:
+        return api.get_repo(owner, repo)
+
+    def _create(self, api: Any, owner: str, repo: str, input: dict[str, Any]) -> dict[str, Any]:
+        return api.create_repo(
+            owner,
+            repo,
+            description=input.get("description", ""),
+            visibility=input.get("repoVisibility") or "private",
+        )
+
+    def _urls(self, created: dict[str, Any], branch: str) -> tuple[str, str, str]:
+        web = str(created["html_url"]).rstrip("/")
+        return str(created["clone_url"]), web, f"{web}/blob/{branch}"
+
+
+@register
+class PublishGitLab(_HostedPublish):
+    id = "publish:gitlab"
+    kind = "gitlab"
+    nested_owner = True
+    description = (
+        "Creates a GitLab project (repoUrl gitlab.com?owner=group/subgroup&repo=r) through "
+        "the REST API with the token git-token:<host> of the secret store, and pushes the "
+        "workspace as its first commit."
+    )
+    input_schema = {
+        "type": "object",
+        "required": ["repoUrl"],
+        "properties": {
+            "repoUrl": {"type": "string", "pattern": r"^[^?]+\?.*repo=.+"},
+            **HOSTED_INPUT,
+        },
+    }
+
+    def _existing(self, api: Any, owner: str, repo: str) -> dict[str, Any] | None:
+        return api.get_project(f"{owner}/{repo}")
+
+    def _create(self, api: Any, owner: str, repo: str, input: dict[str, Any]) -> dict[str, Any]:
+        return api.create_project(
+            owner,
+            repo,
+            description=input.get("description", ""),
+            visibility=input.get("repoVisibility") or "private",
+        )
+
+    def _urls(self, created: dict[str, Any], branch: str) -> tuple[str, str, str]:
+        web = str(created["web_url"]).rstrip("/")
+        return str(created["http_url_to_repo"]), web, f"{web}/-/blob/{branch}"
 
 
 @register
@@ -107,76 +376,117 @@ class PublishGit(Action):
     id = "publish:git"
     description = (
         "Creates a repository from the workspace: one commit by the requesting user, pushed "
-        "to repoUrl (host?owner=o&repo=r; host 'local' = bare repos in the data folder)."
+        "to repoUrl: host?owner=o&repo=r (host 'local' = bare repos in the data folder; a "
+        "configured github/gitlab host gets the repository created through its API), or the "
+        "clone URL of an existing empty repository (https://, ssh://, git@host:path)."
     )
     input_schema = {
         "type": "object",
         "required": ["repoUrl"],
         "properties": {
-            "repoUrl": {"type": "string", "pattern": r"^[^?]+\?.*repo=.+"},
-            "defaultBranch": {"type": "string", "pattern": r"^[A-Za-z0-9._/-]+$"},
-            "description": {"type": "string"},
-            "sourcePath": {"type": "string"},
-            "gitCommitMessage": {"type": "string"},
-            "gitAuthorName": {"type": "string"},
-            "gitAuthorEmail": {"type": "string"},
+            "repoUrl": {
+                "type": "string",
+                "anyOf": [
+                    {"pattern": r"^[^?]+\?.*repo=.+"},
+                    {"pattern": r"^(https?|ssh)://"},
+                    {"pattern": r"^[\w.-]+@[\w.-]+:"},
+                ],
+            },
+            **HOSTED_INPUT,
         },
     }
-    output_schema = {
-        "type": "object",
-        "properties": {
-            "remoteUrl": {"type": "string"},
-            "repoContentsUrl": {"type": "string"},
-            "commitHash": {"type": "string"},
-        },
-    }
+    output_schema = PUBLISH_OUTPUT
+
+    @staticmethod
+    def _hosted(settings: Settings, repo_url: str) -> _HostedPublish | None:
+        """publish:github / publish:gitlab when repoUrl names such a configured host."""
+        if is_clone_url(repo_url):
+            return None
+        host_name = repo_url.partition("?")[0]
+        if host_name == "local" or host_name not in settings.scaffolder_git_hosts:
+            return None
+        try:
+            kind = configured_host(settings, host_name).kind
+        except HostConfigError:
+            return None
+        hosted = {"github": PublishGitHub, "gitlab": PublishGitLab}.get(kind)
+        return hosted() if hosted else None
+
+    def _remote(self, settings: Settings, repo_url: str) -> tuple[str, str]:
+        """(clone URL, credentials host) of a plain git remote."""
+        if is_clone_url(repo_url):
+            host = remote_host(repo_url)
+            if not host:
+                raise ActionError(f"repoUrl {safe_url(repo_url)!r} names no host")
+            if "://" in repo_url and urlsplit(repo_url).password is not None:
+                raise ActionError(
+                    "repoUrl must not carry a password or token: store it with "
+                    f"ragportal secrets set git-token:{host}"
+                )
+            return repo_url, host
+        host_name, owner, repo = _parse(repo_url)
+        try:
+            host = configured_host(settings, host_name)
+        except HostConfigError as exc:
+            raise ActionError(str(exc)) from exc
+        return host.clone_url(owner, repo), host.name
 
     def precheck(self, input: dict[str, Any], settings: Settings) -> list[FieldError]:
+        repo_url = str(input.get("repoUrl", ""))
+        hosted = self._hosted(settings, repo_url)
+        if hosted is not None:
+            return hosted.precheck(input, settings)
         try:
-            host, owner, repo = _parse(str(input.get("repoUrl", "")))
-        except ActionError as exc:
+            if not is_clone_url(repo_url):
+                host, owner, repo = _parse(repo_url)
+                if host == "local":
+                    if local_repo_path(settings, owner, repo).exists():
+                        raise ConflictError(
+                            f"repository {owner}/{repo} already exists on host local"
+                        )
+                    return []
+            url, host = self._remote(settings, repo_url)
+            credentials = _credentials(settings, host)
+            listed = run_git("ls-remote", "--heads", url, url=url, credentials=credentials)
+        except (ActionError, GitRemoteError) as exc:
             return [FieldError("input.repoUrl", str(exc))]
-        if host == "local":
-            if local_repo_path(settings, owner, repo).exists():
-                raise ConflictError(f"repository {owner}/{repo} already exists on host local")
-            return []
-        if host not in settings.scaffolder_git_hosts:
-            return [FieldError("input.repoUrl", f"git host {host!r} is not configured")]
-        url, _, redactor = _remote(settings, host, owner, repo)
-        result = _git("ls-remote", "--heads", url, check=False)
-        if result.returncode == 0 and result.stdout.strip():
-            raise ConflictError(f"repository {owner}/{repo} on {host} already has branches")
+        if listed.returncode != 0:
+            hint = failure_hint(listed.stderr, url, credentials)
+            return [FieldError("input.repoUrl", f"cannot reach {safe_url(url)}: {hint}")]
+        if listed.stdout.strip():
+            raise ConflictError(f"repository {safe_url(url)} already has branches")
         return []
 
     def run(self, ctx: ActionContext, input: dict[str, Any]) -> dict[str, Any]:
-        host, owner, repo = _parse(input["repoUrl"])
-        branch = input.get("defaultBranch") or "main"
-        source = ctx.workspace.resolve()
-        if input.get("sourcePath"):
-            source = inside(ctx.workspace, input["sourcePath"])
-        user = ctx.user_ref.rpartition("/")[2] or "scaffolder"
-        author = input.get("gitAuthorName") or user
-        email = input.get("gitAuthorEmail") or f"{user}@users.rag-portal.local"
-        message = input.get("gitCommitMessage") or "Initial commit"
-        message = f"{message}\n\n{TRAILER}: {ctx.task_id}\n"
+        repo_url = str(input["repoUrl"])
+        hosted = self._hosted(ctx.settings, repo_url)
+        if hosted is not None:
+            return hosted.run(ctx, input)
+        commit = _commit_of(ctx, input)
+        if not is_clone_url(repo_url):
+            host, owner, repo = _parse(repo_url)
+            if host == "local":
+                if ctx.dry_run:
+                    return _dry_run(ctx, host, f"{owner}/{repo}", commit.branch)
+                bare = local_repo_path(ctx.settings, owner, repo)
+                self._ensure_local_repo(ctx, bare, commit.branch, input.get("description", ""))
+                sha = push_workspace(ctx, str(bare), commit, Credentials())
+                ctx.log(f"published {owner}/{repo} ({commit.branch}) at {sha[:12]}")
+                return {
+                    "remoteUrl": f"file://{bare}",
+                    "repoContentsUrl": local_contents_url(bare, commit.branch),
+                    "commitHash": sha,
+                }
+        url, host = self._remote(ctx.settings, repo_url)
         if ctx.dry_run:
-            ctx.log(f"dry run: would publish {owner}/{repo} ({branch}) to {host}")
-            return {
-                "remoteUrl": f"dry-run://{host}/{owner}/{repo}",
-                "repoContentsUrl": f"dry-run://{host}/{owner}/{repo}/blob/{branch}",
-                "commitHash": "0" * 40,
-            }
-        if host == "local":
-            bare = local_repo_path(ctx.settings, owner, repo)
-            self._ensure_local_repo(ctx, bare, branch, input.get("description", ""))
-            url, contents, redactor = str(bare), local_contents_url(bare, branch), Redactor({})
-        else:
-            url, contents, redactor = _remote(ctx.settings, host, owner, repo)
-            contents = contents.replace("{branch}", branch)
-        commit = self._push(ctx, url, branch, source, author, email, message, redactor)
-        remote_url = f"file://{url}" if host == "local" else redactor.redact(url)
-        ctx.log(f"published {owner}/{repo} ({branch}) at {commit[:12]}")
-        return {"remoteUrl": remote_url, "repoContentsUrl": contents, "commitHash": commit}
+            return _dry_run(ctx, host, safe_url(url), commit.branch)
+        sha = push_workspace(ctx, url, commit, _credentials(ctx.settings, host))
+        ctx.log(f"published {safe_url(url)} ({commit.branch}) at {sha[:12]}")
+        return {
+            "remoteUrl": safe_url(url),
+            "repoContentsUrl": git_contents_url(safe_url(url), commit.branch),
+            "commitHash": sha,
+        }
 
     def _ensure_local_repo(
         self, ctx: ActionContext, bare: Path, branch: str, description: str
@@ -201,64 +511,3 @@ class PublishGit(Action):
                 f"repository {bare.parent.name}/{bare.stem} already exists "
                 "(created by another task)"
             )
-
-    def _push(
-        self,
-        ctx: ActionContext,
-        url: str,
-        branch: str,
-        source: Path,
-        author: str,
-        email: str,
-        message: str,
-        redactor: Redactor,
-    ) -> str:
-        with tempfile.TemporaryDirectory(prefix=".publish-", dir=ctx.workspace.parent) as tmp:
-            git_dir = Path(tmp) / "git"
-            _git("init", "--quiet", "--bare", "-b", branch, str(git_dir))
-            fetched = _git(
-                "--git-dir",
-                str(git_dir),
-                "fetch",
-                "--quiet",
-                url,
-                f"refs/heads/{branch}:refs/remotes/origin/{branch}",
-                check=False,
-            )
-            if fetched.returncode == 0:
-                existing = f"refs/remotes/origin/{branch}"
-                if _task_of_commit(git_dir, existing) == ctx.task_id:
-                    commit = _git("--git-dir", str(git_dir), "rev-parse", existing).stdout.strip()
-                    ctx.log("repository already published by this task; nothing to push")
-                    return commit
-                raise ConflictError(f"branch {branch} of the target repository already has commits")
-            tree = ["--git-dir", str(git_dir), "--work-tree", str(source)]
-            _git(*tree, "add", "--all", ".")
-            env_author = [f"--author={author} <{email}>"]
-            _git(*tree, "commit", "--quiet", "--no-verify", *env_author, "-m", message)
-            commit = _git("--git-dir", str(git_dir), "rev-parse", "HEAD").stdout.strip()
-            pushed = _git(
-                "--git-dir",
-                str(git_dir),
-                "push",
-                "--quiet",
-                url,
-                f"HEAD:refs/heads/{branch}",
-                check=False,
-            )
-            if pushed.returncode != 0:
-                # A concurrent run of the same task may have pushed first: accept its commit.
-                _git(
-                    "--git-dir",
-                    str(git_dir),
-                    "fetch",
-                    "--quiet",
-                    url,
-                    f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
-                    check=False,
-                )
-                existing = f"refs/remotes/origin/{branch}"
-                if _task_of_commit(git_dir, existing) == ctx.task_id:
-                    return _git("--git-dir", str(git_dir), "rev-parse", existing).stdout.strip()
-                raise ActionError(f"git push failed: {redactor.redact(pushed.stderr.strip())}")
-            return commit

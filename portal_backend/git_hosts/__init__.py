@@ -1,0 +1,1 @@
+"""Git hosts: credentials from the secret store, configured hosts, REST APIs."""
