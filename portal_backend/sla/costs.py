@@ -25,19 +25,21 @@ from sqlalchemy.orm import Session
 
 from catalog.errors import ErrorDetail, InputError
 from portal_backend.provisioning.models import ProvisionedService
+from portal_backend.rag.gpu_classes import GPU_CLASSES, default_gpu_prices
 from portal_backend.sla.fastsql import fetch_tuples
-from portal_backend.sla.resources import Rate, desired_rate
+from portal_backend.sla.resources import Rate, desired_rate, gpu_price
 from portal_backend.sla.rollups import HOUR, _insert
 from portal_backend.sla.tables import CostAccrual, CostCursor, PriceItem, SlaService
 
 DAY = 86400
-# Used until an admin sets the table (PUT /api/sla/prices); $ per GPU-hour etc.
+# Used until an admin sets the table (PUT /api/sla/prices); $ per GPU-hour etc. Every GPU
+# class the form offers is priced (rag.gpu_classes); "gpu:default" prices any other GPU.
+# This is the only price table: generated repositories get their GPU price from it at
+# render time (the rag:gpu-price step), so their Prometheus rules and Grafana dashboard
+# show the spend the portal accrues.
 DEFAULT_PRICES: dict[str, float] = {
     "gpu:default": 2.50,
-    "gpu:nvidia-a10g": 1.00,
-    "gpu:nvidia-l4": 0.80,
-    "gpu:nvidia-a100": 3.00,
-    "gpu:nvidia-h100": 4.50,
+    **default_gpu_prices(),
     "cpu_core_hour": 0.04,
     "memory_gb_hour": 0.005,
     "storage_gb_month": 0.10,
@@ -52,6 +54,12 @@ C = CostAccrual.__table__
 def get_prices(session: Session) -> dict[str, float]:
     rows = session.scalars(select(PriceItem)).all()
     return {r.item: r.usd for r in rows} if rows else dict(DEFAULT_PRICES)
+
+
+def gpu_class_price(prices: dict[str, float], gpu_class: str) -> tuple[str, float]:
+    """(price item, $ per GPU-hour) of a form GPU class, resolved as the cost model
+    resolves a running vLLM pod of that class: by the node label it is scheduled on."""
+    return gpu_price(prices, GPU_CLASSES[gpu_class].product_label)
 
 
 def set_prices(session: Session, prices: dict[str, float], now: datetime, by: str | None) -> None:

@@ -1,8 +1,9 @@
 """Renders the rag-service skeleton for the matrix of form answers in the issue.
 
-Each case is sized by the portal's own sizing function, exactly as the template's
-``rag:sizing`` step feeds ``fetch:cookiecutter``; the skeleton is rendered with
-cookiecutter's Python API (values as strings, lists as ``{"items": [...]}``).
+Each case goes through the template's own data flow (tests/rag_template/template_flow):
+form defaults, the real ``rag:sizing`` action, the price step over the portal's price
+table, and the fetch step's values rendered by the engine's expression evaluator; the
+skeleton is rendered as ``fetch:cookiecutter`` renders it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
-from cookiecutter.main import cookiecutter
 
 from portal_backend.provisioning.bundle import render_kustomization
-from portal_backend.rag.sizing import MODELS, SizingResult, size_deployment
+from portal_backend.rag.sizing import SizingResult, size_deployment
+from portal_backend.sla.costs import DEFAULT_PRICES
+from tests.rag_template.conftest import render as render_skeleton
+from tests.rag_template.template_flow import cookiecutter_values
 
 SKELETON = Path(__file__).resolve().parents[2] / "scaffolder_templates" / "rag-service" / "skeleton"
 K8S_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33")
@@ -34,7 +37,10 @@ class Case:
     gpu: str
     qdrant_replicas: int
     loras: tuple[tuple[str, str], ...] = ()
-    extra: dict[str, str] = field(default_factory=dict)
+    # More form answers, as the form sends them.
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Price-table items an admin set (over the defaults).
+    prices: dict[str, float] = field(default_factory=dict)
 
 
 CASES = (
@@ -46,7 +52,7 @@ CASES = (
         "L4",
         3,
         (("legal", "acme/llama3-8b-legal-lora"), ("support", "acme/llama3-8b-support-lora")),
-        {"cpu_fallback_enabled": "false", "slo_success_rate": "99.5"},
+        {"cpu_fallback_enabled": False, "slo_success_rate": 99.5},
     ),
     Case(
         "70b-awq-a100-lora",
@@ -55,7 +61,7 @@ CASES = (
         "A100-80GB",
         1,
         (("legal", "acme/llama3-70b-legal-lora"),),
-        {"model_hf_id": "casperhansen/llama-3-70b-instruct-awq", "slo_p95_latency_ms": "2500"},
+        {"slo_p95_latency_ms": 2500},
     ),
     Case(
         "70b-bf16-h100-q3",
@@ -64,7 +70,8 @@ CASES = (
         "H100",
         3,
         (),
-        {"replicas": "2", "monthly_budget_usd": "40000", "gpu_hourly_usd": "6.5"},
+        {"replicas": 2, "monthly_budget_usd": 40000},
+        {"gpu:nvidia-h100": 6.5},
     ),
 )
 
@@ -90,25 +97,23 @@ class Rendered:
         return {o["metadata"]["name"]: o for o in self.overlay(env) if o["kind"] == kind}
 
 
-def context_for(case: Case, sizing: SizingResult) -> dict[str, Any]:
-    name = f"rag-{case.id}"[:40].rstrip("-")
-    values: dict[str, Any] = {
-        "service_name": name,
+def form_answers(case: Case) -> dict[str, Any]:
+    return {
+        "name": f"rag-{case.id}"[:40].rstrip("-"),
+        "owner": "group:default/team-a",
         "model": case.model,
-        "model_hf_id": MODELS[case.model].hf_id,
         "quantization": case.quantization,
         "gpu_class": case.gpu,
-        "qdrant_replicas": str(case.qdrant_replicas),
-        "lora_adapters": {"items": [{"name": n, "source": s} for n, s in case.loras]},
-        # The sizing step's output, as the template passes it (strings).
-        "gpus": str(sizing.gpus),
-        "tensor_parallel_size": str(sizing.tensor_parallel_size),
-        "max_model_len": str(sizing.max_model_len),
-        "gpu_memory_utilization": str(sizing.gpu_memory_utilization),
-        "kv_cache_dtype": sizing.kv_cache_dtype,
+        "qdrant_replicas": case.qdrant_replicas,
+        "lora_adapters": [{"name": n, "source": s} for n, s in case.loras],
+        **case.extra,
     }
-    values.update(case.extra)
-    return values
+
+
+def context_for(case: Case, workspace: Path) -> dict[str, Any]:
+    """The values the template's fetch step hands cookiecutter for this case."""
+    prices = {**DEFAULT_PRICES, **case.prices}
+    return cookiecutter_values(form_answers(case), workspace, prices=prices)
 
 
 def render(directory: Path) -> list[dict[str, Any]]:
@@ -126,14 +131,13 @@ def render(directory: Path) -> list[dict[str, Any]]:
 def rendered_cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Rendered]:
     results: dict[str, Rendered] = {}
     for case in CASES:
-        sizing = size_deployment(case.model, case.quantization, case.gpu)
-        assert sizing.fits, sizing.reason
-        context = context_for(case, sizing)
         out = tmp_path_factory.mktemp(case.id)
-        project = cookiecutter(
-            str(SKELETON), no_input=True, extra_context=context, output_dir=str(out)
+        context = context_for(case, out)
+        sizing = size_deployment(
+            case.model, case.quantization, case.gpu, lora_ranks=[16] * len(case.loras)
         )
-        results[case.id] = Rendered(case, sizing, context, Path(project))
+        assert sizing.fits, sizing.reason
+        results[case.id] = Rendered(case, sizing, context, render_skeleton(out, context))
     return results
 
 

@@ -30,7 +30,6 @@ VLLM_METRICS = {
     "vllm:num_requests_running": "gauge",
     "vllm:kv_cache_usage_perc": "gauge",
 }
-DEFAULT_GPU_PRICES = {"L4": 0.8, "A10G": 1.2, "A100-40GB": 3.0, "A100-80GB": 4.0, "H100": 7.0}
 
 
 def _series_names(name: str, kind: str) -> set[str]:
@@ -260,7 +259,7 @@ def test_burn_rate_alerts_fire_on_errors_and_slowness(rendered: Rendered, tmp_pa
 def test_cost_alerts(rendered: Rendered, tmp_path: Path) -> None:
     n, context = rendered.name, rendered.context
     vllm = f'namespace="{n}", job="{n}-vllm"'
-    price = float(context.get("gpu_hourly_usd") or DEFAULT_GPU_PRICES[context["gpu_class"]])
+    price = float(context["gpu_hourly_usd"])  # the portal's price, from the price step
     per_replica_month = int(context["gpus"]) * price * 730
     budget = float(context.get("monthly_budget_usd", "1000"))
     # Enough replicas to go over budget, and whether one replica alone is over it.

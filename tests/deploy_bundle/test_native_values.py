@@ -36,6 +36,8 @@ def test_native_typed_values_render_a_valid_bundle(tmp_path: Path) -> None:
         "slo_success_rate": 99.9,
         "monthly_budget_usd": 12000,
         "embedding_dimension": 768,
+        "gpu_hourly_usd": 3.7,
+        "gpu_product_label": "NVIDIA-A100-SXM4-80GB",
     }
     context = build_context(SKELETON, values, {})
     context["cookiecutter"]["_template"] = str(SKELETON)

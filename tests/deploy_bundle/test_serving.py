@@ -43,8 +43,8 @@ def test_trying_a_small_model_drops_the_checkpoint_specific_arguments(rendered: 
         assert flag not in args
     assert not any("=" in a for a in args)  # no LoRA module left behind
     # What the cluster's sizing decided still holds.
-    assert (
-        args[args.index("--tensor-parallel-size") + 1] == rendered.context["tensor_parallel_size"]
+    assert args[args.index("--tensor-parallel-size") + 1] == str(
+        rendered.context["tensor_parallel_size"]
     )
 
 

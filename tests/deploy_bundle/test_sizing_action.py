@@ -86,8 +86,18 @@ def test_run_outputs_what_the_skeleton_needs(action: RagSizingAction, tmp_path: 
         "max_model_len": 8192,
         "gpu_memory_utilization": 0.9,
         "kv_cache_dtype": "auto",
+        "checkpoint": "meta-llama/Meta-Llama-3-70B-Instruct",
+        "vllm_quantization": "",
+        "max_loras": 0,
+        "max_lora_rank": 16,
+        "lora_gb": 0.0,
+        "gpu_product_label": "NVIDIA-H100-80GB-HBM3",
     }
-    assert "fits on 4 x H100" in output["reason"] and log == [f"GPU sizing: {output['reason']}"]
+    assert "fits on 4 x H100" in output["reason"]
+    assert log == [
+        f"GPU sizing: {output['reason']}",
+        "vLLM serves meta-llama/Meta-Llama-3-70B-Instruct",
+    ]
 
 
 def test_run_fails_the_step_when_nothing_fits(action: RagSizingAction, tmp_path: Path) -> None:
@@ -128,7 +138,7 @@ def test_no_custom_model_renders_as_null(action: RagSizingAction, tmp_path: Path
         base = {"model": "llama-3-8b-instruct", "quantization": "bf16", "gpu": "L4"}
         assert action.precheck({**base, "model_spec": empty}, settings) == []
     errors = action.precheck({**base, "model_spec": "7b"}, settings)
-    assert [e.path for e in errors] == ["parameters.model"]
+    assert [e.path for e in errors] == ["parameters.custom_model_spec"]
 
 
 def test_llama3_context_window_is_enforced(action: RagSizingAction, tmp_path: Path) -> None:

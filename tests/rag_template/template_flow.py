@@ -12,9 +12,11 @@ import yaml
 from jsonschema import Draft7Validator
 
 from portal_backend.scaffolder.actions.base import ActionContext
+from portal_backend.scaffolder.actions.rag_prices import price_output
 from portal_backend.scaffolder.actions.rag_sizing import RagSizingAction
 from portal_backend.scaffolder.expressions import render_value
 from portal_backend.settings import Settings
+from portal_backend.sla.costs import DEFAULT_PRICES
 from tests.rag_template.conftest import TEMPLATE_DIR
 
 
@@ -51,8 +53,15 @@ def step(template: dict[str, Any], step_id: str) -> dict[str, Any]:
     return next(s for s in template["spec"]["steps"] if s["id"] == step_id)
 
 
-def cookiecutter_values(parameters: dict[str, Any], workspace: Path) -> dict[str, Any]:
-    """What the fetch step hands to cookiecutter for these form answers."""
+def cookiecutter_values(
+    parameters: dict[str, Any],
+    workspace: Path,
+    *,
+    prices: dict[str, float] | None = None,
+    portal_url: str = "http://rag-portal.test",
+) -> dict[str, Any]:
+    """What the fetch step hands to cookiecutter for these form answers, with the
+    portal's price table ``prices`` (default: the portal's defaults)."""
     template = load_template()
     params = with_defaults(parameters)
     assert form_errors(params) == []
@@ -68,4 +77,8 @@ def cookiecutter_values(parameters: dict[str, Any], workspace: Path) -> dict[str
         log=lambda _: None,
     )
     context["steps"]["sizing"] = {"output": RagSizingAction().run(ctx, sizing_input)}
+    # rag:gpu-price reads the portal's table from its database; here the table is given.
+    gpu = render_value(step(template, "price")["input"], context)["gpu"]
+    context["steps"]["price"] = {"output": price_output(prices or DEFAULT_PRICES, gpu)}
+    context["portal"] = {"url": portal_url, "imageRegistry": ""}
     return render_value(step(template, "fetch")["input"]["values"], context)

@@ -44,6 +44,7 @@ def test_template_entity_shape():
     assert steps == [
         ("owner", "catalog:fetch"),
         ("sizing", "rag:sizing"),
+        ("price", "rag:gpu-price"),
         ("fetch", "fetch:cookiecutter"),
         ("publish", "publish:git"),
         ("register", "catalog:register"),

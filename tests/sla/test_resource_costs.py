@@ -227,7 +227,7 @@ def _with_gpu_class(bundle: list[dict[str, Any]], **where: Any) -> list[dict[str
             3.00,
         ),
         # No selector: the class rendered on the workload (the template writes "A100-80GB").
-        ({"annotation": "A100-80GB"}, "A100-80GB", "gpu:nvidia-a100", 3.00),
+        ({"annotation": "A100-80GB"}, "A100-80GB", "gpu:nvidia-a100-80gb", 3.70),
     ],
 )
 def test_gpu_class_from_what_provisioning_applied(  # type: ignore[no-untyped-def]
@@ -269,9 +269,11 @@ def test_gpu_price_item_for_a_class() -> None:
     # The template's short names and the GPU operator's product labels.
     assert gpu_price(prices, "L4") == ("gpu:nvidia-l4", 0.80)
     assert gpu_price(prices, "NVIDIA-L4") == ("gpu:nvidia-l4", 0.80)
-    assert gpu_price(prices, "NVIDIA-A100-SXM4-80GB") == ("gpu:nvidia-a100", 3.00)
+    assert gpu_price(prices, "NVIDIA-A100-SXM4-80GB") == ("gpu:nvidia-a100-80gb", 3.70)
+    assert gpu_price(prices, "NVIDIA-A100-SXM4-40GB") == ("gpu:nvidia-a100", 3.00)
+    assert gpu_price(prices, "NVIDIA-H200") == ("gpu:nvidia-h200", 6.00)
     # The most specific item wins; a different model never matches by prefix.
-    assert gpu_price({**prices, "gpu:a100-80gb": 3.70}, "A100-80GB") == ("gpu:a100-80gb", 3.70)
+    assert gpu_price({**prices, "gpu:a100-80gb": 3.90}, "A100-80GB") == ("gpu:a100-80gb", 3.90)
     assert gpu_price(prices, "L40S") == ("gpu:default", 2.50)
     assert gpu_price(prices, None) == ("gpu:default", 2.50)
     assert gpu_price({}, "H100") == ("gpu:default", 0.0)

@@ -1,8 +1,12 @@
 """``rag:sizing``: GPU count and vLLM settings for the form's model, quantization and GPU.
 
-Its output feeds ``fetch:cookiecutter`` (``gpus``, ``tensor_parallel_size``,
-``max_model_len``, ``gpu_memory_utilization``, ``kv_cache_dtype``), and its ``precheck``
-refuses an impossible combination at submit time, saying what would fit.
+Its output feeds ``fetch:cookiecutter``: ``gpus``, ``tensor_parallel_size``,
+``max_model_len``, ``gpu_memory_utilization``, ``kv_cache_dtype``, the checkpoint vLLM
+serves and its ``--quantization`` (``checkpoint``, ``vllm_quantization``), the LoRA slots
+(``max_loras``, ``max_lora_rank``, counted in the GPU memory) and the GPU class's node
+label. One computation decides both the GPU count and the vLLM arguments, so they
+cannot disagree. Its ``precheck`` refuses an impossible combination at submit time,
+saying what would fit.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from catalog.errors import UnprocessableError
+from portal_backend.rag.checkpoints import custom_model_needs
+from portal_backend.rag.gpu_classes import GPU_CLASSES
 from portal_backend.rag.sizing import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_LORA_RANK,
     DEFAULT_MAX_CONTEXT,
-    GPU_CLASSES,
+    LORA_FIELDS,
     MAX_GPUS_PER_NODE,
     MODELS,
     QUANTIZATIONS,
@@ -39,7 +46,9 @@ PARAMETER_OF_INPUT = {
     "max_context": "parameters.max_model_len",
     "concurrency": "parameters.concurrency",
     "max_gpus": "parameters.max_gpus",
-    "model_spec": "parameters.model",
+    "model_spec": "parameters.custom_model_spec",
+    "custom_model_id": "parameters.custom_model_id",
+    "lora_adapters": "parameters.lora_adapters",
 }
 
 CUSTOM_MODEL_MAX_CONTEXT = 131072
@@ -71,24 +80,44 @@ def _custom_model(input: dict[str, Any]) -> ModelSpec | None:
         return None
     if not isinstance(spec, dict):
         raise _InputProblem("model_spec", f"model_spec must be an object, got {spec!r}")
+    optional = {f: int(spec[f]) for f in LORA_FIELDS if spec.get(f) not in (None, "")}
     try:
         return ModelSpec(
             id=str(input.get("model", "custom")),
-            hf_id=str(spec.get("hf_id", input.get("model", ""))),
+            # The checkpoint vLLM serves: the form's model id.
+            hf_id=str(input.get("custom_model_id") or spec.get("hf_id") or input.get("model")),
             parameters_b=float(spec["parameters_b"]),
             layers=int(spec["layers"]),
             kv_heads=int(spec["kv_heads"]),
             head_dim=int(spec["head_dim"]),
-            attention_heads=int(spec.get("attention_heads", spec["kv_heads"])),
+            attention_heads=int(optional.pop("attention_heads", spec["kv_heads"])),
             # Unknown context window: leave the check to vLLM, up to the form's maximum.
             max_context=int(spec.get("max_context", CUSTOM_MODEL_MAX_CONTEXT)),
+            **optional,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise _InputProblem(
             "model_spec",
             "model_spec needs numbers parameters_b, layers, kv_heads, head_dim "
-            f"(optional attention_heads, max_context): {exc}",
+            "(optional attention_heads, max_context; hidden_size, intermediate_size, "
+            f"vocab_size for LoRA): {exc}",
         ) from None
+
+
+def _lora_ranks(input: dict[str, Any]) -> list[int]:
+    """One rank per adapter of the form's ``lora_adapters`` (default 16)."""
+    adapters = input.get("lora_adapters") or []
+    if not isinstance(adapters, list):
+        raise _InputProblem("lora_adapters", "lora_adapters must be a list of {name, source}")
+    ranks = []
+    for index, adapter in enumerate(adapters):
+        rank = adapter.get("rank", DEFAULT_LORA_RANK) if isinstance(adapter, dict) else None
+        if isinstance(rank, bool) or not isinstance(rank, int | str) or not str(rank).isdigit():
+            raise _InputProblem(
+                "lora_adapters", f"lora_adapters.{index}.rank must be a whole number"
+            )
+        ranks.append(int(rank))
+    return ranks
 
 
 def _size(input: dict[str, Any]) -> SizingResult:
@@ -100,6 +129,7 @@ def _size(input: dict[str, Any]) -> SizingResult:
         concurrency=_as_int(input, "concurrency", DEFAULT_CONCURRENCY),
         max_gpus=_as_int(input, "max_gpus", MAX_GPUS_PER_NODE),
         custom_model=_custom_model(input),
+        lora_ranks=_lora_ranks(input),
     )
 
 
@@ -114,6 +144,12 @@ def _output(result: SizingResult) -> dict[str, Any]:
         "max_model_len",
         "gpu_memory_utilization",
         "kv_cache_dtype",
+        "checkpoint",
+        "vllm_quantization",
+        "max_loras",
+        "max_lora_rank",
+        "lora_gb",
+        "gpu_product_label",
     )
     data = result.as_dict()
     return {key: data[key] for key in keys}
@@ -143,7 +179,16 @@ class RagSizingAction(Action):
                 # The shipped template renders null when the model is not custom.
                 "type": ["object", "null"],
                 "description": "architecture of a custom model (parameters_b, layers, "
-                "kv_heads, head_dim, attention_heads, max_context)",
+                "kv_heads, head_dim, attention_heads, max_context; hidden_size, "
+                "intermediate_size, vocab_size to size LoRA adapters)",
+            },
+            "custom_model_id": {
+                "type": ["string", "null"],
+                "description": "the Hugging Face id vLLM serves for a custom model",
+            },
+            "lora_adapters": {
+                "type": ["array", "null"],
+                "description": "the LoRA adapters ({name, source, rank}): one GPU slot each",
             },
         },
     }
@@ -159,6 +204,12 @@ class RagSizingAction(Action):
             "max_model_len": {"type": "integer"},
             "gpu_memory_utilization": {"type": "number"},
             "kv_cache_dtype": {"type": "string"},
+            "checkpoint": {"type": "string"},
+            "vllm_quantization": {"type": "string"},
+            "max_loras": {"type": "integer"},
+            "max_lora_rank": {"type": "integer"},
+            "lora_gb": {"type": "number"},
+            "gpu_product_label": {"type": "string"},
         },
     }
 
@@ -186,4 +237,11 @@ class RagSizingAction(Action):
         ctx.log(f"GPU sizing: {result.reason}")
         if not result.fits:
             raise ActionError(result.reason)
+        needs = custom_model_needs(result.quantization) if input.get("model_spec") else None
+        if needs and _custom_model(input) is not None:
+            ctx.log(f"custom model {result.checkpoint} must be {needs}")
+        quantization = f" --quantization {result.vllm_quantization}" * bool(
+            result.vllm_quantization
+        )
+        ctx.log(f"vLLM serves {result.checkpoint}{quantization}")
         return _output(result)
