@@ -14,6 +14,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from portal_backend.auth.service import Principal
+from portal_backend.settings import Settings
 
 RAG_TYPE = "rag-service"
 WINDOWS = ("1h", "24h", "7d", "30d")
@@ -57,7 +58,10 @@ def rag_panels(
         "gpu_class": annotations.get(f"{ANNOTATION}gpu-class"),
         "gpus": annotations.get(f"{ANNOTATION}gpus"),
         "replicas": annotations.get(f"{ANNOTATION}replicas"),
-        "endpoint": annotations.get(f"{ANNOTATION}endpoint"),
+        # Where it answers now (the local runtime's address), else where it will in its
+        # cluster (the annotation the template wrote).
+        "endpoint": (status.get("deployment") or {}).get("endpoint")
+        or annotations.get(f"{ANNOTATION}endpoint"),
         "namespace": annotations.get(f"{ANNOTATION}namespace") or name,
         "slo_p95_ms": annotations.get(f"{ANNOTATION}slo-p95-latency-ms"),
         "slo_success": annotations.get(f"{ANNOTATION}slo-success-rate"),
@@ -157,10 +161,24 @@ def _cost(session: Session, entity: dict[str, Any], report: dict[str, Any] | Non
     }
 
 
-def delete_service(request: Request, entity: dict[str, Any], principal: Principal) -> dict:
-    """Tear down through the provisioning API's handler (owner check, cluster, catalog)."""
-    from portal_backend.routers import rag_services
+def service_name(entity: dict[str, Any]) -> str:
+    return _annotations(entity).get(f"{ANNOTATION}service") or entity["metadata"]["name"]
 
-    meta = entity["metadata"]
-    name = _annotations(entity).get(f"{ANNOTATION}service") or meta["name"]
-    return rag_services.teardown(meta.get("namespace") or "default", name, request, principal)
+
+def deploy_choices(settings: Settings) -> list[tuple[str, str]]:
+    """(form value, label) of every place a service can be deployed to from its page."""
+    choices = [(f"kubernetes:{name}", f"Cluster {name}") for name in sorted(settings.clusters)]
+    if settings.runtime_enabled:
+        choices.append(("local", "Local runtime (this machine, CPU)"))
+    choices.append(("plan", "Plan only (render and validate, apply nothing)"))
+    return choices
+
+
+def delete_service(request: Request, entity: dict[str, Any], principal: Principal) -> dict:
+    """Tear down wherever it runs (cluster objects or local processes), then its catalog
+    entities, secrets and tokens; the caller checked that the principal may."""
+    from portal_backend.provisioning import targets
+
+    return targets.teardown(
+        request.app.state.settings, request.app.state.session_factory, service_name(entity)
+    )

@@ -7,6 +7,7 @@ name unique to this pytest session, so parallel runs never take each other's wor
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import TypeAdapter
 
 from portal_backend.db import upgrade_database
 from portal_backend.settings import Settings
@@ -45,25 +47,39 @@ FAST = {
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment that makes a ``ragportal`` process use exactly these settings."""
+    """Environment that makes a ``ragportal`` process use exactly these settings: every
+    setting that differs from its default, as pydantic-settings reads it back."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGPORTAL_")}
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
-    env.update(
-        RAGPORTAL_DATA_DIR=str(settings.data_dir),
-        RAGPORTAL_TEMPLATES_DIR=str(settings.templates_dir),
-        RAGPORTAL_CELERY_QUEUE=settings.celery_queue,
-        RAGPORTAL_LOG_JSON="false",
-        RAGPORTAL_LOG_LEVEL="INFO",
-        RAGPORTAL_SCAFFOLDER_HEARTBEAT_S=str(settings.scaffolder_heartbeat_s),
-        RAGPORTAL_SCAFFOLDER_STALE_AFTER_S=str(settings.scaffolder_stale_after_s),
-        RAGPORTAL_SCAFFOLDER_REQUEUE_AFTER_S=str(settings.scaffolder_requeue_after_s),
-        RAGPORTAL_SCAFFOLDER_SWEEP_INTERVAL_S=str(settings.scaffolder_sweep_interval_s),
-    )
+    defaults = Settings.model_construct()
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if name not in ("data_dir", "templates_dir") and value == getattr(defaults, name, None):
+            continue
+        if value is None:
+            continue
+        env[f"RAGPORTAL_{name.upper()}"] = _env_value(value)
+    # Workers log at INFO into their own files: what a failed test shows.
+    env["RAGPORTAL_LOG_LEVEL"] = "INFO"
     env["DATABASE_URL"] = settings.database_url_override or settings.database_url
+    env.pop("RAGPORTAL_DATABASE_URL_OVERRIDE", None)
     if settings.redis_url:
         env["REDIS_URL"] = settings.redis_url
+    env.pop("RAGPORTAL_REDIS_URL", None)
     return env
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(TypeAdapter(type(value)).dump_python(value, mode="json"))
 
 
 @dataclass

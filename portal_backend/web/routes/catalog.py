@@ -7,9 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from catalog.errors import NotAllowedError, NotFoundError
+from catalog.errors import NotAllowedError, NotFoundError, PortalError
 from catalog.service import CatalogService
 from portal_backend.db import session_scope
+from portal_backend.deps import scaffolder_dispatch
+from portal_backend.rag import ask, operations
 from portal_backend.web import panels
 from portal_backend.web.catalog_view import FACETS, PAGE_SIZES, SORTS, CatalogView
 from portal_backend.web.graph import relation_graph
@@ -66,10 +68,22 @@ def _entity(session: Any, namespace: str, kind: str, name: str) -> dict[str, Any
 def entity_page(
     request: Request, namespace: str, kind: str, name: str, window: str = "24h"
 ) -> Response:
+    return _entity_page(request, namespace, kind, name, window)
+
+
+def _entity_page(
+    request: Request,
+    namespace: str,
+    kind: str,
+    name: str,
+    window: str = "24h",
+    extra: dict[str, Any] | None = None,
+) -> Response:
     principal = require_page(request, "read")
     with session_scope(request.app.state.session_factory) as session:
         entity = _entity(session, namespace, kind, name)
         service_panels = panels.rag_panels(request, session, entity, window)
+    may_change = service_panels is not None and _may_delete(principal, entity)
     return render(
         request,
         "entity.html",
@@ -77,9 +91,88 @@ def entity_page(
             "entity": entity,
             "graph": relation_graph(entity),
             "rag": service_panels,
-            "can_delete": service_panels is not None and _may_delete(principal, entity),
+            "can_delete": may_change,
+            "can_operate": may_change,
+            "deploy_targets": panels.deploy_choices(request.app.state.settings),
+            **(extra or {}),
         },
     )
+
+
+@router.post("/catalog/{namespace}/{kind}/{name}/ask")
+def ask_service(
+    request: Request,
+    namespace: str,
+    kind: str,
+    name: str,
+    csrf: str = Form(""),
+    question: str = Form(""),
+) -> Response:
+    """The Ask panel: the service's own /query answers (counted in its SLA)."""
+    require_page(request, "read")
+    check_csrf(request, csrf)
+    with session_scope(request.app.state.session_factory) as session:
+        service = panels.service_name(_entity(session, namespace, kind, name))
+    result: dict[str, Any]
+    try:
+        result = {"answer": ask.ask(request.app.state.session_factory, service, question)}
+    except PortalError as exc:
+        result = {"error": exc.message, "details": [d.message for d in exc.details]}
+    return _entity_page(
+        request, namespace, kind, name, extra={"ask": {"question": question, **result}}
+    )
+
+
+@router.post("/catalog/{namespace}/{kind}/{name}/deploy")
+def deploy_service(
+    request: Request,
+    namespace: str,
+    kind: str,
+    name: str,
+    csrf: str = Form(""),
+    target: str = Form("auto"),
+) -> Response:
+    """Deploy again (local runtime, a cluster, or a plan): a task with a live log."""
+    principal = require_page(request, "write")
+    check_csrf(request, csrf)
+    with session_scope(request.app.state.session_factory) as session:
+        entity = _entity(session, namespace, kind, name)
+        if not _may_delete(principal, entity):
+            raise NotAllowedError("only the owning group or an admin may deploy this service")
+    kind_name, _, cluster = target.partition(":")
+    task_id = operations.submit_deploy(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        entity_ref=f"{kind}:{namespace}/{name}",
+        target=kind_name,
+        cluster=cluster or None,
+        environment=None,
+        user_ref=principal.subject,
+        dispatch=scaffolder_dispatch(request),
+    )
+    return RedirectResponse(f"/tasks/{task_id}", status_code=303)
+
+
+@router.post("/catalog/{namespace}/{kind}/{name}/evaluate")
+def evaluate_service(
+    request: Request, namespace: str, kind: str, name: str, csrf: str = Form("")
+) -> Response:
+    """Run the repository's evaluation set against the running service: a task."""
+    principal = require_page(request, "write")
+    check_csrf(request, csrf)
+    with session_scope(request.app.state.session_factory) as session:
+        entity = _entity(session, namespace, kind, name)
+        if not _may_delete(principal, entity):
+            raise NotAllowedError("only the owning group or an admin may evaluate this service")
+    task_id = operations.submit_evaluate(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        entity_ref=f"{kind}:{namespace}/{name}",
+        judge=True,
+        user_ref=principal.subject,
+        dispatch=scaffolder_dispatch(request),
+    )
+    return RedirectResponse(f"/tasks/{task_id}", status_code=303)
 
 
 def _may_delete(principal: Any, entity: dict[str, Any]) -> bool:

@@ -5,7 +5,6 @@ seconds of CPU."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import uuid
@@ -23,7 +22,7 @@ from portal_backend.provisioning.local.runtime import LocalRuntime
 from portal_backend.settings import Settings
 from tests.conftest import POSTGRES_URL, REDIS_URL, make_settings
 from tests.rag_template.conftest import VENV, generated_venv, render_defaults  # noqa: F401
-from tests.scaffolder.conftest import FAST, Workers, settings_env
+from tests.scaffolder.conftest import FAST
 
 TEAM = {
     "apiVersion": "backstage.io/v1alpha1",
@@ -75,29 +74,6 @@ def _remove_every_service(settings: Settings) -> None:
     factory = make_session_factory(make_engine(settings.database_url))
     for folder in root.glob("*") if root.exists() else []:
         LocalRuntime(settings, factory).remove(folder.name)
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    env = settings_env(settings)
-    env.update(
-        RAGPORTAL_PROVISIONING_SECRET_KEY=settings.provisioning_secret_key or "",
-        RAGPORTAL_RUNTIME_ENVS_DIR=str(settings.runtime_envs_dir),
-        RAGPORTAL_RUNTIME_SUPERVISE_INTERVAL_S=str(settings.runtime_supervise_interval_s),
-        RAGPORTAL_RUNTIME_RESTART_BACKOFF_S=json.dumps(list(settings.runtime_restart_backoff_s)),
-        RAGPORTAL_RUNTIME_LEASE_S=str(settings.runtime_lease_s),
-        RAGPORTAL_RUNTIME_START_TIMEOUT_S=str(settings.runtime_start_timeout_s),
-        RAGPORTAL_BASE_URL=settings.base_url,
-    )
-    if settings.runtime_portal_url:
-        env["RAGPORTAL_RUNTIME_PORTAL_URL"] = settings.runtime_portal_url
-    if settings.runtime_llm_gguf:
-        env["RAGPORTAL_RUNTIME_LLM_GGUF"] = str(settings.runtime_llm_gguf)
-    return env
-
-
-class RuntimeWorkers(Workers):
-    def environment(self, settings: Settings) -> dict[str, str]:
-        return worker_env(settings)
 
 
 @dataclass
