@@ -45,12 +45,21 @@ def serve(
     port: int = typer.Option(None, help="Port (default from RAGPORTAL_PORT, 7007)."),
 ) -> None:
     """Apply migrations and start the portal (API + UI)."""
+    import os
+
     import uvicorn
 
     from portal_backend.app import create_app
 
     settings = _settings()
     upgrade_database(settings)
+    host, port = host or settings.host, port or settings.port
+    if "RAGPORTAL_BASE_URL" not in os.environ:
+        # Links, and the address services on the local runtime push usage to, follow the
+        # port actually served (the embedded worker reads it from the environment).
+        reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        settings.base_url = f"http://{reachable}:{port}"
+        os.environ["RAGPORTAL_BASE_URL"] = settings.base_url
     # Without REDIS_URL the portal runs its own worker (filesystem queue), so this one
     # command is enough; it stops with the server.
     embedded = None if settings.redis_url else _start_embedded_worker()
@@ -64,8 +73,8 @@ def serve(
     try:
         uvicorn.run(
             create_app(settings),
-            host=host or settings.host,
-            port=port or settings.port,
+            host=host,
+            port=port,
             log_config=None,  # structlog owns logging
             proxy_headers=True,
         )
