@@ -20,7 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlalchemy.orm import Session
 
 from catalog.errors import ErrorDetail, InputError, NotAllowedError
-from portal_backend.sla import rollups
+from portal_backend.sla import adapters, rollups
 from portal_backend.sla.clock import from_ts
 from portal_backend.sla.refs import normalize_ref
 from portal_backend.sla.tables import IngestBatch, UsageRecord
@@ -40,6 +40,8 @@ class UsageRecordIn(BaseModel):
     completion_tokens: int = Field(default=0, ge=0)
     outcome: Literal["success", "error", "timeout", "refused"]
     model: str | None = Field(default=None, max_length=200)
+    # The LoRA adapter that served the request (None: the base model); see sla.adapters.
+    adapter: str | None = Field(default=None, max_length=200)
 
 
 class UsageBatchIn(BaseModel):
@@ -68,6 +70,7 @@ class ParsedBatch:
     completion_tokens: np.ndarray
     outcome: np.ndarray  # index into rollups.OUTCOMES
     model: list[str | None]
+    adapter: list[str | None]
 
     def __len__(self) -> int:
         return len(self.service)
@@ -114,6 +117,7 @@ class _FastRecord(msgspec.Struct, gc=False):
     prompt_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
     completion_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
     model: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    adapter: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
 class _FastBatch(msgspec.Struct, gc=False):
@@ -154,6 +158,7 @@ def _parse_fast(body: bytes) -> ParsedBatch:
             map(_OUTCOME_CODE.__getitem__, map(_get["outcome"], records)), np.int64, n
         ),
         model=list(map(_get["model"], records)),
+        adapter=list(map(_get["adapter"], records)),
     )
 
 
@@ -169,6 +174,7 @@ def _columns(model: UsageBatchIn) -> ParsedBatch:
         completion_tokens=np.array([r.completion_tokens for r in records], dtype=np.float64),
         outcome=np.array([_OUTCOME_CODE[r.outcome] for r in records], dtype=np.int64),
         model=[r.model for r in records],
+        adapter=[r.adapter for r in records],
     )
 
 
@@ -256,6 +262,8 @@ def ingest_batch(
         session, IngestBatch.__table__, claim, deltas, synchronous_commit=synchronous_commit
     ):
         return IngestResult(batch.batch_id, 0, True, refs)
+    if any(batch.adapter):
+        adapters.record_batch(session, batch, service_map)
     if raw_retention_hours > 0:
         _store_raw(session, batch, service_map)
     return IngestResult(batch.batch_id, len(batch), False, refs)
@@ -275,9 +283,10 @@ def _store_raw(session: Session, batch: ParsedBatch, service_map: dict[str, str]
                 "completion_tokens": int(c),
                 "outcome": rollups.OUTCOMES[o],
                 "model": m,
+                "adapter": a,
                 "batch_id": batch.batch_id,
             }
-            for s, t, lat, tt, p, c, o, m in zip(
+            for s, t, lat, tt, p, c, o, m, a in zip(
                 batch.service,
                 batch.timestamp.tolist(),
                 batch.latency_ms.tolist(),
@@ -286,6 +295,7 @@ def _store_raw(session: Session, batch: ParsedBatch, service_map: dict[str, str]
                 batch.completion_tokens.tolist(),
                 batch.outcome.tolist(),
                 batch.model,
+                batch.adapter,
                 strict=True,
             )
         ],

@@ -18,7 +18,13 @@ from portal_backend.logging import get_logger
 from portal_backend.settings import Settings
 from portal_backend.sla import costs, evaluate, opencost, prometheus, services, webhooks
 from portal_backend.sla.rollups import T
-from portal_backend.sla.tables import IngestBatch, Notification, SlaService, UsageRecord
+from portal_backend.sla.tables import (
+    AdapterUsage,
+    IngestBatch,
+    Notification,
+    SlaService,
+    UsageRecord,
+)
 
 log = get_logger(__name__)
 Factory = sessionmaker[Session]
@@ -117,6 +123,12 @@ def retention(settings: Settings, factory: Factory, now: datetime) -> dict[str, 
             delete(T).where(
                 T.c.resolution.in_(("1h", "1d")),
                 T.c.bucket_ts < ts - settings.sla_hour_rollup_retention_days * 86400,
+            )
+        ).rowcount
+        # Per-adapter hours live as long as the hour rollups they break down.
+        hours += session.execute(
+            delete(AdapterUsage).where(
+                AdapterUsage.bucket_ts < ts - settings.sla_hour_rollup_retention_days * 86400
             )
         ).rowcount
         batches = session.execute(

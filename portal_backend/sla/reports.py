@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.errors import ErrorDetail, InputError
-from portal_backend.sla import costs, slo, stats
+from portal_backend.sla import adapters, costs, slo, stats
 from portal_backend.sla.alerts import list_alerts
 from portal_backend.sla.clock import from_ts
 from portal_backend.sla.costs import DAY
@@ -88,6 +88,9 @@ def service_report(session: Session, service: SlaService, window: str, now: date
             "rate": {"model": rate_model, **rate.as_dict()},
         },
         "series": stats.series(session, service.service_ref, start, end, SERIES_STEP[window]),
+        # Requests that named a LoRA adapter, per adapter (whole hours of the window); the
+        # rest of the window's requests went to the base model.
+        "usageByAdapter": adapters.usage_by_adapter(session, service.service_ref, start, end),
         "evaluations": [
             {
                 "createdAt": e.created_at.isoformat(),

@@ -62,7 +62,27 @@ class UsageRecord(SQLModel, table=True):
     completion_tokens: int
     outcome: str = Field(max_length=16)
     model: str | None = Field(default=None, max_length=200)
+    adapter: str | None = Field(default=None, max_length=200)
     batch_id: str = Field(max_length=128)
+
+
+class AdapterUsage(SQLModel, table=True):
+    """Usage of one LoRA adapter of a service in one hour, from pushed records that name
+    it (requests without an adapter are the base model: the service's rollups minus
+    these). Written only for such records, so services without adapters pay nothing."""
+
+    __tablename__ = "sla_adapter_usage"
+
+    service_ref: str = Field(primary_key=True, max_length=255)
+    adapter: str = Field(primary_key=True, max_length=200)
+    bucket_ts: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    requests: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    errors: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    latency_sum_ms: float = 0.0
+    prompt_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    completion_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+    __table_args__ = (Index("ix_sla_adapter_usage_ts", "bucket_ts"),)
 
 
 class SlaService(SQLModel, table=True):
