@@ -24,6 +24,7 @@ from portal_backend.db import session_scope
 from portal_backend.provisioning import bundle_secrets, records
 from portal_backend.provisioning.bundle import BundleError, render_bundle
 from portal_backend.provisioning.capacity import CapacityReport, check_gpu_capacity
+from portal_backend.provisioning.images import pin_repository_images
 from portal_backend.provisioning.kube import KubeClient, KubeError, api_client_for
 from portal_backend.provisioning.models import ProvisionedService
 from portal_backend.provisioning.plan import (
@@ -95,6 +96,10 @@ class ProvisionRequest:
     # Record the plan even where a cluster is configured; the reason says why.
     plan_only: bool = False
     plan_reason: str = "no Kubernetes cluster is configured"
+    # The published repository and the commit deployed: the repository's own images are
+    # pinned to that commit and checked against what its CI pushes (provisioning/images).
+    repo_dir: Path | None = None
+    commit: str | None = None
 
     @property
     def ref(self) -> str:
@@ -216,6 +221,16 @@ class Provisioner:
             f"rendered {len(objects)} objects from {req.bundle_dir.name}/"
             f"{'overlays/' + req.environment if req.environment else ''}; all valid"
         )
+        if req.repo_dir is not None:
+            # Before anything is applied: an image no build produces never reaches a cluster.
+            problems = pin_repository_images(
+                objects, req.repo_dir, req.commit or "", req.service, cluster=cluster is not None
+            )
+            if problems:
+                raise ProvisioningError(
+                    f"{len(problems)} image(s) cannot be pulled: " + "; ".join(problems)
+                )
+            self.log(f"the repository's images are pinned to commit {(req.commit or '')[:12]}")
         if cluster is None:
             return self._record_plan(req, objects, started)
 

@@ -60,10 +60,24 @@ def workspace_for(settings: Settings, task_id: str) -> Path:
     return settings.data_dir / "workspaces" / task_id
 
 
-def portal_context(settings: Settings) -> dict[str, Any]:
+IMAGE_REGISTRY_ANNOTATION = "rag-portal.io/image-registry"
+
+
+def portal_context(settings: Settings, annotations: dict[str, Any] | None = None) -> dict[str, Any]:
     """``${{ portal.* }}`` in templates: what a generated service needs to know about the
-    portal that created it (where to push usage, where images live)."""
-    return {"url": settings.portal_url_for_services, "imageRegistry": settings.image_registry}
+    portal that created it (where to push usage, where images live, where repositories
+    are published). A template's ``rag-portal.io/image-registry`` annotation overrides
+    the portal's image registry for that template."""
+    registry = (annotations or {}).get(IMAGE_REGISTRY_ANNOTATION) or settings.image_registry
+    return {
+        "url": settings.portal_url_for_services,
+        "imageRegistry": str(registry).rstrip("/"),
+        "gitHost": settings.scaffolder_default_git_host,
+    }
+
+
+def _annotations(template: Template) -> dict[str, Any]:
+    return (template.entity.get("metadata") or {}).get("annotations") or {}
 
 
 def _user_context(user_ref: str) -> dict[str, Any]:
@@ -107,7 +121,7 @@ def precheck(template: Template, values: dict[str, Any], settings: Settings, use
         "user": _user_context(user_ref),
         "steps": {},
         "secrets": {},
-        "portal": portal_context(settings),
+        "portal": portal_context(settings, _annotations(template)),
     }
     details: list[ErrorDetail] = []
     for step in template.steps:
@@ -273,7 +287,7 @@ def _context(
     task: Any, steps: list[Any], secrets: dict[str, str], settings: Settings
 ) -> dict[str, Any]:
     return {
-        "portal": portal_context(settings),
+        "portal": portal_context(settings, task.spec.get("annotations")),
         "parameters": task.values,
         "steps": {
             s.step_id: {"output": s.output or {}} for s in steps if s.status in store.DONE_STEP
@@ -443,7 +457,7 @@ def dry_run(
         "user": _user_context(user_ref),
         "steps": {},
         "secrets": secrets or {},
-        "portal": portal_context(settings),
+        "portal": portal_context(settings, _annotations(template)),
     }
     with tempfile.TemporaryDirectory(prefix="ragportal-dry-run-") as scratch:
         workspace = Path(scratch) / "workspace"

@@ -49,6 +49,8 @@ class Template:
         return {
             "ref": self.ref,
             "title": self.entity.get("metadata", {}).get("title"),
+            # Template-level settings (e.g. rag-portal.io/image-registry) as submitted.
+            "annotations": copy.deepcopy(self.entity.get("metadata", {}).get("annotations") or {}),
             "parameters": copy.deepcopy(self.spec.get("parameters") or []),
             "steps": copy.deepcopy(self.steps),
             "output": copy.deepcopy(self.spec.get("output") or {}),

@@ -66,7 +66,9 @@ def owner_group(session_factory) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def with_cluster(k8s_settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
-    with portal_and_workers(_settings(k8s_settings), tmp_path) as live:
+    # A real cluster pulls images: the portal's registry setting is what CI pushes to.
+    registry = {"image_registry": "ghcr.io/acme"}
+    with portal_and_workers(_settings(k8s_settings, **registry), tmp_path) as live:
         yield live
 
 

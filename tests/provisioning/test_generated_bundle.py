@@ -32,7 +32,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
         str(SKELETON),
         no_input=True,
         output_dir=str(tmp_path_factory.mktemp("generated")),
-        extra_context={"service_name": SERVICE},
+        # A registry, as the portal's image_registry setting gives it (unset: refused).
+        extra_context={"service_name": SERVICE, "image_registry": "registry.example.test/rag"},
     )
     return Path(out)
 

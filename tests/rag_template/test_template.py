@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from portal_backend.scaffolder.engine import portal_context
 from portal_backend.scaffolder.expressions import render_value
+from portal_backend.settings import Settings
 from tests.rag_template.conftest import SKELETON, render
 from tests.rag_template.template_flow import (
     cookiecutter_values,
@@ -121,9 +123,11 @@ def test_publish_and_register_inputs(tmp_path: Path):
     context = {
         "parameters": with_defaults(BASE),
         "steps": {"publish": {"output": {"repoContentsUrl": "file:///repos/x", "remoteUrl": "r"}}},
+        "portal": portal_context(Settings(scaffolder_default_git_host="github.com")),
     }
     publish = render_value(step(template, "publish")["input"], context)
-    assert publish["repoUrl"] == "local?owner=people-team&repo=hr-assistant"
+    # The portal's git host (a setting), not a host fixed in the template.
+    assert publish["repoUrl"] == "github.com?owner=people-team&repo=hr-assistant"
     register = render_value(step(template, "register")["input"], context)
     assert register["catalogInfoPath"] == "/catalog-info.yaml"
     assert register["repoContentsUrl"] == "file:///repos/x"

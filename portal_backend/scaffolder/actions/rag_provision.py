@@ -19,7 +19,7 @@ from portal_backend.provisioning.local.runtime import (
     LocalRuntimeError,
 )
 from portal_backend.provisioning.plan import SERVICE_NAME
-from portal_backend.provisioning.repo_checkout import CheckoutError, export_tree
+from portal_backend.provisioning.repo_checkout import CheckoutError, export_tree, head_commit
 from portal_backend.provisioning.service import (
     Provisioner,
     ProvisioningCancelled,
@@ -38,13 +38,14 @@ from portal_backend.scaffolder.actions.fs import inside
 from portal_backend.settings import Settings
 
 
-def _bundle_from_repo(url: str, ctx: ActionContext) -> Path:
-    """Extract deploy/ of the published repository into the workspace."""
+def _repo_from_url(url: str, ctx: ActionContext) -> tuple[Path, str]:
+    """The published repository (whole: its CI says which images exist) and its commit."""
     try:
-        root = export_tree(url, ctx.workspace / ".provision" / ctx.step_id, ctx.settings, "deploy")
+        commit = head_commit(url, ctx.settings)
+        root = export_tree(url, ctx.workspace / ".provision" / ctx.step_id, ctx.settings)
     except CheckoutError as exc:
         raise ActionError(str(exc)) from exc
-    return root / "k8s"
+    return root, commit
 
 
 def flag(value: Any) -> bool:
@@ -150,8 +151,11 @@ class RagProvisionAction(Action):
             return self._run_local(ctx, input)
         # A dry run publishes nothing, so its repoContentsUrl points nowhere: the rendered
         # workspace holds the same bundle.
+        repo_dir: Path | None = None
+        commit: str | None = None
         if input.get("repoContentsUrl") and not input.get("path") and not ctx.dry_run:
-            k8s_dir = _bundle_from_repo(str(input["repoContentsUrl"]), ctx)
+            repo_dir, commit = _repo_from_url(str(input["repoContentsUrl"]), ctx)
+            k8s_dir = repo_dir / "deploy" / "k8s"
         else:
             path = str(input.get("path") or "").strip("/")
             base = inside(ctx.workspace, path) if path not in ("", ".") else ctx.workspace
@@ -168,6 +172,8 @@ class RagProvisionAction(Action):
             allow_cpu_fallback=flag(input.get("allowCpuFallback", False)),
             gpu_class=input.get("gpuClass"),
             entity_ref=input.get("entityRef"),
+            repo_dir=repo_dir,
+            commit=commit,
         )
         provisioner = Provisioner(
             ctx.settings, ctx.session_factory, log=ctx.log, is_cancelled=ctx.is_cancelled
