@@ -1,4 +1,9 @@
-"""Chat model: the vLLM endpoint, falling back to the CPU (llama.cpp) endpoint."""
+"""Chat model: the vLLM endpoint, falling back to the CPU (llama.cpp) endpoint.
+
+A LoRA adapter is another model name on the same vLLM endpoint (``--lora-modules
+name=source``); it has no fallback, because the CPU server does not have the adapter
+and an answer without it would be a different model's answer under the adapter's name.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,12 @@ def _chat_openai(base_url: str, model: str, api_key: str, settings: Settings, re
     )
 
 
-def make_llm(settings: Settings) -> BaseChatModel | Runnable:
+def make_llm(settings: Settings, adapter: str | None = None) -> BaseChatModel | Runnable:
+    """The chat model for the base model, or for one of ``settings.lora_adapters``."""
+    if adapter is not None:
+        return _chat_openai(
+            settings.llm_base_url, adapter, settings.llm_api_key, settings, retries=2
+        )
     has_fallback = bool(settings.fallback_llm_base_url)
     # With a fallback configured, fail over at once instead of retrying a sick GPU pod.
     primary = _chat_openai(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,7 +31,7 @@ from app.runtime import limit_torch_threads
 from app.schemas import ChatCompletionRequest, QueryRequest, QueryResponse
 from app.service import LLMTimeout, LLMUnavailable, RagService, Token
 from app.settings import Settings, get_settings
-from app.usage import UsageReporter
+from app.usage import start_usage_push
 from app.vectorstore import make_client, make_vector_store
 
 
@@ -50,6 +50,25 @@ def _too_long(settings: Settings, field: tuple[str | int, ...], value: str) -> N
         )
 
 
+def _known_adapter(rag: RagService, field: tuple[str, ...], name: str | None) -> None:
+    """422 naming the field and every model a request may name, for an unknown one."""
+    if name is None or name in rag.adapters:
+        return
+    known = [rag.model] + sorted(rag.adapters)
+    raise RequestValidationError(
+        [
+            {
+                "type": "unknown_model",
+                "loc": ("body", *field),
+                "msg": f"unknown {'model' if field == ('model',) else 'LoRA adapter'} "
+                f"{name!r}; this service serves: {', '.join(known)}"
+                + ("" if rag.adapters else " (it has no LoRA adapters)"),
+                "input": name,
+            }
+        ]
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -57,8 +76,10 @@ def create_app(
     embeddings: Embeddings | None = None,
     client: QdrantClient | None = None,
     usage_transport: httpx.AsyncBaseTransport | None = None,
+    adapter_llms: Mapping[str, Runnable] | None = None,
 ) -> FastAPI:
-    """Builds the app; tests inject a fake chat model, embeddings or a Qdrant client."""
+    """Builds the app; tests inject a fake chat model (per LoRA adapter too), embeddings
+    or a Qdrant client."""
     settings = settings or get_settings()
     metrics = ServiceMetrics()
     llm_probes = [] if llm is not None else probe_urls(settings)
@@ -70,27 +91,31 @@ def create_app(
         store = make_vector_store(
             qdrant, settings, embeddings or make_embeddings(settings, for_queries=True)
         )
-        pipeline = RagPipeline(
-            store,
-            llm or make_llm(settings),
-            service=settings.service_name,
-            k=settings.retrieval_k,
-            relevance_threshold=settings.relevance_threshold,
-        )
-        usage = None
-        if settings.ragportal_url and settings.ragportal_ingest_token:
-            usage = UsageReporter(
-                settings.ragportal_url,
-                settings.ragportal_ingest_token,
-                batch_size=settings.usage_batch_size,
-                flush_interval_s=settings.usage_flush_interval_s,
-                transport=usage_transport,
+        def make_pipeline(chat: Runnable) -> RagPipeline:
+            return RagPipeline(
+                store,
+                chat,
+                service=settings.service_name,
+                k=settings.retrieval_k,
+                relevance_threshold=settings.relevance_threshold,
             )
-            usage.start()
+
+        pipeline = make_pipeline(llm or make_llm(settings))
+        # One pipeline per LoRA adapter: same retrieval, answers through the adapter.
+        adapters = {
+            name: make_pipeline((adapter_llms or {}).get(name) or make_llm(settings, name))
+            for name in settings.lora_adapters
+        }
+        usage = start_usage_push(settings, usage_transport)
         app.state.qdrant = qdrant
         app.state.usage = usage
         app.state.rag = RagService(
-            pipeline, metrics, service=settings.service_name, model=settings.llm_model, usage=usage
+            pipeline,
+            metrics,
+            service=settings.service_name,
+            model=settings.llm_model,
+            usage=usage,
+            adapters=adapters,
         )
         try:
             yield
@@ -129,7 +154,10 @@ def create_app(
     @app.post("/query", response_model=QueryResponse)
     async def query(body: QueryRequest, request: Request) -> dict[str, Any]:
         _too_long(settings, ("question",), body.question)
-        answer: Answer = await request.app.state.rag.answer(body.question)
+        rag: RagService = request.app.state.rag
+        adapter = None if body.adapter in (None, settings.llm_model) else body.adapter
+        _known_adapter(rag, ("adapter",), adapter)
+        answer: Answer = await rag.answer(body.question, adapter=adapter)
         return _query_response(answer)
 
     @app.post("/v1/chat/completions", response_model=None)
@@ -138,12 +166,15 @@ def create_app(
         _too_long(settings, ("messages", len(body.messages) - 1, "content"), question)
         history = [_to_message(m.role, m.content) for m in body.messages[:-1]]
         rag: RagService = request.app.state.rag
-        model = body.model or settings.llm_model
+        # The OpenAI "model" names the base model or a LoRA adapter.
+        adapter = None if body.model in (None, settings.llm_model) else body.model
+        _known_adapter(rag, ("model",), adapter)
+        model = rag.model_for(adapter)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if not body.stream:
-            answer = await rag.answer(question, history)
+            answer = await rag.answer(question, history, adapter)
             return _completion(completion_id, model, answer)
-        events = rag.stream(question, history)
+        events = rag.stream(question, history, adapter)
         # Pull the first item before answering so an unreachable LLM becomes a 502/504
         # status, not a broken stream.
         first = await anext(events)

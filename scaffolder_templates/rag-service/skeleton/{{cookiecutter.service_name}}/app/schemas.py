@@ -9,6 +9,11 @@ from pydantic import BaseModel, Field, field_validator
 
 class QueryRequest(BaseModel):
     question: str = Field(min_length=1, description="The question, in plain language.")
+    adapter: str | None = Field(
+        default=None,
+        description="A LoRA adapter to answer with (one of the service's adapters); "
+        "absent: the base model.",
+    )
 
     @field_validator("question")
     @classmethod

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     fallback_llm_base_url: str = "{{ 'http://llama-cpp:8080/v1' if cookiecutter.cpu_fallback_enabled == 'true' else '' }}"
     fallback_llm_model: str = "{{ cookiecutter.model }}-cpu"
     fallback_llm_api_key: str = "unused"
+    # LoRA adapters vLLM serves beside the base model (--lora-modules): a request names
+    # one (OpenAI "model", or "adapter" on /query); JSON list in LORA_ADAPTERS.
+    lora_adapters: list[str] = {{ cookiecutter.lora_adapters['items'] | map(attribute='name') | list | jsonify(None) }}
     max_tokens: int = Field(default=512, ge=1)
     temperature: float = 0.0
 

@@ -3,6 +3,11 @@
 Records queue in memory and go out in batches (size or interval, whichever first). A
 batch that fails is retried with the same batch_id, so the portal can drop duplicates;
 when the portal stays down the oldest records are dropped past a bound, never the API.
+
+The push needs the portal's address (RAGPORTAL_URL, rendered into the deploy config by
+rag-portal) and this service's ingest token (RAGPORTAL_INGEST_TOKEN, from the
+``<service>-portal-ingest`` Secret rag-portal creates when it deploys the service).
+Without either it is off, and the API says so, and why, when it starts.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_QUEUED_RECORDS = 50_000
@@ -95,3 +103,43 @@ class UsageReporter:
                 await self._task
         await self.flush()
         await self._client.aclose()
+
+
+def start_usage_push(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> UsageReporter | None:
+    """The running reporter, or None (logged with the reason) when the push is off."""
+    missing = [
+        name
+        for name, value in (
+            ("RAGPORTAL_URL", settings.ragportal_url),
+            ("RAGPORTAL_INGEST_TOKEN", settings.ragportal_ingest_token),
+        )
+        if not value
+    ]
+    if missing:
+        log.warning(
+            "usage push to rag-portal is OFF: %s %s empty (set by rag-portal when it deploys "
+            "this service: RAGPORTAL_URL in the %s-config ConfigMap, the token from the "
+            "%s-portal-ingest Secret); SLA and cost in the portal stay empty",
+            " and ".join(missing),
+            "is" if len(missing) == 1 else "are",
+            settings.service_name,
+            settings.service_name,
+        )
+        return None
+    reporter = UsageReporter(
+        settings.ragportal_url,
+        settings.ragportal_ingest_token,
+        batch_size=settings.usage_batch_size,
+        flush_interval_s=settings.usage_flush_interval_s,
+        transport=transport,
+    )
+    log.info(
+        "usage push to rag-portal is on: %s (batches of %d, every %gs at most)",
+        reporter.endpoint,
+        settings.usage_batch_size,
+        settings.usage_flush_interval_s,
+    )
+    reporter.start()
+    return reporter

@@ -214,7 +214,9 @@ def test_usage_is_pushed_in_batches(settings, indexed):
         "completion_tokens",
         "outcome",
         "model",
+        "adapter",
     }
+    assert record["adapter"] is None  # the base model answered
 
 
 def test_failed_usage_batch_is_retried_with_the_same_id():
@@ -235,3 +237,122 @@ def test_failed_usage_batch_is_retried_with_the_same_id():
 
     asyncio.run(scenario())
     assert len(calls) == 2 and calls[0]["batch_id"] == calls[1]["batch_id"]
+
+
+def _lora_app(settings, indexed, received: list[dict]):
+    """The API with one LoRA adapter, each model a fake that says who answered."""
+
+    def portal(request: httpx.Request) -> httpx.Response:
+        received.append(json.loads(request.content))
+        return httpx.Response(200, json={})
+
+    with_adapter = settings.model_copy(
+        update={
+            "lora_adapters": ["support-tone"],
+            "ragportal_url": "http://portal.test",
+            "ragportal_ingest_token": "ingest-token",
+        }
+    )
+    return create_app(
+        with_adapter,
+        llm=fake_llm("base model answer [1]"),
+        adapter_llms={"support-tone": fake_llm("support-tone answer [1]")},
+        embeddings=HashingEmbeddings(),
+        client=indexed,
+        usage_transport=httpx.MockTransport(portal),
+    )
+
+
+def test_a_request_chooses_a_lora_adapter_by_name(settings, indexed):
+    received: list[dict] = []
+    base = settings.llm_model
+    question = {"role": "user", "content": QUESTION}
+    with TestClient(_lora_app(settings, indexed, received)) as client:
+        tone = client.post("/query", json={"question": QUESTION, "adapter": "support-tone"})
+        assert tone.status_code == 200, tone.text
+        assert tone.json()["answer"] == "support-tone answer [1]"
+        assert tone.json()["model"] == "support-tone"
+        plain = client.post("/query", json={"question": QUESTION}).json()
+        assert plain["answer"] == "base model answer [1]" and plain["model"] == base
+        chat = client.post(
+            "/v1/chat/completions", json={"model": "support-tone", "messages": [question]}
+        ).json()
+        assert chat["model"] == "support-tone"
+        assert chat["choices"][0]["message"]["content"] == "support-tone answer [1]"
+        named_base = client.post(
+            "/v1/chat/completions", json={"model": base, "messages": [question]}
+        ).json()
+        assert named_base["choices"][0]["message"]["content"] == "base model answer [1]"
+        with client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": "support-tone", "messages": [question], "stream": True},
+        ) as response:
+            events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+        chunks = [json.loads(e) for e in events[:-1]]
+        assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == (
+            "support-tone answer [1]"
+        )
+    records = [r for batch in received for r in batch["records"]]
+    assert [r["adapter"] for r in records] == [
+        "support-tone",
+        None,
+        "support-tone",
+        None,
+        "support-tone",
+    ]
+    assert records[0]["model"] == "support-tone" and records[1]["model"] == base
+
+
+def test_an_unknown_adapter_is_422_listing_the_known_ones(settings, indexed):
+    received: list[dict] = []
+    with TestClient(_lora_app(settings, indexed, received)) as client:
+        for path, body, field in (
+            ("/query", {"question": QUESTION, "adapter": "legal"}, ["body", "adapter"]),
+            (
+                "/v1/chat/completions",
+                {"model": "legal", "messages": [{"role": "user", "content": QUESTION}]},
+                ["body", "model"],
+            ),
+        ):
+            response = client.post(path, json=body)
+            assert response.status_code == 422, response.text
+            (error,) = response.json()["detail"]
+            assert error["loc"] == field
+            assert "'legal'" in error["msg"]
+            assert f"serves: {settings.llm_model}, support-tone" in error["msg"]
+        assert metric(client, 'rag_requests_total{outcome="refused"}') == 2
+    assert [r for batch in received for r in batch["records"]] == []
+
+
+def test_an_adapter_answers_through_vllm_only(settings):
+    from app.llm import make_llm
+
+    configured = settings.model_copy(
+        update={
+            "llm_base_url": "http://vllm:8000/v1",
+            "fallback_llm_base_url": "http://cpu:8080/v1",
+        }
+    )
+    chat = make_llm(configured, "support-tone")
+    # The adapter's own model name on the vLLM endpoint, and no CPU fallback (the CPU
+    # server has no adapter: its answer would be the base model's under another name).
+    assert chat.model_name == "support-tone"
+    assert str(chat.openai_api_base) == "http://vllm:8000/v1"
+    assert not hasattr(chat, "fallbacks")
+
+
+def test_the_api_says_at_start_when_usage_push_is_off_and_why(settings, indexed, caplog):
+    for url, token, reason in (
+        ("", "", "RAGPORTAL_URL and RAGPORTAL_INGEST_TOKEN are empty"),
+        ("http://portal.test", "", "RAGPORTAL_INGEST_TOKEN is empty"),
+    ):
+        caplog.clear()
+        off = settings.model_copy(update={"ragportal_url": url, "ragportal_ingest_token": token})
+        app = create_app(off, llm=fake_llm(), embeddings=HashingEmbeddings(), client=indexed)
+        with caplog.at_level("INFO", logger="app.usage"), TestClient(app):
+            pass
+        messages = [r.getMessage() for r in caplog.records if r.name == "app.usage"]
+        assert any("usage push to rag-portal is OFF" in m and reason in m for m in messages), (
+            messages
+        )
