@@ -197,6 +197,8 @@ def test_qdrant_statefulset_and_collection_bootstrap(rendered: Rendered) -> None
     collection = json.loads(bootstrap["collection.json"])
     assert collection["vectors"] == {"size": 384, "distance": "Cosine", "on_disk": False}
     assert collection["hnsw_config"] == {"m": 16, "ef_construct": 100, "on_disk": False}
+    # Hybrid retrieval's BM25 sparse vector, IDF computed by the server (app/lexical.py).
+    assert collection["sparse_vectors"] == {"lexical": {"modifier": "idf"}}
     assert collection["quantization_config"]["scalar"]["type"] == "int8"
     if replicas > 1:
         assert collection["shard_number"] == replicas

@@ -194,22 +194,77 @@ def to_search_params(spec: qm.SearchParams | None) -> qe.SearchParams | None:
     )
 
 
-def to_vector(value: Any, what: str) -> Any:
-    """A dense vector, or {name: dense vector} for named vectors."""
+def _sparse(value: Any) -> qe.SparseVector | None:
+    if isinstance(value, qm.SparseVector):
+        return qe.SparseVector(list(value.indices), [float(v) for v in value.values])
+    if isinstance(value, dict) and set(value) == {"indices", "values"}:
+        return qe.SparseVector(list(value["indices"]), [float(v) for v in value["values"]])
+    return None
+
+
+def _named(value: Any, what: str) -> Any:
+    """One named vector: dense (a list of numbers) or sparse (indices and values)."""
+    sparse = _sparse(value)
+    if sparse is not None:
+        return sparse
     if isinstance(value, list) and all(isinstance(x, float | int) for x in value):
         return [float(x) for x in value]
-    if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
-        return {name: [float(x) for x in v] for name, v in value.items()}
-    raise _unsupported(f"{what} of this form (sparse, multi-vector or inference input)")
+    raise _unsupported(f"{what} of this form (multi-vector or inference input)")
+
+
+def to_vector(value: Any, what: str) -> Any:
+    """A dense vector, or {name: dense or sparse vector} for named vectors (the
+    collection's unnamed dense vector is named "" there)."""
+    if isinstance(value, list) and all(isinstance(x, float | int) for x in value):
+        return [float(x) for x in value]
+    if isinstance(value, dict) and _sparse(value) is None:
+        return {name: _named(v, what) for name, v in value.items()}
+    raise _unsupported(f"{what} of this form (sparse without a name, or inference input)")
 
 
 def nearest_query(query: Any, using: str | None) -> qe.Query:
     vector = query.nearest if isinstance(query, qm.NearestQuery) else query
     if isinstance(query, qm.NearestQuery) and query.mmr is not None:
         raise _unsupported("MMR")
+    sparse = _sparse(vector)
+    if sparse is not None:
+        return qe.Query.Nearest(sparse, using=using or None)
     if not isinstance(vector, list):
         raise _unsupported(f"query {type(query).__name__}")
     return qe.Query.Nearest(to_vector(vector, "query"), using=using or None)
+
+
+# Qdrant's RRF constant (reciprocal rank fusion: score = sum of 1 / (k + rank)).
+RRF_K = 2
+
+
+def scoring_query(query: Any, using: str | None) -> Any:
+    """A nearest-neighbour query, or the fusion of the prefetches' results."""
+    if isinstance(query, qm.FusionQuery):
+        if query.fusion == qm.Fusion.RRF:
+            return qe.Fusion.Rrf(k=RRF_K)
+        return qe.Fusion.Dbsf()
+    return nearest_query(query, using)
+
+
+def to_prefetches(spec: Any) -> list[qe.Prefetch] | None:
+    if spec is None:
+        return None
+    prefetches = []
+    for item in _as_list(spec):
+        if item.query is None or item.lookup_from is not None:
+            raise _unsupported("a prefetch without a query, or with lookup_from")
+        prefetches.append(
+            qe.Prefetch(
+                limit=item.limit if item.limit is not None else 10,
+                query=scoring_query(item.query, item.using),
+                prefetches=to_prefetches(item.prefetch),
+                params=to_search_params(item.params),
+                filter=to_filter(item.filter),
+                score_threshold=item.score_threshold,
+            )
+        )
+    return prefetches
 
 
 def to_quantization(spec: qm.QuantizationConfig | None) -> Any:
@@ -286,6 +341,7 @@ class Collection:
             config=qm.CollectionConfig(
                 params=qm.CollectionParams(
                     vectors=vectors,
+                    sparse_vectors=req.sparse_vectors,
                     shard_number=req.shard_number or 1,
                     replication_factor=req.replication_factor or 1,
                     write_consistency_factor=req.write_consistency_factor or 1,
@@ -342,8 +398,12 @@ class Store:
         with self.lock:
             if name in self.collections:
                 raise BadRequest(f"Wrong input: Collection `{name}` already exists!")
-            if request.sparse_vectors:
-                raise _unsupported("sparse vectors")
+            sparse = {
+                name: qe.EdgeSparseVectorParams(
+                    modifier=qe.Modifier.Idf if params.modifier == qm.Modifier.IDF else None
+                )
+                for name, params in (request.sparse_vectors or {}).items()
+            }
             hnsw = merged_hnsw(DEFAULT_HNSW, request.hnsw_config)
             vectors = request.vectors
             if isinstance(vectors, qm.VectorParams):
@@ -364,6 +424,7 @@ class Store:
                 )
             config = qe.EdgeConfig(
                 vectors=edge_vectors,
+                sparse_vectors=sparse or None,
                 on_disk_payload=request.on_disk_payload,
                 hnsw_config=to_hnsw(hnsw),
                 quantization_config=to_quantization(request.quantization_config),
@@ -434,14 +495,15 @@ class Store:
 
     def query(self, name: str, request: qm.QueryRequest) -> list[dict[str, Any]]:
         collection = self.get(name)
-        if request.prefetch or request.lookup_from or request.shard_key:
-            raise _unsupported("prefetch, lookup_from or shard keys")
+        if request.lookup_from or request.shard_key:
+            raise _unsupported("lookup_from or shard keys")
         if request.query is None:
             raise _unsupported("a query without a vector (scroll-like query)")
         request_ = qe.QueryRequest(
             limit=request.limit if request.limit is not None else 10,
             offset=request.offset,
-            query=nearest_query(request.query, request.using),
+            query=scoring_query(request.query, request.using),
+            prefetches=to_prefetches(request.prefetch),
             filter=to_filter(request.filter),
             score_threshold=request.score_threshold,
             params=to_search_params(request.params),

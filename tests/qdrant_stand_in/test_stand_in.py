@@ -207,3 +207,65 @@ def test_bad_requests_are_refused_like_qdrant(client: QdrantClient, url: str):
         anonymous.get_collections()
     assert no_key.value.status_code == 401
     anonymous.close()
+
+
+def test_sparse_vectors_with_idf_and_rrf_fusion_match_qdrant(client: QdrantClient):
+    """Hybrid search as the RAG service runs it (a dense and a BM25 sparse prefetch fused
+    by RRF, the dense vector returned): the same ids, order and scores as qdrant-client's
+    local mode, Qdrant's reference implementation in Python."""
+    rng = np.random.default_rng(5)
+    vectors = _unit(rng, 40)
+    config = {
+        "vectors_config": qm.VectorParams(size=DIM, distance=qm.Distance.COSINE),
+        "sparse_vectors_config": {"lexical": qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+    }
+    points = [
+        qm.PointStruct(
+            id=i,
+            vector={
+                "": vectors[i].tolist(),
+                # Distinct weights: no ties, so the order is the scoring's, not a tie-break's.
+                "lexical": qm.SparseVector(
+                    indices=[i % 7, 100 + i % 3], values=[1.0 + i / 100, 0.5 + i / 1000]
+                ),
+            },
+            payload={"n": i},
+        )
+        for i in range(40)
+    ]
+    reference = QdrantClient(location=":memory:")
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    answers = []
+    for qdrant in (client, reference):
+        qdrant.create_collection(name, **config)
+        qdrant.upsert(name, points=points)
+        info = qdrant.get_collection(name)
+        assert info.config.params.sparse_vectors["lexical"].modifier == qm.Modifier.IDF
+        answers.append(
+            qdrant.query_points(
+                name,
+                prefetch=[
+                    qm.Prefetch(query=vectors[3].tolist(), limit=10),
+                    qm.Prefetch(
+                        query=qm.SparseVector(indices=[5, 101], values=[1.0, 1.0]),
+                        using="lexical",
+                        limit=10,
+                    ),
+                ],
+                query=qm.FusionQuery(fusion=qm.Fusion.RRF),
+                limit=20,  # every candidate: RRF ties may fall either way at a cut
+                with_payload=True,
+                with_vectors=[""],
+            ).points
+        )
+    reference.close()
+    served, expected = answers
+    assert {p.id: p.score for p in served} == pytest.approx({p.id: p.score for p in expected})
+    assert [p.score for p in served] == sorted((p.score for p in served), reverse=True)
+    returned = served[0].vector
+    dense = returned[""] if isinstance(returned, dict) else returned
+    assert dense == pytest.approx(vectors[served[0].id].tolist(), abs=1e-6)
+    lexical_only = client.query_points(
+        name, query=qm.SparseVector(indices=[5], values=[1.0]), using="lexical", limit=10
+    ).points
+    assert {p.id for p in lexical_only} == {i for i in range(40) if i % 7 == 5}

@@ -2,9 +2,10 @@
 with the real MiniLM model and SmolLM2, against the Qdrant stand-in (tests/qdrant_stand_in:
 Qdrant's engine behind its REST API, with an API key like the bundle's StatefulSet).
 
-The same checks as the local-mode test (test_real_models.py): ingestion of the sample
-corpus, a no-op re-run, golden questions retrieving their sources, /query with citations;
-plus changed and removed documents leaving no stale points on the server.
+The same checks as the local-mode test (test_real_models.py): ingestion of the example
+corpus, a no-op re-run, golden questions retrieving their sources with hybrid ranking (BM25
+sparse vectors with the server's IDF), /query with citations; plus changed and removed
+documents leaving no stale points on the server.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ API_KEY = "server-mode-key"
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, generated_venv: Path) -> Path:
-    return render_defaults(tmp_path_factory.mktemp("server-mode"), service_name="docs-bot")
+    return render_defaults(
+        tmp_path_factory.mktemp("server-mode"),
+        service_name="docs-bot",
+        include_example_corpus="true",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +92,7 @@ def test_ingestion_into_the_server_and_a_no_op_rerun(
     info = qdrant.get_collection("docs-bot")
     assert info.points_count == ingested["chunks_added"]
     assert info.config.params.vectors.size == 384
+    assert info.config.params.sparse_vectors["lexical"].modifier == qm.Modifier.IDF
     assert info.payload_schema["metadata.source"].data_type == qm.PayloadSchemaType.KEYWORD
     rerun = _ingest(repo, server_env)
     assert rerun["chunks_added"] == rerun["chunks_updated"] == rerun["chunks_deleted"] == 0
@@ -98,7 +104,7 @@ def test_changed_and_removed_documents_leave_no_stale_points(
     repo: Path, server_env: dict[str, str], qdrant: QdrantClient, tmp_path: Path
 ):
     corpus = tmp_path / "corpus"
-    shutil.copytree(repo / "docs", corpus / "docs")
+    shutil.copytree(repo / "examples" / "corpus", corpus / "docs")
     (corpus / "sources.json").write_text(json.dumps({"local_dirs": ["docs"]}))
     env = {**server_env, "COLLECTION_NAME": "docs-bot-sync"}
     sources = ("--sources", str(corpus / "sources.json"))
@@ -122,12 +128,14 @@ def test_changed_and_removed_documents_leave_no_stale_points(
 def test_golden_questions_retrieve_their_sources(
     repo: Path, server_env: dict[str, str], ingested: dict
 ):
-    result = run_in_venv(repo, "-m", "eval", "--k", "4", env=server_env)
+    result = run_in_venv(repo, "-m", "eval", env=server_env)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    misses = [q for q in report["per_question"] if q["rank"] is None]
+    assert report["ranking"] == "hybrid"
+    misses = [q for q in report["per_question"] if q["answerable"] and q["rank"] is None]
     assert misses == [], misses
     assert report["hit_at_k"] == 1.0 and report["mrr"] >= 0.8
+    assert report["refused_unanswerable"] == report["unanswerable"]
 
 
 def test_query_answers_with_citations_from_the_server(
@@ -144,7 +152,7 @@ def test_query_answers_with_citations_from_the_server(
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["answer"].strip()
-        assert body["citations"][0]["source"] == "docs/operations/runbook.md"
+        assert body["citations"][0]["source"] == "examples/corpus/operations/runbook.md"
         assert body["citations"][0]["section_or_page"]
         usage = body["usage"]
         assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0

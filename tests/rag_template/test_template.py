@@ -19,7 +19,8 @@ from tests.rag_template.template_flow import (
 
 FORM_KEYS = (
     "service_name owner description system source_git_repos source_urls "
-    "source_confluence_dirs chunk_size chunk_overlap embedding_model embedding_dimension model "
+    "source_confluence_dirs include_example_corpus chunk_size chunk_overlap embedding_model "
+    "embedding_dimension model "
     "model_hf_id quantization kv_cache_dtype gpu_class gpus tensor_parallel_size max_model_len "
     "gpu_memory_utilization replicas qdrant_replicas lora_adapters cpu_fallback_enabled "
     "slo_p95_latency_ms slo_success_rate monthly_budget_usd"
@@ -140,5 +141,38 @@ def test_values_render_with_cookiecutter(tmp_path: Path):
     repo = render(tmp_path / "out", values)
     assert repo.name == "hr-assistant"
     sources = json.loads((repo / "sources.json").read_text())
-    assert sources == {"local_dirs": ["docs"], "git_repos": [], "urls": [], "confluence_dirs": []}
+    # No source given: the example corpus is there (see the test below).
+    assert sources == {
+        "local_dirs": ["docs", "examples/corpus"],
+        "git_repos": [],
+        "urls": [],
+        "confluence_dirs": [],
+    }
     assert 'SERVICE_NAME = "hr-assistant"' in (repo / "app" / "settings.py").read_text()
+
+
+def test_example_corpus_is_ingested_only_when_the_form_asks(tmp_path: Path):
+    """A service with sources of its own gets the template's sample pages only when the
+    box is ticked (docs/ empty, no sample source, no sample golden question); a service
+    given no source at all gets them, so it answers from the start."""
+    own = {**BASE, "source_urls": ["https://intranet.example.com/policy.html"]}
+    plain = render(tmp_path / "plain", cookiecutter_values(own, tmp_path))
+    assert json.loads((plain / "sources.json").read_text())["local_dirs"] == ["docs"]
+    assert [p.name for p in (plain / "docs").iterdir()] == [".gitkeep"]
+    assert (plain / "eval" / "golden.jsonl").read_text().strip() == ""
+    # The sample pages stay in the repository for its own tests, outside the sources.
+    assert (plain / "examples" / "corpus" / "getting-started.md").is_file()
+
+    for name, answers in {
+        "ticked": {**own, "include_example_corpus": True},
+        "no-sources": BASE,
+    }.items():
+        values = cookiecutter_values(answers, tmp_path)
+        assert values["include_example_corpus"] == "true", name
+        sample = render(tmp_path / name, values)
+        sources = json.loads((sample / "sources.json").read_text())
+        assert sources["local_dirs"] == ["docs", "examples/corpus"], name
+        golden = (sample / "eval" / "golden.jsonl").read_text()
+        assert golden.strip() == (sample / "examples" / "golden.jsonl").read_text().strip()
+        corpus_page = (sample / "examples" / "corpus" / "getting-started.md").read_text()
+        assert "hr-assistant" in corpus_page

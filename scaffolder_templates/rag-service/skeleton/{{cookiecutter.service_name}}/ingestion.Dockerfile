@@ -13,6 +13,7 @@ COPY eval ./eval
 RUN pip install .
 COPY sources.json ./
 COPY docs ./docs
+COPY examples ./examples
 # Git sources are cloned here: /srv is root-owned, the job runs as uid 10001.
 ENV SOURCE_CACHE_DIR=/tmp/sources
 USER 10001

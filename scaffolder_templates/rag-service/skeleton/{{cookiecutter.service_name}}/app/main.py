@@ -26,9 +26,15 @@ from starlette.concurrency import run_in_threadpool
 from app.embeddings import make_embeddings
 from app.llm import make_llm, probe_urls
 from app.metrics import ServiceMetrics
-from app.rag import Answer, RagPipeline
+from app.rag import Answer, make_pipeline
 from app.runtime import limit_torch_threads
-from app.schemas import ChatCompletionRequest, QueryRequest, QueryResponse
+from app.schemas import (
+    ChatCompletionRequest,
+    QueryRequest,
+    QueryResponse,
+    RetrieveRequest,
+    RetrieveResponse,
+)
 from app.service import LLMTimeout, LLMUnavailable, RagService, Token
 from app.settings import Settings, get_settings
 from app.usage import start_usage_push
@@ -91,19 +97,12 @@ def create_app(
         store = make_vector_store(
             qdrant, settings, embeddings or make_embeddings(settings, for_queries=True)
         )
-        def make_pipeline(chat: Runnable) -> RagPipeline:
-            return RagPipeline(
-                store,
-                chat,
-                service=settings.service_name,
-                k=settings.retrieval_k,
-                relevance_threshold=settings.relevance_threshold,
-            )
-
-        pipeline = make_pipeline(llm or make_llm(settings))
+        pipeline = make_pipeline(settings, store, llm or make_llm(settings))
         # One pipeline per LoRA adapter: same retrieval, answers through the adapter.
         adapters = {
-            name: make_pipeline((adapter_llms or {}).get(name) or make_llm(settings, name))
+            name: make_pipeline(
+                settings, store, (adapter_llms or {}).get(name) or make_llm(settings, name)
+            )
             for name in settings.lora_adapters
         }
         usage = start_usage_push(settings, usage_transport)
@@ -135,7 +134,8 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def refused(request: Request, exc: RequestValidationError) -> JSONResponse:
-        metrics.requests.labels(outcome="refused").inc()
+        if request.url.path != "/retrieve":  # retrieval alone is not a served request
+            metrics.requests.labels(outcome="refused").inc()
         errors = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": errors})
 
@@ -159,6 +159,23 @@ def create_app(
         _known_adapter(rag, ("adapter",), adapter)
         answer: Answer = await rag.answer(body.question, adapter=adapter)
         return _query_response(answer)
+
+    @app.post("/retrieve", response_model=RetrieveResponse)
+    async def retrieve(body: RetrieveRequest, request: Request) -> dict[str, Any]:
+        """The ranked chunks /query would use (same k, ranking and threshold), without
+        calling the LLM and without counting as a request (metrics, usage): what
+        `python -m eval --api-url` scores."""
+        _too_long(settings, ("question",), body.question)
+        pipeline = request.app.state.rag.pipeline
+        found = await run_in_threadpool(pipeline.search, body.question)
+        return {
+            "chunks": [c.passage() for c in found.kept],
+            "refused": not found.kept,
+            "best_score": None if found.best_score is None else round(found.best_score, 4),
+            "k": pipeline.k,
+            "threshold": pipeline.relevance_threshold,
+            "ranking": pipeline.ranking,
+        }
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:

@@ -1,4 +1,11 @@
-"""The RAG chain: retrieve from Qdrant, keep relevant chunks, answer grounded (LCEL)."""
+"""The RAG chain: retrieve from Qdrant, keep relevant chunks, answer grounded (LCEL).
+
+Retrieval ranks by reciprocal rank fusion of the embedding search and a BM25 search
+(RETRIEVAL_RANKING=hybrid, one Qdrant query with two prefetches) or by the embedding
+alone (dense). Relevance is always the cosine similarity of the question and the chunk,
+so the refusal threshold keeps its meaning whatever the ranking: chunks under it are
+not context, and with none left the answer is "I don't know" without an LLM call.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,12 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable
-from langchain_core.vectorstores import VectorStore
+from langchain_qdrant import QdrantVectorStore
+from qdrant_client.http import models as qm
+
+from app.lexical import SPARSE_VECTOR, LexicalEncoder
+from app.settings import Settings
+from app.vectorstore import CONTENT_KEY, METADATA_KEY, has_lexical
 
 SYSTEM_PROMPT = """You answer questions for {service} using ONLY the numbered context passages.
 Rules:
@@ -26,6 +38,7 @@ SNIPPET_CHARS = 300
 @dataclass(frozen=True)
 class RetrievedChunk:
     document: Document
+    # Relevance: cosine similarity of question and chunk (what the threshold compares).
     score: float
 
     def citation(self) -> dict[str, Any]:
@@ -44,6 +57,12 @@ class RetrievedChunk:
             "snippet": text[:SNIPPET_CHARS],
         }
 
+    def passage(self) -> dict[str, Any]:
+        """The citation with the chunk's whole text instead of a snippet."""
+        cited = self.citation()
+        del cited["snippet"]
+        return {**cited, "text": self.document.page_content}
+
 
 @dataclass
 class Answer:
@@ -55,6 +74,22 @@ class Answer:
     called_llm: bool = False
     usage_reported: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Retrieval:
+    """One question's ranked chunks before the threshold, and the chunks it keeps."""
+
+    ranked: list[RetrievedChunk]
+    threshold: float
+
+    @property
+    def kept(self) -> list[RetrievedChunk]:
+        return [c for c in self.ranked if c.score >= self.threshold]
+
+    @property
+    def best_score(self) -> float | None:
+        return max((c.score for c in self.ranked), default=None)
 
 
 def format_context(chunks: Sequence[RetrievedChunk]) -> str:
@@ -74,16 +109,23 @@ def estimate_tokens(text: str) -> int:
 class RagPipeline:
     def __init__(
         self,
-        vector_store: VectorStore,
+        vector_store: QdrantVectorStore,
         llm: Runnable,
         *,
         service: str,
         k: int,
         relevance_threshold: float,
+        ranking: str = "dense",
+        candidates: int = 20,
+        lexical: LexicalEncoder | None = None,
     ) -> None:
         self.vector_store = vector_store
         self.k = k
         self.relevance_threshold = relevance_threshold
+        self.candidates = max(candidates, k)
+        # Hybrid needs the collection's sparse vector; an older collection stays dense.
+        self.lexical = lexical if ranking == "hybrid" else None
+        self.ranking = "hybrid" if self.lexical is not None else "dense"
         prompt = ChatPromptTemplate.from_messages(
             [
                 ("system", SYSTEM_PROMPT),
@@ -97,11 +139,38 @@ class RagPipeline:
         # the lambda) for one string join.
         self.chain: Runnable = prompt | llm
 
+    def search(self, question: str) -> Retrieval:
+        """The top k chunks by the configured ranking, each with its relevance."""
+        store = self.vector_store
+        vector = store.embeddings.embed_query(question)
+        if self.lexical is None:
+            response = store.client.query_points(
+                store.collection_name, query=vector, limit=self.k, with_payload=True
+            )
+            scored = [(point, point.score) for point in response.points]
+        else:
+            response = store.client.query_points(
+                store.collection_name,
+                prefetch=[
+                    qm.Prefetch(query=vector, limit=self.candidates),
+                    qm.Prefetch(
+                        query=self.lexical.query(question),
+                        using=SPARSE_VECTOR,
+                        limit=self.candidates,
+                    ),
+                ],
+                query=qm.FusionQuery(fusion=qm.Fusion.RRF),
+                limit=self.k,
+                with_payload=True,
+                with_vectors=[""],
+            )
+            scored = [(point, _cosine(vector, point.vector)) for point in response.points]
+        ranked = [RetrievedChunk(_document(point), float(score)) for point, score in scored]
+        return Retrieval(ranked, self.relevance_threshold)
+
     def retrieve(self, question: str) -> list[RetrievedChunk]:
-        hits = self.vector_store.similarity_search_with_score(question, k=self.k)
-        return [
-            RetrievedChunk(doc, score) for doc, score in hits if score >= self.relevance_threshold
-        ]
+        """The chunks that are context: ranked, at or above the relevance threshold."""
+        return self.search(question).kept
 
     async def astream(
         self,
@@ -117,3 +186,44 @@ class RagPipeline:
         }
         async for chunk in self.chain.astream(inputs):
             yield chunk
+
+
+def _document(point: qm.ScoredPoint) -> Document:
+    """A point as langchain-qdrant's Document (its payload layout, its id key)."""
+    payload = point.payload or {}
+    metadata = dict(payload.get(METADATA_KEY) or {})
+    metadata["_id"] = point.id
+    return Document(page_content=payload.get(CONTENT_KEY, ""), metadata=metadata)
+
+
+def _cosine(query: list[float], stored: Any) -> float:
+    """Cosine of the question and a stored vector (Qdrant keeps cosine vectors normalised;
+    the question is normalised here)."""
+    vector = stored.get("", stored) if isinstance(stored, dict) else stored
+    if not vector:
+        return 0.0
+    dot = sum(a * b for a, b in zip(query, vector, strict=False))
+    norm = sum(a * a for a in query) ** 0.5 or 1.0
+    return dot / norm
+
+
+def make_pipeline(
+    settings: Settings, vector_store: QdrantVectorStore, llm: Runnable
+) -> RagPipeline:
+    """The pipeline as the service runs it (k, ranking, threshold from settings): the API,
+    the evaluation and benchmarks all build it here."""
+    lexical = None
+    if settings.retrieval_ranking == "hybrid" and has_lexical(
+        vector_store.client, vector_store.collection_name
+    ):
+        lexical = LexicalEncoder(settings.chunk_size)
+    return RagPipeline(
+        vector_store,
+        llm,
+        service=settings.service_name,
+        k=settings.retrieval_k,
+        relevance_threshold=float(settings.relevance_threshold or 0.0),
+        ranking=settings.retrieval_ranking,
+        candidates=settings.retrieval_candidates,
+        lexical=lexical,
+    )

@@ -47,6 +47,31 @@ class QueryResponse(BaseModel):
     model: str
 
 
+class RetrieveRequest(QueryRequest):
+    """The same question as /query; nothing is generated."""
+
+
+class RetrievedPassage(BaseModel):
+    source: str
+    title: str
+    section_or_page: str | None
+    # Relevance: cosine similarity of question and chunk (what the threshold compares).
+    score: float
+    text: str
+
+
+class RetrieveResponse(BaseModel):
+    # The chunks /query would give the LLM: ranked, at or above the threshold.
+    chunks: list[RetrievedPassage]
+    # True when none reaches the threshold: /query would answer "I don't know".
+    refused: bool
+    # The best relevance among the top k before the threshold (what calibration reads).
+    best_score: float | None
+    k: int
+    threshold: float
+    ranking: str
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str

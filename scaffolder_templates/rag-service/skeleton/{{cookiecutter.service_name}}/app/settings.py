@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.calibration import resolve_threshold
 
 SERVICE_NAME = "{{ cookiecutter.service_name }}"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,9 +69,17 @@ class Settings(BaseSettings):
 
     # Retrieval and request limits.
     retrieval_k: int = Field(default=4, ge=1, le=50)
-    # Chunks scoring below this cosine similarity are not context; when none pass,
-    # the API answers "I don't know" without calling the LLM.
-    relevance_threshold: float = 0.3
+    # "hybrid": the embedding search and a BM25 search (Qdrant sparse vectors, IDF on the
+    # server) fused by reciprocal rank; "dense": the embedding search alone.
+    retrieval_ranking: Literal["hybrid", "dense"] = "hybrid"
+    # Candidates each search hands to the fusion.
+    retrieval_candidates: int = Field(default=20, ge=1, le=500)
+    # Relevance (cosine similarity of question and chunk) under which a chunk is not
+    # context; when none passes, the API answers "I don't know" without calling the LLM.
+    # Unset: calibrated by `python -m eval --calibrate` into CALIBRATION_FILE for this
+    # embedding model and ranking, else the model's default (app/calibration.py).
+    relevance_threshold: float | None = None
+    calibration_file: Path = REPO_ROOT / "app" / "calibration.json"
     max_question_chars: int = Field(default=2000, ge=1)
 
     # Ingestion.
@@ -93,6 +103,22 @@ class Settings(BaseSettings):
     # How the judge's JSON is enforced: "json_schema" (OpenAI, vLLM, llama-server),
     # "json_object" (llama-cpp-python's server: schema as a grammar), "none" (prompt only).
     judge_response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+
+    # Where relevance_threshold came from (environment, calibration file or default).
+    threshold_origin: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _resolve_threshold(self) -> Settings:
+        if self.relevance_threshold is None:
+            self.relevance_threshold, self.threshold_origin = resolve_threshold(
+                self.embedding_provider,
+                self.embedding_model,
+                self.retrieval_ranking,
+                self.calibration_file,
+            )
+        elif not self.threshold_origin:
+            self.threshold_origin = "RELEVANCE_THRESHOLD"
+        return self
 
 
 @lru_cache

@@ -10,6 +10,7 @@ from qdrant_client import QdrantClient
 from qdrant_client.http import models as qm
 
 from app.embeddings import embedding_dimension
+from app.lexical import SPARSE_VECTOR
 from app.settings import Settings
 
 # Payload layout of langchain-qdrant, so ingestion writes what the retriever reads.
@@ -30,7 +31,16 @@ def make_client(settings: Settings) -> QdrantClient:
     return QdrantClient(path=str(settings.qdrant_path))
 
 
-def ensure_collection(client: QdrantClient, name: str, dimension: int) -> None:
+def has_lexical(client: QdrantClient, name: str) -> bool:
+    """Whether the collection has the BM25 sparse vector (collections created before
+    hybrid retrieval do not: they are searched dense-only until re-created)."""
+    sparse = client.get_collection(name).config.params.sparse_vectors or {}
+    return SPARSE_VECTOR in sparse
+
+
+def ensure_collection(client: QdrantClient, name: str, dimension: int) -> bool:
+    """Creates the collection (dense vector plus the BM25 sparse vector with Qdrant's IDF
+    modifier) unless it exists; returns whether it has the sparse vector."""
     if client.collection_exists(name):
         vectors = client.get_collection(name).config.params.vectors
         size = vectors.size if isinstance(vectors, qm.VectorParams) else None
@@ -39,9 +49,11 @@ def ensure_collection(client: QdrantClient, name: str, dimension: int) -> None:
                 f"collection {name!r} holds {size}-dimensional vectors but the embedding "
                 f"model gives {dimension}; re-create the collection or use the old model"
             )
-        return
+        return has_lexical(client, name)
     client.create_collection(
-        name, vectors_config=qm.VectorParams(size=dimension, distance=qm.Distance.COSINE)
+        name,
+        vectors_config=qm.VectorParams(size=dimension, distance=qm.Distance.COSINE),
+        sparse_vectors_config={SPARSE_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
     )
     # Ingestion filters by source; local mode ignores payload indexes (and warns).
     with warnings.catch_warnings():
@@ -49,6 +61,7 @@ def ensure_collection(client: QdrantClient, name: str, dimension: int) -> None:
         client.create_payload_index(
             name, f"{METADATA_KEY}.source", field_schema=qm.PayloadSchemaType.KEYWORD
         )
+    return True
 
 
 def make_vector_store(

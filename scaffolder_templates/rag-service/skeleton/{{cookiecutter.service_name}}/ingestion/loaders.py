@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from bs4 import BeautifulSoup
-from markdownify import markdownify
+from markdownify import MarkdownConverter
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
+
+from ingestion.boilerplate import BoilerplateProfile
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx", ".txt"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -22,6 +24,20 @@ PDF_SUFFIXES = {".pdf"}
 SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 # Elements that never carry document text; scripts in particular must not be indexed.
 _DROPPED_TAGS = ("script", "style", "noscript", "iframe", "svg", "nav", "footer")
+# ARIA landmarks that say "not content" wherever a site puts them.
+_DROPPED_ROLES = ("navigation", "search", "banner", "contentinfo")
+# Identifiers (pg_dump, deadlock_timeout, SELECT *) stay as written: escaping them for
+# Markdown renderers breaks exact-phrase matching in the index, the citations' snippets
+# and the LLM's context, and nothing renders this Markdown.
+_MARKDOWN = MarkdownConverter(
+    heading_style="ATX",
+    strip=["a", "img"],
+    escape_underscores=False,
+    escape_asterisks=False,
+    escape_misc=False,
+)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*\n", re.DOTALL)
+_FRONT_MATTER_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 
 
 @dataclass
@@ -54,21 +70,49 @@ def _decode_text(data: bytes, source: str) -> str:
         raise LoadProblem(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
+def normalize_title(title: str) -> str:
+    """One line of plain spaces: no non-breaking or zero-width spaces, no Markdown
+    emphasis or escapes, no trailing heading hashes."""
+    title = title.replace("\u200b", "").replace("\ufeff", "")
+    title = re.sub(r"\\([\\`*_{}\[\]()#+\-.!|])", r"\1", title)
+    title = re.sub(r"(\*\*|__|`)", "", title)
+    title = " ".join(title.split())  # str.split() splits on NBSP and every Unicode space
+    return title.strip().strip("#").strip()
+
+
 def _first_heading(markdown: str) -> str | None:
     match = re.search(r"^#{1,6}\s+(.+?)\s*#*\s*$", markdown, flags=re.MULTILINE)
-    return match.group(1).strip() if match else None
+    return normalize_title(match.group(1)) if match else None
+
+
+def split_front_matter(text: str) -> tuple[str, str | None]:
+    """Jekyll/Hugo/MkDocs front matter (--- YAML ---) off the text, and its title."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return text, None
+    title = _FRONT_MATTER_TITLE.search(match.group(1))
+    value = title.group(1).strip().strip("\"'") if title else None
+    return text[match.end() :], normalize_title(value) if value else None
 
 
 def load_markdown(data: bytes, source: str) -> LoadResult:
-    text = _decode_text(data, source)
+    text, front_title = split_front_matter(_decode_text(data, source))
     if not text.strip():
         raise LoadProblem("empty document")
-    title = _first_heading(text) or Path(source).stem.replace("-", " ").replace("_", " ")
+    title = (
+        front_title
+        or _first_heading(text)
+        or normalize_title(Path(source).stem.replace("-", " ").replace("_", " "))
+    )
     return LoadResult([LoadedDocument(source, title, text, "markdown")])
 
 
-def load_html(data: bytes, source: str) -> LoadResult:
-    """HTML and Confluence export pages -> Markdown (markdownify), scripts removed."""
+def load_html(
+    data: bytes, source: str, *, boilerplate: BoilerplateProfile | None = None
+) -> LoadResult:
+    """HTML and Confluence export pages -> Markdown: scripts, styles, ARIA navigation and
+    (with the site's BoilerplateProfile) the blocks repeated around every page's content
+    removed; identifiers are not escaped."""
     text = _decode_text(data, source)
     soup = BeautifulSoup(text, "html.parser")
     warnings = []
@@ -77,14 +121,22 @@ def load_html(data: bytes, source: str) -> LoadResult:
         if tag.name == "script":
             dropped += 1
         tag.decompose()
+    for tag in soup.find_all(attrs={"role": list(_DROPPED_ROLES)}):
+        tag.decompose()
     if dropped:
         warnings.append(f"removed {dropped} <script> element(s)")
+    # The title before the chrome goes: Confluence keeps it in the page header.
+    confluence_title = soup.select_one("#title-text")
+    title_tag = confluence_title or soup.title
+    title = normalize_title(title_tag.get_text(" ", strip=True)) if title_tag else ""
+    if confluence_title is not None:
+        title = re.sub(r"^.*? : ", "", title)  # "Space name : Page title"
+    if boilerplate is not None and soup.body is not None:
+        boilerplate.strip(soup.body)
     # Confluence exports wrap the page in #main-content and repeat breadcrumbs around it.
     main = soup.select_one("#main-content") or soup.body or soup
-    title_tag = soup.select_one("#title-text") or soup.title
-    title = title_tag.get_text(" ", strip=True) if title_tag else ""
-    title = re.sub(r"^.*? : ", "", title) if soup.select_one("#title-text") else title
-    markdown = markdownify(str(main), heading_style="ATX", strip=["a", "img"])
+    markdown = _MARKDOWN.convert_soup(main)
+    markdown = re.sub(r"[ \t]+\n", "\n", markdown.replace("\xa0", " "))
     markdown = re.sub(r"\n{3,}", "\n\n", markdown).strip()
     if not markdown:
         raise LoadProblem("no text left after removing markup")
@@ -107,7 +159,7 @@ def load_pdf(data: bytes, source: str) -> LoadResult:
             title = str(reader.metadata.title)
     except (PdfReadError, ValueError, KeyError, TypeError):
         title = ""
-    title = title or Path(source).stem
+    title = normalize_title(title) or Path(source).stem
     documents = [
         LoadedDocument(source, title, text, "pdf", {"page": number})
         for number, text in enumerate(pages, start=1)
@@ -120,7 +172,14 @@ def load_pdf(data: bytes, source: str) -> LoadResult:
     return LoadResult(documents)
 
 
-def load_bytes(data: bytes, source: str, *, content_type: str = "", max_bytes: int) -> LoadResult:
+def load_bytes(
+    data: bytes,
+    source: str,
+    *,
+    content_type: str = "",
+    max_bytes: int,
+    boilerplate: BoilerplateProfile | None = None,
+) -> LoadResult:
     if len(data) > max_bytes:
         raise LoadProblem(
             f"document is {len(data)} bytes, over the {max_bytes}-byte limit "
@@ -130,7 +189,7 @@ def load_bytes(data: bytes, source: str, *, content_type: str = "", max_bytes: i
     if suffix in PDF_SUFFIXES or "pdf" in content_type:
         return load_pdf(data, source)
     if suffix in HTML_SUFFIXES or "html" in content_type:
-        return load_html(data, source)
+        return load_html(data, source, boilerplate=boilerplate)
     if suffix in MARKDOWN_SUFFIXES or content_type.startswith("text/"):
         return load_markdown(data, source)
     raise LoadProblem(
@@ -139,7 +198,7 @@ def load_bytes(data: bytes, source: str, *, content_type: str = "", max_bytes: i
     )
 
 
-def load_file(path: Path, source: str, *, max_bytes: int) -> LoadResult:
+def read_file(path: Path, *, max_bytes: int) -> bytes:
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -147,7 +206,10 @@ def load_file(path: Path, source: str, *, max_bytes: int) -> LoadResult:
                 f"document is {size} bytes, over the {max_bytes}-byte limit "
                 "(MAX_DOCUMENT_BYTES); split it or raise the limit"
             )
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise LoadProblem(f"cannot read file: {exc.strerror or exc}") from exc
-    return load_bytes(data, source, max_bytes=max_bytes)
+
+
+def load_file(path: Path, source: str, *, max_bytes: int) -> LoadResult:
+    return load_bytes(read_file(path, max_bytes=max_bytes), source, max_bytes=max_bytes)

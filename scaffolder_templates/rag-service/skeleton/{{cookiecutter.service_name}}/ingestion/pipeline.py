@@ -16,12 +16,16 @@ from qdrant_client.http import models as qm
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from app.lexical import SPARSE_VECTOR, LexicalEncoder
 from app.vectorstore import CONTENT_KEY, METADATA_KEY, ensure_collection
+from ingestion.boilerplate import MIN_PAGES, BoilerplateProfile
 from ingestion.chunking import Chunk, Chunker
 from ingestion.loaders import LoadProblem
-from ingestion.sources import SourceItem, SourceProblem, shard_of
+from ingestion.sources import RawDocument, SourceItem, SourceProblem, shard_of
 
 SCROLL_PAGE = 1024
+# Pages per site read to learn its navigation blocks (spread over the site).
+BOILERPLATE_SAMPLE = 40
 
 
 @dataclass
@@ -81,6 +85,32 @@ def existing_chunks(
             return found
 
 
+def learn_boilerplate(
+    items: list[SourceItem],
+) -> tuple[dict[str, BoilerplateProfile], dict[str, RawDocument]]:
+    """Each site's repeated navigation, from up to BOILERPLATE_SAMPLE of its HTML pages;
+    also the pages read for it, so they are not read (or fetched) twice."""
+    by_site: dict[str, list[SourceItem]] = {}
+    for item in items:
+        if item.is_html:
+            by_site.setdefault(item.site, []).append(item)
+    profiles: dict[str, BoilerplateProfile] = {}
+    read: dict[str, RawDocument] = {}
+    for site, pages in by_site.items():
+        if len(pages) < MIN_PAGES:
+            continue
+        step = max(1, len(pages) // BOILERPLATE_SAMPLE)
+        sample: list[bytes] = []
+        for item in pages[::step][:BOILERPLATE_SAMPLE]:
+            try:
+                read[item.source] = item.read()
+            except LoadProblem:
+                continue  # reported when the page itself is loaded
+            sample.append(read[item.source].data)
+        profiles[site] = BoilerplateProfile.learn(sample)
+    return profiles, read
+
+
 def _batches(items: list[Chunk], size: int) -> Iterable[list[Chunk]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -104,9 +134,19 @@ def ingest(
     console = console or Console(stderr=True)
     report = IngestionReport(shard_index, shard_count)
     report.errors.extend(Problem(p.source, p.message) for p in source_problems)
-    ensure_collection(client, collection, dimension)
+    lexical = ensure_collection(client, collection, dimension)
+    if not lexical:
+        report.warnings.append(
+            Problem(
+                collection,
+                "the collection has no BM25 sparse vector (created before hybrid retrieval): "
+                "it is searched dense-only; delete it and re-ingest for hybrid ranking",
+            )
+        )
+    encoder = LexicalEncoder(chunker.chunk_size) if lexical else None
     indexed = existing_chunks(client, collection, shard_index, shard_count)
     mine = [item for item in items if shard_of(item.source, shard_count) == shard_index]
+    profiles, already_read = learn_boilerplate(mine)
 
     to_write: list[Chunk] = []
     to_delete: list[str] = []
@@ -124,7 +164,7 @@ def ingest(
             report.documents_seen += 1
             kept_sources.add(item.source)  # failed loads keep their indexed chunks
             try:
-                loaded = item.load()
+                loaded = item.load(profiles.get(item.site), already_read.pop(item.source, None))
             except LoadProblem as exc:
                 report.documents_failed += 1
                 report.errors.append(Problem(item.source, str(exc)))
@@ -174,7 +214,11 @@ def ingest(
                 points=[
                     qm.PointStruct(
                         id=c.id,
-                        vector=vector,
+                        vector=(
+                            {"": vector, SPARSE_VECTOR: encoder.document(c.text)}
+                            if encoder is not None
+                            else vector
+                        ),
                         payload={CONTENT_KEY: c.text, METADATA_KEY: c.metadata},
                     )
                     for c, vector in zip(batch, vectors, strict=True)

@@ -16,21 +16,51 @@ from pathlib import Path
 
 import httpx
 
+from ingestion.boilerplate import BoilerplateProfile
 from ingestion.loaders import (
     HTML_SUFFIXES,
     MARKDOWN_SUFFIXES,
     LoadProblem,
     LoadResult,
     load_bytes,
-    load_file,
+    read_file,
 )
 
 
 @dataclass(frozen=True)
+class RawDocument:
+    data: bytes
+    content_type: str = ""
+
+
+@dataclass(frozen=True)
 class SourceItem:
+    """One document: `read` fetches its bytes, `site` groups the pages that share a
+    template (one folder, one Confluence export, one web host), so repeated navigation
+    can be learnt across them."""
+
     source: str
     source_type: str
-    load: Callable[[], LoadResult]
+    read: Callable[[], RawDocument]
+    site: str
+    max_bytes: int
+
+    def load(
+        self, boilerplate: BoilerplateProfile | None = None, raw: RawDocument | None = None
+    ) -> LoadResult:
+        raw = raw or self.read()
+        return load_bytes(
+            raw.data,
+            self.source,
+            content_type=raw.content_type,
+            max_bytes=self.max_bytes,
+            boilerplate=boilerplate,
+        )
+
+    @property
+    def is_html(self) -> bool:
+        suffix = Path(self.source.split("?", 1)[0]).suffix.lower()
+        return suffix in HTML_SUFFIXES or (self.source_type == "url" and suffix == "")
 
 
 @dataclass(frozen=True)
@@ -70,12 +100,18 @@ def _files(root: Path) -> list[Path]:
     )
 
 
-def _file_item(path: Path, source: str, source_type: str, max_bytes: int) -> SourceItem:
-    return SourceItem(source, source_type, lambda: load_file(path, source, max_bytes=max_bytes))
+def _file_item(path: Path, source: str, source_type: str, max_bytes: int, site: str) -> SourceItem:
+    return SourceItem(
+        source,
+        source_type,
+        lambda: RawDocument(read_file(path, max_bytes=max_bytes)),
+        site,
+        max_bytes,
+    )
 
 
 def _url_item(url: str, max_bytes: int, timeout_s: float) -> SourceItem:
-    def load() -> LoadResult:
+    def read() -> RawDocument:
         try:
             with httpx.Client(follow_redirects=True, timeout=timeout_s) as http:
                 response = http.get(url)
@@ -84,9 +120,9 @@ def _url_item(url: str, max_bytes: int, timeout_s: float) -> SourceItem:
         if response.status_code >= 400:
             raise LoadProblem(f"fetching the URL answered HTTP {response.status_code}")
         content_type = response.headers.get("content-type", "").split(";")[0].strip()
-        return load_bytes(response.content, url, content_type=content_type, max_bytes=max_bytes)
+        return RawDocument(response.content, content_type)
 
-    return SourceItem(url, "url", load)
+    return SourceItem(url, "url", read, f"url:{httpx.URL(url).host}", max_bytes)
 
 
 def checkout_git(url: str, ref: str, cache_dir: Path) -> Path:
@@ -139,7 +175,7 @@ def enumerate_sources(
                 if path.is_relative_to(base_dir)
                 else str(path)
             )
-            items.append(_file_item(path, source, "local", max_bytes))
+            items.append(_file_item(path, source, "local", max_bytes, f"local:{folder}"))
 
     for repo in config.git_repos:
         url, ref, sub = repo.get("url", ""), repo.get("ref", ""), repo.get("path", "") or ""
@@ -161,7 +197,7 @@ def enumerate_sources(
         for path in _files(root):
             if path.suffix.lower() in MARKDOWN_SUFFIXES - {".txt"}:
                 source = f"{url}/{path.relative_to(checkout).as_posix()}"
-                items.append(_file_item(path, source, "git", max_bytes))
+                items.append(_file_item(path, source, "git", max_bytes, f"git:{url}"))
 
     for url in config.urls:
         items.append(_url_item(url, max_bytes, url_timeout_s))
@@ -175,6 +211,7 @@ def enumerate_sources(
         for path in _files(root):
             if path.suffix.lower() in HTML_SUFFIXES:
                 source = f"confluence:{Path(folder).name}/{path.relative_to(root).as_posix()}"
-                items.append(_file_item(path, source, "confluence", max_bytes))
+                site = f"confluence:{folder}"
+                items.append(_file_item(path, source, "confluence", max_bytes, site))
 
     return items, problems

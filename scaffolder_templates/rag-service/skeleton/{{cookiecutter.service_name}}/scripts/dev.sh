@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local stack without GPU or cluster: SmolLM2 on CPU through llama.cpp's
-# OpenAI-compatible server, Qdrant in local mode, the sample docs ingested, the API on
+# OpenAI-compatible server, Qdrant in local mode, sources.json ingested, the API on
 # http://127.0.0.1:8000 (API_PORT, LLM_PORT to change). Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -54,9 +54,10 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    """A copy of the repository's sample docs/, free to change per test."""
+    """A copy of the template's example corpus (examples/corpus) as docs/, free to change
+    per test."""
     root = tmp_path / "corpus"
-    shutil.copytree(REPO_ROOT / "docs", root / "docs")
+    shutil.copytree(REPO_ROOT / "examples" / "corpus", root / "docs")
     return root
 
 

@@ -1,0 +1,74 @@
+"""The lexical half of hybrid retrieval: BM25 as Qdrant sparse vectors.
+
+Each chunk gets a sparse vector of its terms with BM25's saturated term frequency
+(k1, b, length-normalised); the collection's sparse vector carries Qdrant's IDF
+modifier, so the server multiplies by each term's inverse document frequency over the
+whole collection at query time and keeps it current as chunks come and go. A question's
+vector holds 1.0 per term. The dot product is then BM25.
+
+Terms are lower-cased words; identifiers (pg_dump, deadlock_timeout, --read-only,
+max_wal_size) are kept whole *and* split into their parts, so both "deadlock_timeout"
+and "deadlock timeout" match. A plural "s" is dropped. Terms are hashed to 32-bit
+indices (collisions are rare and only add a little noise).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter
+
+from qdrant_client.http import models as qm
+
+SPARSE_VECTOR = "lexical"
+K1 = 1.2
+B = 0.75
+# Average terms in a chunk, for BM25's length normalisation: a chunk of N characters
+# holds about N / 6 terms (measured on prose and reference pages).
+CHARS_PER_TERM = 6.0
+
+_WORD = re.compile(r"[a-z0-9]+(?:[_.\-][a-z0-9]+)*")
+_PARTS = re.compile(r"[a-z0-9]+")
+_STOPWORD_TEXT = """a an and are as at be but by can do does for from had has have how i if in
+into is it its may me my no not of on or our so such that the their then there these they
+this to was we were what when where which while who why will with would you your"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+def _stem(term: str) -> str:
+    if len(term) > 3 and term.endswith("s") and not term.endswith("ss"):
+        return term[:-1]
+    return term
+
+
+def terms(text: str) -> list[str]:
+    found: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        parts = _PARTS.findall(word)
+        if len(parts) > 1:
+            found.append(word)
+        found.extend(_stem(p) for p in parts if p not in STOPWORDS)
+    return found
+
+
+def _index(term: str) -> int:
+    return zlib.crc32(term.encode())
+
+
+class LexicalEncoder:
+    def __init__(self, chunk_size: int) -> None:
+        self.average_terms = max(1.0, chunk_size / CHARS_PER_TERM)
+
+    def document(self, text: str) -> qm.SparseVector:
+        counts = Counter(terms(text))
+        length = sum(counts.values()) or 1
+        norm = K1 * (1 - B + B * length / self.average_terms)
+        weights: dict[int, float] = {}
+        for term, tf in counts.items():
+            index = _index(term)
+            weights[index] = weights.get(index, 0.0) + tf * (K1 + 1) / (tf + norm)
+        return qm.SparseVector(indices=list(weights), values=list(weights.values()))
+
+    def query(self, text: str) -> qm.SparseVector:
+        indices = sorted({_index(term) for term in terms(text)})
+        return qm.SparseVector(indices=indices, values=[1.0] * len(indices))

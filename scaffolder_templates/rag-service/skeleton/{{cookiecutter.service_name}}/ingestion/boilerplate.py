@@ -1,0 +1,136 @@
+"""Site chrome (navigation bars, "Prev | Up | Next" tables, breadcrumbs, sidebars, footers)
+found by repetition across a site's pages, not by tag name.
+
+Generated documentation (DocBook, Sphinx, Confluence exports, most CMSs) wraps every
+page's text in the same template. On each page the *content root* is the element that
+holds nearly all of its prose; the blocks beside it (siblings of the content root and
+of its ancestors) are chrome when the same block, by its place in the page (tags,
+classes and ids from <body> down), sits beside the content on at least half of the
+site's pages. A block seen on one page only, or a site of fewer than MIN_PAGES pages,
+is kept: nothing is dropped on a guess.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from bs4 import BeautifulSoup, NavigableString, Tag
+
+MIN_PAGES = 3
+# A block beside the content is chrome when it appears on this share of the pages.
+SHARE = 0.5
+# Descend into a child while it holds this share of its parent's prose.
+CONTENT_SHARE = 0.85
+_CONTAINERS = {"body", "div", "section", "article", "main"}
+_DIGITS = re.compile(r"\d")
+
+
+def _prose_lengths(body: Tag) -> dict[int, int]:
+    """Characters of text outside links under each element (by id()), in one pass:
+    navigation is mostly links, prose is not."""
+    lengths: dict[int, int] = {}
+    for text in body.find_all(string=True):
+        if not isinstance(text, NavigableString):
+            continue
+        size = len(text.strip())
+        if not size:
+            continue
+        ancestors = []
+        in_link = False
+        for parent in text.parents:
+            if parent.name == "a":
+                in_link = True
+                break
+            ancestors.append(parent)
+            if parent is body:
+                break
+        if in_link:
+            continue
+        for parent in ancestors:
+            lengths[id(parent)] = lengths.get(id(parent), 0) + size
+    return lengths
+
+
+def _step(tag: Tag) -> str:
+    """One element of a block's place: tag, classes, and an id unless it is generated
+    (ids with digits differ from page to page)."""
+    part = tag.name
+    ident = tag.get("id")
+    if isinstance(ident, str) and ident and not _DIGITS.search(ident):
+        part += "#" + ident
+    classes = tag.get("class") or []
+    if classes:
+        part += "." + ".".join(sorted(classes))
+    return part
+
+
+def _signature(tag: Tag) -> str:
+    steps = []
+    node: Tag | None = tag
+    while node is not None and node.name not in ("body", "html", "[document]"):
+        steps.append(_step(node))
+        node = node.parent
+    return " > ".join(reversed(steps))
+
+
+def content_root(body: Tag) -> Tag:
+    """The innermost container that holds nearly all of the page's prose."""
+    prose = _prose_lengths(body)
+    root = body
+    while True:
+        children = [c for c in root.children if isinstance(c, Tag)]
+        if not children:
+            return root
+        lengths = [(prose.get(id(c), 0), c) for c in children]
+        best_length, best = max(lengths, key=lambda pair: pair[0])
+        total = sum(length for length, _ in lengths)
+        if best.name not in _CONTAINERS or total == 0 or best_length < CONTENT_SHARE * total:
+            return root
+        root = best
+
+
+def blocks_beside_content(body: Tag) -> Iterator[Tag]:
+    """Siblings of the content root and of each of its ancestors up to <body>."""
+    node = content_root(body)
+    while node is not body and node.parent is not None:
+        for sibling in node.parent.children:
+            if isinstance(sibling, Tag) and sibling is not node:
+                yield sibling
+        node = node.parent
+
+
+@dataclass
+class BoilerplateProfile:
+    """The chrome block signatures of one site, learnt from a sample of its pages."""
+
+    pages: int = 0
+    chrome: set[str] = field(default_factory=set)
+
+    @classmethod
+    def learn(cls, pages: Iterable[bytes | str]) -> BoilerplateProfile:
+        seen: Counter[str] = Counter()
+        count = 0
+        for page in pages:
+            soup = BeautifulSoup(page, "html.parser")
+            body = soup.body
+            if body is None:
+                continue
+            count += 1
+            seen.update({_signature(block) for block in blocks_beside_content(body)})
+        if count < MIN_PAGES:
+            return cls(count)
+        needed = max(MIN_PAGES, math.ceil(SHARE * count))
+        return cls(count, {sig for sig, n in seen.items() if n >= needed})
+
+    def strip(self, body: Tag) -> int:
+        """Removes this site's chrome from a parsed page; returns how many blocks."""
+        if not self.chrome:
+            return 0
+        doomed = [b for b in blocks_beside_content(body) if _signature(b) in self.chrome]
+        for block in doomed:
+            block.decompose()
+        return len(doomed)
