@@ -74,7 +74,8 @@ def with_cluster(k8s_settings: Settings, tmp_path: Path) -> Iterator[LiveServer]
 
 @pytest.fixture
 def without_cluster(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
-    with portal_and_workers(_settings(settings), tmp_path) as live:
+    """No cluster and the local runtime turned off (tests/provisioning/local runs it)."""
+    with portal_and_workers(_settings(settings, runtime_enabled=False), tmp_path) as live:
         yield live
 
 
@@ -127,7 +128,9 @@ def test_form_to_healthy_deployment_and_back(
         assert leftover["items"] == []
 
 
-def test_form_without_a_cluster_ends_with_the_plan(without_cluster: LiveServer) -> None:
+def test_form_without_a_cluster_or_runtime_ends_with_the_plan(
+    without_cluster: LiveServer,
+) -> None:
     name = "plan-bot"
     with without_cluster.client() as client:
         task = run_task(client, name)

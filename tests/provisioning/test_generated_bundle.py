@@ -182,11 +182,12 @@ def test_action_reads_the_published_repository(
     assert cluster.get("deployments", SERVICE, f"{SERVICE}-rag-api") is not None
 
 
-def test_action_without_a_cluster_records_the_plan_and_says_so(
+def test_action_without_a_cluster_or_local_runtime_records_the_plan_and_says_so(
     settings,
     session_factory,
     generated: Path,  # type: ignore[no-untyped-def]
 ) -> None:
+    settings = settings.model_copy(update={"runtime_enabled": False})
     ref = register_service_entity(session_factory, SERVICE)
     logs: list[str] = []
     output = get_action("rag:provision").run(  # type: ignore[union-attr]
@@ -195,8 +196,11 @@ def test_action_without_a_cluster_records_the_plan_and_says_so(
     )
     assert output["state"] == "Planned" and output["cluster"] is None
     assert len(output["objects"]) == 26
-    assert "no Kubernetes cluster is configured, so nothing was applied" in output["message"]
-    assert any("no Kubernetes cluster is configured" in line for line in logs)
+    assert (
+        "no Kubernetes cluster is configured and the local runtime is off "
+        "(RAGPORTAL_RUNTIME_ENABLED=false), so nothing was applied" in output["message"]
+    )
+    assert any("deploying to a plan only" in line for line in logs)
     status = entity_status(session_factory, ref)["deployment"]
     assert status["state"] == "Planned" and len(status["objects"]) == 26
 
@@ -229,7 +233,21 @@ def test_missing_bundle_is_a_clear_step_failure(
 ) -> None:
     with pytest.raises(ActionError, match="no deploy/k8s bundle"):
         get_action("rag:provision").run(  # type: ignore[union-attr]
-            _context(settings, session_factory, tmp_path, []), {"service": SERVICE}
+            _context(settings, session_factory, tmp_path, []),
+            {"service": SERVICE, "target": "plan"},
+        )
+
+
+def test_the_local_runtime_deploys_only_a_published_repository(
+    settings,
+    session_factory,
+    generated: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """With no cluster the default target is the local runtime, which reads what was
+    published (any worker, any time later), never a task's workspace."""
+    with pytest.raises(ActionError, match="the local runtime deploys a published repository"):
+        get_action("rag:provision").run(  # type: ignore[union-attr]
+            _context(settings, session_factory, generated, []), {"service": SERVICE}
         )
 
 

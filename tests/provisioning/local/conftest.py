@@ -6,6 +6,7 @@ seconds of CPU."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -73,6 +74,9 @@ def _remove_every_service(settings: Settings) -> None:
     root = settings.data_dir / "runtime" / "services"
     factory = make_session_factory(make_engine(settings.database_url))
     for folder in root.glob("*") if root.exists() else []:
+        # The processes' logs outlive the test in its tmp folder: what a failure shows.
+        if (folder / "logs").exists():
+            shutil.copytree(folder / "logs", settings.data_dir.parent / "logs" / folder.name)
         LocalRuntime(settings, factory).remove(folder.name)
 
 
