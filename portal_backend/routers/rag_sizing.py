@@ -28,6 +28,11 @@ def sizing(
         default=DEFAULT_CONCURRENCY, description="full-length sequences resident at once"
     ),
     max_gpus: int = Query(default=MAX_GPUS_PER_NODE, description="GPUs available on one node"),
+    lora_rank: list[int] = Query(
+        default=[], description="one per LoRA adapter: its rank (repeat the parameter)"
+    ),
     principal: Principal = ReadPrincipal,
 ) -> dict[str, Any]:
-    return size_deployment(model, quantization, gpu, max_context, concurrency, max_gpus).as_dict()
+    return size_deployment(
+        model, quantization, gpu, max_context, concurrency, max_gpus, lora_ranks=lora_rank
+    ).as_dict()

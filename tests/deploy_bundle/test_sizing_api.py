@@ -86,3 +86,17 @@ def test_sizing_needs_a_token(anon_client) -> None:  # type: ignore[no-untyped-d
         params={"model": "llama-3-8b-instruct", "quantization": "bf16", "gpu": "L4"},
     )
     assert response.status_code == 401
+
+
+def test_lora_adapters_are_sized_and_a_bad_rank_is_a_422(live_server, make_token) -> None:  # type: ignore[no-untyped-def]
+    base = {"model": "llama-3-8b-instruct", "quantization": "awq", "gpu": "L4"}
+    with live_server.client(token=make_token("read")) as client:
+        sized = client.get("/api/rag/sizing", params={**base, "lora_rank": [16, 64]})
+        bad = client.get("/api/rag/sizing", params={**base, "lora_rank": [12]})
+    body = sized.json()
+    assert (body["max_loras"], body["max_lora_rank"], body["lora_gb"]) == (2, 64, 0.74)
+    assert "LoRA 2 slots x rank 64 = 0.74 GB on each GPU" in body["reason"]
+    assert body["checkpoint"] == "casperhansen/llama-3-8b-instruct-awq"
+    assert body["vllm_quantization"] == "awq_marlin"
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"][0]["path"] == "lora_adapters.0.rank"
