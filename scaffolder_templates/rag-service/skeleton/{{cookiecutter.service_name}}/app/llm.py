@@ -21,7 +21,11 @@ def _chat_openai(base_url: str, model: str, api_key: str, settings: Settings, re
         api_key=api_key,
         timeout=settings.llm_timeout_s,
         max_retries=retries,
-        max_tokens=settings.max_tokens,
+        # The answer-length cap goes out as `max_tokens`, which vLLM and llama.cpp's
+        # server both honour. ChatOpenAI's own max_tokens is sent as
+        # `max_completion_tokens`, which llama.cpp's server ignores: it then writes until
+        # its context is full, minutes on a CPU.
+        extra_body={"max_tokens": settings.max_tokens},
         temperature=settings.temperature,
         # Ask OpenAI-compatible servers (vLLM, llama.cpp) for token usage when streaming.
         stream_usage=True,
