@@ -14,9 +14,11 @@ indices (collisions are rare and only add a little noise).
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections import Counter
+from typing import Any
 
 from qdrant_client.http import models as qm
 
@@ -72,3 +74,72 @@ class LexicalEncoder:
     def query(self, text: str) -> qm.SparseVector:
         indices = sorted({_index(term) for term in terms(text)})
         return qm.SparseVector(indices=indices, values=[1.0] * len(indices))
+
+
+def idf(document_frequency: int, documents: int) -> float:
+    """Qdrant's IDF modifier (BM25's): ln((N - n + 0.5) / (n + 0.5) + 1)."""
+    return math.log((documents - document_frequency + 0.5) / (document_frequency + 0.5) + 1)
+
+
+class LexicalIndex:
+    """The collection's BM25 vectors as an in-memory inverted index, for Qdrant local mode.
+
+    Local mode scores sparse vectors in Python, point by point, and counts the collection
+    for IDF on every query (over 100 ms a question for 2,000 chunks on one core); this
+    answers the same query with the same BM25 and IDF in about a millisecond. It is right
+    only while nothing else writes the collection, which local mode guarantees: one
+    process holds the folder (the API, or ingestion, never both).
+    """
+
+    def __init__(self, ids: list[Any], postings: dict[int, tuple[Any, Any]]) -> None:
+        import numpy as np
+
+        self.ids = ids
+        self.documents = len(ids)
+        self._np = np
+        self.postings = postings
+
+    @classmethod
+    def load(cls, client: Any, collection: str, page: int = 1024) -> LexicalIndex:
+        import numpy as np
+
+        ids: list[Any] = []
+        rows: dict[int, tuple[list[int], list[float]]] = {}
+        offset = None
+        while True:
+            points, offset = client.scroll(
+                collection, limit=page, offset=offset, with_payload=False,
+                with_vectors=[SPARSE_VECTOR],
+            )  # fmt: skip
+            for point in points:
+                vector = (point.vector or {}).get(SPARSE_VECTOR)
+                position = len(ids)
+                ids.append(point.id)
+                if vector is None:
+                    continue
+                for index, value in zip(vector.indices, vector.values, strict=True):
+                    docs, weights = rows.setdefault(index, ([], []))
+                    docs.append(position)
+                    weights.append(value)
+            if offset is None:
+                break
+        postings = {
+            index: (np.asarray(docs, dtype=np.int64), np.asarray(weights, dtype=np.float32))
+            for index, (docs, weights) in rows.items()
+        }
+        return cls(ids, postings)
+
+    def search(self, query: qm.SparseVector, limit: int) -> list[qm.ScoredPoint]:
+        np = self._np
+        scores = np.zeros(self.documents, dtype=np.float32)
+        for index, value in zip(query.indices, query.values, strict=True):
+            posting = self.postings.get(index)
+            if posting is None:
+                continue
+            docs, weights = posting
+            scores[docs] += weights * (value * idf(len(docs), self.documents))
+        matched = np.flatnonzero(scores)
+        if not len(matched):
+            return []
+        top = matched[np.argsort(-scores[matched], kind="stable")[:limit]]
+        return [qm.ScoredPoint(id=self.ids[i], version=0, score=float(scores[i])) for i in top]

@@ -2,9 +2,12 @@
 
 Retrieval ranks by reciprocal rank fusion of the embedding search and a BM25 search
 (RETRIEVAL_RANKING=hybrid, one Qdrant query with two prefetches) or by the embedding
-alone (dense). Relevance is always the cosine similarity of the question and the chunk,
-so the refusal threshold keeps its meaning whatever the ranking: chunks under it are
-not context, and with none left the answer is "I don't know" without an LLM call.
+alone (dense). A chunk's relevance is the mean of its cosine similarity to the question
+and the share of the question's terms it contains (app/lexical.py): the embedding says
+"same topic", the terms say "about this very thing", and questions the documents cannot
+answer usually fail the second (measured in rag-portal's benchmarks/rag_quality.py:
+cosine alone cannot tell them apart). Chunks under the threshold are not context; with
+none left the answer is "I don't know" without an LLM call.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable
 from langchain_qdrant import QdrantVectorStore
 from qdrant_client.http import models as qm
+from qdrant_client.hybrid.fusion import reciprocal_rank_fusion
 
-from app.lexical import SPARSE_VECTOR, LexicalEncoder
+from app.lexical import SPARSE_VECTOR, LexicalEncoder, LexicalIndex, terms
 from app.settings import Settings
 from app.vectorstore import CONTENT_KEY, METADATA_KEY, has_lexical
 
@@ -38,8 +42,12 @@ SNIPPET_CHARS = 300
 @dataclass(frozen=True)
 class RetrievedChunk:
     document: Document
-    # Relevance: cosine similarity of question and chunk (what the threshold compares).
+    # Relevance: the mean of `similarity` and `coverage` (what the threshold compares).
     score: float
+    # Cosine similarity of question and chunk embeddings.
+    similarity: float = 0.0
+    # Share of the question's terms (app/lexical.py) found in the chunk.
+    coverage: float = 0.0
 
     def citation(self) -> dict[str, Any]:
         meta = self.document.metadata
@@ -61,7 +69,12 @@ class RetrievedChunk:
         """The citation with the chunk's whole text instead of a snippet."""
         cited = self.citation()
         del cited["snippet"]
-        return {**cited, "text": self.document.page_content}
+        return {
+            **cited,
+            "similarity": round(float(self.similarity), 4),
+            "coverage": round(float(self.coverage), 4),
+            "text": self.document.page_content,
+        }
 
 
 @dataclass
@@ -118,6 +131,7 @@ class RagPipeline:
         ranking: str = "dense",
         candidates: int = 20,
         lexical: LexicalEncoder | None = None,
+        lexical_index: LexicalIndex | None = None,
     ) -> None:
         self.vector_store = vector_store
         self.k = k
@@ -126,6 +140,8 @@ class RagPipeline:
         # Hybrid needs the collection's sparse vector; an older collection stays dense.
         self.lexical = lexical if ranking == "hybrid" else None
         self.ranking = "hybrid" if self.lexical is not None else "dense"
+        # Qdrant local mode: BM25 from memory, fused here exactly as the server fuses.
+        self.lexical_index = lexical_index if self.lexical is not None else None
         prompt = ChatPromptTemplate.from_messages(
             [
                 ("system", SYSTEM_PROMPT),
@@ -148,6 +164,22 @@ class RagPipeline:
                 store.collection_name, query=vector, limit=self.k, with_payload=True
             )
             scored = [(point, point.score) for point in response.points]
+        elif self.lexical_index is not None:
+            dense = store.client.query_points(
+                store.collection_name, query=vector, limit=self.candidates
+            ).points
+            lexical = self.lexical_index.search(self.lexical.query(question), self.candidates)
+            fused = reciprocal_rank_fusion([dense, lexical], limit=self.k)
+            records = store.client.retrieve(
+                store.collection_name,
+                [point.id for point in fused],
+                with_payload=True,
+                with_vectors=[""],
+            )
+            found = {record.id: record for record in records}
+            scored = [
+                (found[p.id], _cosine(vector, found[p.id].vector)) for p in fused if p.id in found
+            ]
         else:
             response = store.client.query_points(
                 store.collection_name,
@@ -165,7 +197,13 @@ class RagPipeline:
                 with_vectors=[""],
             )
             scored = [(point, _cosine(vector, point.vector)) for point in response.points]
-        ranked = [RetrievedChunk(_document(point), float(score)) for point, score in scored]
+        asked = set(terms(question))
+        ranked = []
+        for point, similarity in scored:
+            document = _document(point)
+            covered = coverage(asked, document.page_content)
+            relevance = (float(similarity) + covered) / 2
+            ranked.append(RetrievedChunk(document, relevance, float(similarity), covered))
         return Retrieval(ranked, self.relevance_threshold)
 
     def retrieve(self, question: str) -> list[RetrievedChunk]:
@@ -188,12 +226,20 @@ class RagPipeline:
             yield chunk
 
 
-def _document(point: qm.ScoredPoint) -> Document:
+def _document(point: qm.ScoredPoint | qm.Record) -> Document:
     """A point as langchain-qdrant's Document (its payload layout, its id key)."""
     payload = point.payload or {}
     metadata = dict(payload.get(METADATA_KEY) or {})
     metadata["_id"] = point.id
     return Document(page_content=payload.get(CONTENT_KEY, ""), metadata=metadata)
+
+
+def coverage(asked: set[str], text: str) -> float:
+    """The share of the question's terms the text contains (1.0 for a question with no
+    term left after stop words: nothing to miss)."""
+    if not asked:
+        return 1.0
+    return len(asked & set(terms(text))) / len(asked)
 
 
 def _cosine(query: list[float], stored: Any) -> float:
@@ -212,11 +258,12 @@ def make_pipeline(
 ) -> RagPipeline:
     """The pipeline as the service runs it (k, ranking, threshold from settings): the API,
     the evaluation and benchmarks all build it here."""
-    lexical = None
-    if settings.retrieval_ranking == "hybrid" and has_lexical(
-        vector_store.client, vector_store.collection_name
-    ):
+    lexical = index = None
+    client, collection = vector_store.client, vector_store.collection_name
+    if settings.retrieval_ranking == "hybrid" and has_lexical(client, collection):
         lexical = LexicalEncoder(settings.chunk_size)
+        if not settings.qdrant_url:  # local mode: see LexicalIndex
+            index = LexicalIndex.load(client, collection)
     return RagPipeline(
         vector_store,
         llm,
@@ -226,4 +273,5 @@ def make_pipeline(
         ranking=settings.retrieval_ranking,
         candidates=settings.retrieval_candidates,
         lexical=lexical,
+        lexical_index=index,
     )

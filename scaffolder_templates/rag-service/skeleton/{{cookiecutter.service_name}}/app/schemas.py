@@ -55,8 +55,12 @@ class RetrievedPassage(BaseModel):
     source: str
     title: str
     section_or_page: str | None
-    # Relevance: cosine similarity of question and chunk (what the threshold compares).
+    # Relevance: the mean of similarity and coverage (what the threshold compares).
     score: float
+    # Cosine similarity of the question's and the passage's embeddings.
+    similarity: float
+    # Share of the question's terms found in the passage.
+    coverage: float
     text: str
 
 

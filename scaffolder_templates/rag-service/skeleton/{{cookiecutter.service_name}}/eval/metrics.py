@@ -87,14 +87,20 @@ def refusal_counts(outcomes: Sequence[tuple[bool, bool]]) -> RefusalCounts:
     )
 
 
-def calibrate_threshold(best_scores: Sequence[tuple[bool, float | None]]) -> float:
-    """The refusal threshold that best separates answerable from unanswerable questions
-    by their best relevance score: the most unanswerable questions refused minus the
-    share of answerable ones refused (Youden's J, so a set with few unanswerable questions
-    still weighs them), ties broken by the widest margin; the threshold sits halfway
-    between the two scores it separates.
+# Answerable questions a calibrated threshold may refuse: 3 % (one in 35), the rest of the
+# unanswerable ones are accepted as answered rather than refusing good questions.
+MAX_WRONG_REFUSALS = 0.03
 
-    `best_scores`: (answerable, best score or None when nothing was retrieved).
+
+def calibrate_threshold(
+    best_scores: Sequence[tuple[bool, float | None]], max_wrong: float = MAX_WRONG_REFUSALS
+) -> float:
+    """The refusal threshold that refuses the most unanswerable questions while refusing
+    at most `max_wrong` of the answerable ones (rounded down: none under 34 answerable
+    questions), ties broken by fewer answerable refused, then by the widest margin; it
+    sits halfway between the two scores it separates.
+
+    `best_scores`: (answerable, best relevance or None when nothing was retrieved).
     """
     answerable = [s if s is not None else float("-inf") for a, s in best_scores if a]
     unanswerable = [s if s is not None else float("-inf") for a, s in best_scores if not a]
@@ -103,18 +109,20 @@ def calibrate_threshold(best_scores: Sequence[tuple[bool, float | None]]) -> flo
             "calibration needs answerable and unanswerable questions in the golden set "
             '(unanswerable: "expected_sources": [])'
         )
+    allowed = int(max_wrong * len(answerable))
     finite = sorted({s for s in answerable + unanswerable if s != float("-inf")})
     candidates = [finite[0] - 0.01] + [
         (a + b) / 2 for a, b in zip(finite, finite[1:], strict=False)
     ]
     candidates.append(finite[-1] + 0.01)
 
-    def quality(threshold: float) -> tuple[float, float]:
-        refused_u = sum(1 for s in unanswerable if s < threshold) / len(unanswerable)
-        refused_a = sum(1 for s in answerable if s < threshold) / len(answerable)
+    def quality(threshold: float) -> tuple[int, int, float]:
+        refused_u = sum(1 for s in unanswerable if s < threshold)
+        refused_a = sum(1 for s in answerable if s < threshold)
         below = [s for s in finite if s < threshold]
         above = [s for s in finite if s >= threshold]
         margin = (min(above) if above else threshold) - (max(below) if below else threshold)
-        return refused_u - refused_a, margin
+        return refused_u, -refused_a, margin
 
-    return round(max(candidates, key=quality), 4)
+    allowed_candidates = [t for t in candidates if sum(1 for s in answerable if s < t) <= allowed]
+    return round(max(allowed_candidates, key=quality), 4)

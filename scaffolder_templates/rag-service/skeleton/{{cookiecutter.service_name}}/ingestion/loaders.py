@@ -71,9 +71,11 @@ def _decode_text(data: bytes, source: str) -> str:
 
 
 def normalize_title(title: str) -> str:
-    """One line of plain spaces: no non-breaking or zero-width spaces, no Markdown
-    emphasis or escapes, no trailing heading hashes."""
+    """One line of plain spaces: no non-breaking or zero-width spaces, no inline HTML,
+    links, Markdown emphasis or escapes, no trailing heading hashes."""
     title = title.replace("\u200b", "").replace("\ufeff", "")
+    title = re.sub(r"<[^>]*>", "", title)  # inline HTML (<a name="x"></a>) in headings
+    title = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", title)  # [text](link) -> text
     title = re.sub(r"\\([\\`*_{}\[\]()#+\-.!|])", r"\1", title)
     title = re.sub(r"(\*\*|__|`)", "", title)
     title = " ".join(title.split())  # str.split() splits on NBSP and every Unicode space

@@ -91,12 +91,17 @@ def test_golden_reader_names_the_missing_field(tmp_path: Path):
         read_golden(bad)
 
 
-def test_calibration_separates_answerable_from_unanswerable():
-    scores = [(True, 0.71), (True, 0.62), (True, 0.55), (False, 0.41), (False, 0.47)]
-    threshold = calibrate_threshold(scores)
-    assert 0.47 < threshold < 0.55
-    # One answerable question scoring low does not drag the threshold below the rest.
-    assert calibrate_threshold([*scores, (True, 0.2)]) == threshold
+def test_calibration_refuses_the_most_unanswerable_within_the_allowed_wrong_refusals():
+    answerable = [(True, 0.55 + i / 100) for i in range(40)]
+    unanswerable = [(False, 0.41), (False, 0.47), (False, 0.5)]
+    threshold = calibrate_threshold(answerable + unanswerable)
+    assert 0.5 < threshold < 0.55  # all three refused, no answerable one
+    # One answerable question in 41 (under 3 %) may be refused to refuse the rest ...
+    assert calibrate_threshold([*answerable, (True, 0.45), *unanswerable]) == threshold
+    # ... two may not: the threshold stays under the second one.
+    assert calibrate_threshold([*answerable, (True, 0.45), (True, 0.46), *unanswerable]) < 0.46
+    # With few answerable questions none may be refused.
+    assert calibrate_threshold([(True, 0.6), (True, 0.2), (False, 0.5)]) < 0.2
     with pytest.raises(ValueError, match="unanswerable"):
         calibrate_threshold([(True, 0.5)])
 

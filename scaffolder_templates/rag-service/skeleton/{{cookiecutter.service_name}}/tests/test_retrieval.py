@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import RunnableLambda
@@ -14,7 +15,7 @@ from qdrant_client import QdrantClient
 
 from app.calibration import DEFAULT_THRESHOLDS, resolve_threshold
 from app.embeddings import HashingEmbeddings
-from app.lexical import LexicalEncoder, terms
+from app.lexical import SPARSE_VECTOR, LexicalEncoder, LexicalIndex, terms
 from app.main import create_app
 from app.rag import make_pipeline
 from app.settings import Settings
@@ -133,6 +134,10 @@ def test_a_long_section_is_split_and_each_part_keeps_its_path():
     assert len(chunks) > 3
     assert all(c.text.startswith("Guide > Install\n\n") for c in chunks)
     assert all(c.metadata["section"] == "Guide > Install" for c in chunks)
+    # Inline HTML and links in headings do not reach the heading path.
+    linked = '# T\n\n## <a name="ip"></a> Set the `--ip` ([docs](ip.md))\n\ntext'
+    chunk = Chunker(800, 50).split([LoadedDocument("d.md", "T", linked, "markdown")], "x")[0]
+    assert chunk.metadata["headings"] == ["T > Set the --ip (docs)"]
     # Headings inside fenced code are code, not sections.
     fenced = "# T\n\n```\n# not a heading\n```\n\n## Real\n\ntext"
     chunk = Chunker(800, 50).split([LoadedDocument("d.md", "T", fenced, "markdown")], "x")[0]
@@ -147,6 +152,22 @@ def test_lexical_terms_keep_identifiers_whole_and_in_parts():
     query = encoder.query("deadlock timeout")
     document = encoder.document("deadlock_timeout is one second")
     assert set(query.indices) <= set(document.indices)
+
+
+def test_the_in_memory_bm25_index_scores_as_qdrant_does(settings, indexed):
+    """Local mode searches BM25 from memory (LexicalIndex): the same points and scores as
+    Qdrant's own sparse search with its IDF modifier."""
+    index = LexicalIndex.load(indexed, settings.collection_name)
+    encoder = LexicalEncoder(settings.chunk_size)
+    for question in ("rotate the Qdrant API key", "JOB_COMPLETION_INDEX shard", "vLLM LoRA"):
+        query = encoder.query(question)
+        expected = indexed.query_points(
+            settings.collection_name, query=query, using=SPARSE_VECTOR, limit=5
+        ).points
+        found = index.search(query, 5)
+        assert [p.id for p in found] == [p.id for p in expected], question
+        assert [p.score for p in found] == pytest.approx([p.score for p in expected], rel=1e-4)
+    assert index.search(encoder.query("zebra"), 5) == []
 
 
 class SameVector(Embeddings):
@@ -189,7 +210,7 @@ def test_hybrid_ranking_finds_what_the_embedding_cannot(settings, client, tmp_pa
     dense = make_pipeline(settings, store, RunnableLambda(lambda _: ""))
     # The embedding alone scores every chunk alike: it has no way to rank the WAL page.
     assert dense.ranking == "dense"
-    assert {round(c.score, 6) for c in dense.search(question).ranked} == {1.0}
+    assert {round(c.similarity, 6) for c in dense.search(question).ranked} == {1.0}
 
 
 def test_threshold_comes_from_env_then_calibration_then_model_default(tmp_path: Path):
