@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.calibration import resolve_threshold
@@ -106,6 +106,12 @@ class Settings(BaseSettings):
 
     # Where relevance_threshold came from (environment, calibration file or default).
     threshold_origin: str = Field(default="", exclude=True)
+
+    @field_validator("relevance_threshold", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # RELEVANCE_THRESHOLD= (as in .env.example) means "not set", not an error.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _resolve_threshold(self) -> Settings:

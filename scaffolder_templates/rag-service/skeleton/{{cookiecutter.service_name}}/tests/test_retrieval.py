@@ -229,6 +229,8 @@ def test_threshold_comes_from_env_then_calibration_then_model_default(tmp_path: 
     assert resolve_threshold("local", "BAAI/bge-small-en-v1.5", "hybrid", calibration)[0] != 0.5
     settings = Settings(_env_file=None, calibration_file=calibration)
     assert settings.relevance_threshold == 0.5 and settings.threshold_origin.startswith("calib")
+    empty = Settings(_env_file=None, calibration_file=calibration, relevance_threshold="")
+    assert empty.relevance_threshold == 0.5  # RELEVANCE_THRESHOLD= is "not set"
     explicit = Settings(_env_file=None, calibration_file=calibration, relevance_threshold=0.7)
     assert (
         explicit.relevance_threshold == 0.7 and explicit.threshold_origin == "RELEVANCE_THRESHOLD"
