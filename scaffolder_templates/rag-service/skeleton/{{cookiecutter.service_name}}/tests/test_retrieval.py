@@ -206,6 +206,16 @@ def test_hybrid_ranking_finds_what_the_embedding_cannot(settings, client, tmp_pa
     hybrid = make_pipeline(settings, store, RunnableLambda(lambda _: ""))
     assert hybrid.ranking == "hybrid"
     assert hybrid.retrieve(question)[0].document.metadata["source"] == "docs/wal.md"
+    # Relevance is the mean of similarity and term coverage: with every chunk as similar as
+    # the next, only the chunk holding the question's terms clears a threshold of 0.75,
+    # and a question none holds is refused.
+    settings.relevance_threshold = 0.75
+    strict = make_pipeline(settings, store, RunnableLambda(lambda _: ""))
+    kept = strict.retrieve(question)
+    assert [c.document.metadata["source"] for c in kept] == ["docs/wal.md"]
+    assert kept[0].similarity == pytest.approx(1.0) and kept[0].coverage == 1.0
+    assert kept[0].score == pytest.approx((kept[0].similarity + kept[0].coverage) / 2)
+    assert strict.retrieve("Who painted the Mona Lisa?") == []
     settings.retrieval_ranking = "dense"
     dense = make_pipeline(settings, store, RunnableLambda(lambda _: ""))
     # The embedding alone scores every chunk alike: it has no way to rank the WAL page.
