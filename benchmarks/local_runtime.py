@@ -34,8 +34,8 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [
-    "How do I ask the assistant a question over HTTP?",
-    "What happens when no document passage is relevant to the question?",
+    "What does the assistant do when no document passage is relevant?",
+    "How do I send a question to the /query endpoint?",
     "Which vector database stores the document chunks?",
     "How many dimensions do the all-MiniLM-L6-v2 embedding vectors have?",
     "What does a re-run of the ingestion write when nothing changed?",

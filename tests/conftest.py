@@ -128,9 +128,12 @@ class _Server(uvicorn.Server):
         pass
 
 
-def start_live_server(settings: Settings) -> tuple[LiveServer, _Server, threading.Thread]:
+def start_live_server(
+    settings: Settings, port: int | None = None
+) -> tuple[LiveServer, _Server, threading.Thread]:
+    """The portal on 127.0.0.1 (on ``port``, e.g. to restart it where clients know it)."""
     app = create_app(settings)
-    port = free_port()
+    port = port or free_port()
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

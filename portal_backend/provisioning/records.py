@@ -17,8 +17,10 @@ from portal_backend.db import session_scope
 from portal_backend.provisioning.models import ProvisionedService
 
 KUBERNETES, LOCAL, PLAN = "kubernetes", "local", "plan"
-# Deployment states in which something runs (and may cost money).
-RUNNING_STATES = frozenset({"Progressing", "Healthy", "Degraded"})
+# Deployment states in which workloads exist and hold resources (and cost money):
+# Drifted still runs, only not as applied. Anything else -- no status, Planned, Down, an
+# unknown word -- runs nothing.
+RUNNING_STATES = frozenset({"Progressing", "Healthy", "Degraded", "Drifted"})
 
 
 def now() -> datetime:

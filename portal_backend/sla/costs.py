@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog.errors import ErrorDetail, InputError
+from portal_backend.provisioning import records as deployments
 from portal_backend.provisioning.models import ProvisionedService
 from portal_backend.rag.gpu_classes import GPU_CLASSES, default_gpu_prices
 from portal_backend.sla.fastsql import fetch_tuples
@@ -37,17 +38,20 @@ DAY = 86400
 # This is the only price table: generated repositories get their GPU price from it at
 # render time (the rag:gpu-price step), so their Prometheus rules and Grafana dashboard
 # show the spend the portal accrues.
+LOCAL_RUNTIME_PRICE = "local_runtime_hour"
 DEFAULT_PRICES: dict[str, float] = {
     "gpu:default": 2.50,
     **default_gpu_prices(),
     "cpu_core_hour": 0.04,
     "memory_gb_hour": 0.005,
     "storage_gb_month": 0.10,
+    # A service on the local runtime (CPU processes on the portal's machine), per hour.
+    LOCAL_RUNTIME_PRICE: 0.0,
 }
 # Deployment states in which workloads exist and hold resources (see
 # provisioning.status.overall_state): Drifted still runs, only not as applied. Anything
 # else -- no status, Planned, Down, an unknown word -- runs nothing and accrues nothing.
-RUNNING_STATES = frozenset({"healthy", "progressing", "degraded", "drifted"})
+RUNNING_STATES = frozenset(state.lower() for state in deployments.RUNNING_STATES)
 C = CostAccrual.__table__
 
 
@@ -69,8 +73,8 @@ def set_prices(session: Session, prices: dict[str, float], now: datetime, by: st
             problems.append(
                 ErrorDetail(
                     f"prices.{item}",
-                    "use 'gpu:<gpu class>' ($/GPU-hour), cpu_core_hour, memory_gb_hour "
-                    "or storage_gb_month",
+                    "use 'gpu:<gpu class>' ($/GPU-hour), cpu_core_hour, memory_gb_hour, "
+                    f"storage_gb_month or {LOCAL_RUNTIME_PRICE}",
                 )
             )
         elif not isinstance(usd, int | float) or usd < 0:
@@ -107,7 +111,12 @@ def record_of(
     found = records.get(service.service_ref.lower())
     if found is None:
         found = records.get(f"name:{service.service_ref.rsplit('/', 1)[-1]}")
-    return found if found is not None and found.desired else None
+    if found is None:
+        return None
+    # A record prices the service when it says what runs: the applied objects of a
+    # cluster deployment, or the local runtime (a flat rate, no objects).
+    local = deployments.target_of(found) == deployments.LOCAL
+    return found if found.desired or local else None
 
 
 def record_for(session: Session, service: SlaService) -> ProvisionedService | None:
@@ -135,6 +144,8 @@ def rate_of(
     """($/h by resource, model used: "provisioned" or "annotations")."""
     if not runs_something(service, record):
         return Rate(), "provisioned" if record is not None else "annotations"
+    if record is not None and deployments.target_of(record) == deployments.LOCAL:
+        return Rate(local=prices.get(LOCAL_RUNTIME_PRICE, 0.0)), "local-runtime"
     if record is not None:
         return desired_rate(record.desired, record.detail, prices, service.gpu_class), "provisioned"
     gpus = (service.gpus or 0.0) * (service.replicas if service.replicas is not None else 1.0)

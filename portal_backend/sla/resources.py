@@ -44,6 +44,8 @@ class Rate:
     cpu: float = 0.0
     memory: float = 0.0
     storage: float = 0.0
+    # A service on the local runtime: the admin's flat $/hour for this machine's share.
+    local: float = 0.0
     gpus: float = 0.0
     # One entry per (class, price item, source): which GPUs were priced how.
     gpu_classes: list[dict[str, Any]] = field(default_factory=list)
@@ -66,7 +68,7 @@ class Rate:
 
     @property
     def total(self) -> float:
-        return self.gpu + self.cpu + self.memory + self.storage
+        return self.gpu + self.cpu + self.memory + self.storage + self.local
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -74,6 +76,7 @@ class Rate:
             "cpuUsdPerHour": round(self.cpu, 6),
             "memoryUsdPerHour": round(self.memory, 6),
             "storageUsdPerHour": round(self.storage, 6),
+            "localRuntimeUsdPerHour": round(self.local, 6),
             "totalUsdPerHour": round(self.total, 6),
             "gpus": self.gpus,
             "gpuClasses": [dict(e) for e in self.gpu_classes],

@@ -245,3 +245,44 @@ def test_cost_accrues_only_while_the_deployment_runs_something(  # type: ignore[
         assert costs.spend(session, ref, NOV1.timestamp(), clock[0].timestamp()) == pytest.approx(
             24.0
         )
+
+
+def test_a_service_on_the_local_runtime_costs_the_admin_price_not_its_gpus(
+    session_factory,
+) -> None:  # type: ignore[no-untyped-def]
+    """On the local runtime a service runs on this machine's CPU: its annotations' GPUs
+    (sized for a cluster) cost nothing; the admin's flat local_runtime_hour (default 0)
+    does, while it runs."""
+    from portal_backend.provisioning.models import ProvisionedService
+
+    register(session_factory, rag_service("local", gpus="1", replicas="2"), now=NOV1)
+    with session_scope(session_factory) as session:
+        session.add(
+            ProvisionedService(
+                service="local", namespace="local", target="local", state="Healthy",
+                entity_ref="component:default/local", endpoint="http://127.0.0.1:9",
+                created_at=NOV1, updated_at=NOV1,
+            )
+        )  # fmt: skip
+    _accrue(session_factory, NOV1)
+    _accrue(session_factory, NOV1 + timedelta(days=1))
+    with session_scope(session_factory) as session:
+        assert costs.spend(session, "component:default/local", 0, 2**40) == 0.0
+        costs.set_prices(
+            session, {**costs.DEFAULT_PRICES, "local_runtime_hour": 0.05}, NOV1, "admin"
+        )
+    _accrue(session_factory, NOV1 + timedelta(days=2))
+    with session_scope(session_factory) as session:
+        assert costs.spend(session, "component:default/local", 0, 2**40) == pytest.approx(0.05 * 24)
+        report = reports.service_report(
+            session, session.get(SlaService, "component:default/local"), "24h",
+            NOV1 + timedelta(days=2),
+        )  # fmt: skip
+        assert report["cost"]["rate"]["model"] == "local-runtime"
+        assert report["cost"]["rate"]["localRuntimeUsdPerHour"] == 0.05
+        assert report["cost"]["rate"]["gpus"] == 0
+        # Stopped (Degraded still runs; a torn-down or planned one does not).
+        session.get(ProvisionedService, "local").state = "Planned"
+    _accrue(session_factory, NOV1 + timedelta(days=3))
+    with session_scope(session_factory) as session:
+        assert costs.spend(session, "component:default/local", 0, 2**40) == pytest.approx(0.05 * 24)

@@ -55,7 +55,11 @@ def free_port(host: str) -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on the port now. With SO_REUSEADDR, as uvicorn and
+    llama.cpp's server bind: connections of a dead process left in TIME_WAIT do not
+    count, only a socket someone listens on."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

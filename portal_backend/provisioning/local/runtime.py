@@ -367,6 +367,16 @@ class LocalRuntime:
             # Usage reaches the SLA panel within seconds rather than the default 10 s.
             USAGE_FLUSH_INTERVAL_S="2",
         )
+        # llama.cpp serves the base model under any name: an adapter's name would be
+        # answered by the base model. Adapters are vLLM's (a cluster); none here.
+        adapters = env.get("LORA_ADAPTERS", "[]").strip()
+        if adapters not in ("", "[]"):
+            self.log(
+                f"LoRA adapters {adapters} are not served on the local runtime (llama.cpp runs "
+                "the base model only): requests naming one are refused; deploy to a "
+                "cluster to serve them"
+            )
+        env["LORA_ADAPTERS"] = "[]"
         # The LLM's address is known once its port is (see _start); an endpoint now.
         if llm.url:
             env["LLM_BASE_URL"] = llm.url

@@ -33,9 +33,9 @@ API = "/api/scaffolder/v2"
 
 
 @contextmanager
-def portal(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
+def portal(settings: Settings, tmp_path: Path, port: int | None = None) -> Iterator[LiveServer]:
     """The portal and its workers (beat included: the runtime's supervisor)."""
-    live, server, thread = start_live_server(settings)
+    live, server, thread = start_live_server(settings, port)
     tmp_path.mkdir(parents=True, exist_ok=True)
     workers = Workers(settings.model_copy(update={"runtime_portal_url": live.url}), tmp_path)
     workers.start(beat=True, concurrency=2)
@@ -79,7 +79,7 @@ def _requests(client: httpx.Client) -> int:
 def _ask(client: httpx.Client) -> dict:
     response = client.post(
         f"/api/rag/services/default/{NAME}/ask",
-        json={"question": "How do I ask the assistant a question over HTTP?"},
+        json={"question": "What does the assistant do when no document passage is relevant?"},
         timeout=120,
     )
     assert response.status_code == 200, response.text
@@ -97,6 +97,7 @@ def test_create_ask_survive_a_kill_and_a_portal_restart_then_tear_down(
 ) -> None:
     settings = runtime_settings
     with portal(settings, tmp_path / "first") as live, live.client() as client:
+        first_url = live.url
         values = with_defaults({"name": NAME, "owner": "group:default/team-a"})
         created = client.post(
             f"{API}/tasks", json={"templateRef": "template:default/rag-service", "values": values}
@@ -133,7 +134,11 @@ def test_create_ask_survive_a_kill_and_a_portal_restart_then_tear_down(
         # another port, Healthy, answering.
         api = _process(settings, "api")
         os.kill(api.pid or 0, signal.SIGKILL)
+        # Its threads close its socket within milliseconds; the restart comes >= 0.5 s later.
+        while not processes.port_is_free("127.0.0.1", api.port or 0):
+            time.sleep(0.005)
         squatter = socket.socket()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", api.port or 0))
         squatter.listen()
         try:
@@ -160,7 +165,9 @@ def test_create_ask_survive_a_kill_and_a_portal_restart_then_tear_down(
         api.pid, api.started_ts
     )
 
-    with portal(settings, tmp_path / "second") as live, live.client() as client:
+    # Restarted where its services push their usage.
+    port = int(first_url.rsplit(":", 1)[1])
+    with portal(settings, tmp_path / "second", port) as live, live.client() as client:
         time.sleep(3 * settings.runtime_supervise_interval_s)  # the new supervisor looked
         assert _process(settings, "api").pid == api.pid  # adopted, not restarted
         assert _deployment(client)["state"] == "Healthy"
