@@ -6,8 +6,9 @@ alone (dense). A chunk's relevance is the mean of its cosine similarity to the q
 and the share of the question's terms it contains (app/lexical.py): the embedding says
 "same topic", the terms say "about this very thing", and questions the documents cannot
 answer usually fail the second (measured in rag-portal's benchmarks/rag_quality.py:
-cosine alone cannot tell them apart). Chunks under the threshold are not context; with
-none left the answer is "I don't know" without an LLM call.
+cosine alone cannot tell them apart). When no chunk of the top k reaches the threshold,
+the answer is "I don't know" without an LLM call; otherwise the top k are the context
+(dropping the weaker ones as well lost passages that answer, measured).
 """
 
 from __future__ import annotations
@@ -91,14 +92,17 @@ class Answer:
 
 @dataclass
 class Retrieval:
-    """One question's ranked chunks before the threshold, and the chunks it keeps."""
+    """One question's ranked top k, and what the threshold makes of them."""
 
     ranked: list[RetrievedChunk]
     threshold: float
 
     @property
     def kept(self) -> list[RetrievedChunk]:
-        return [c for c in self.ranked if c.score >= self.threshold]
+        """The context: the top k when the best of them reaches the threshold, else none
+        (a refusal)."""
+        best = self.best_score
+        return list(self.ranked) if best is not None and best >= self.threshold else []
 
     @property
     def best_score(self) -> float | None:
@@ -207,7 +211,7 @@ class RagPipeline:
         return Retrieval(ranked, self.relevance_threshold)
 
     def retrieve(self, question: str) -> list[RetrievedChunk]:
-        """The chunks that are context: ranked, at or above the relevance threshold."""
+        """The context: the ranked top k, or none when none reaches the threshold."""
         return self.search(question).kept
 
     async def astream(
