@@ -20,6 +20,7 @@ from sqlalchemy.orm import sessionmaker
 
 from portal_backend.auth.service import create_token
 from portal_backend.db import make_engine, make_session_factory, session_scope, upgrade_database
+from portal_backend.provisioning.local.runtime import LocalRuntime
 from portal_backend.settings import Settings
 from tests.conftest import (
     BOOTSTRAP_TOKEN,
@@ -30,6 +31,7 @@ from tests.conftest import (
     start_live_server,
     truncate_all,
 )
+from tests.rag_template.conftest import VENV, generated_venv  # noqa: F401
 from tests.scaffolder.conftest import FAST, Workers
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
@@ -39,7 +41,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture(scope="session")
-def ui_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def ui_settings(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Settings]:
     """Settings of the browser suite's own portal: its own PostgreSQL schema, and a Redis
     queue unique to this session so the create flow runs on a real worker process.
 
@@ -50,6 +54,9 @@ def ui_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     schema = f"ui_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
+    # A service created from the form runs on the local runtime, in the environment the
+    # setup step built (build/runtime-envs).
+    request.getfixturevalue("generated_venv")
     settings = make_settings(
         "postgresql",
         tmp_path_factory.mktemp("ui-data"),
@@ -57,10 +64,12 @@ def ui_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         redis_url=REDIS_URL,
         celery_queue=QUEUE,
         scaffolder_trusted_template_roots=[UI_TEMPLATES],
+        runtime_envs_dir=VENV.resolve().parent,
         **FAST,
     )
     upgrade_database(settings)
     yield settings
+    _remove_local_services(settings)
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
@@ -100,10 +109,20 @@ def ui_token(ui_db: sessionmaker):  # type: ignore[no-untyped-def]
     return make
 
 
+def _remove_local_services(settings: Settings) -> None:
+    """Services created from the form run as processes: none may outlive the session."""
+    root = settings.data_dir / "runtime" / "services"
+    factory = make_session_factory(make_engine(settings.database_url))
+    for folder in root.glob("*") if root.exists() else []:
+        LocalRuntime(settings, factory).remove(folder.name)
+
+
 @pytest.fixture(scope="session")
 def worker(_ui_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
-    """One real `ragportal worker --beat` process on this session's queue and schema."""
-    workers = Workers(_ui_server.settings, tmp_path_factory.mktemp("ui-worker-logs"))
+    """One real `ragportal worker --beat` process on this session's queue and schema; the
+    services it deploys locally push their usage to this portal."""
+    settings = _ui_server.settings.model_copy(update={"runtime_portal_url": _ui_server.url})
+    workers = Workers(settings, tmp_path_factory.mktemp("ui-worker-logs"))
     workers.start(beat=True, concurrency=1)
     yield workers
     workers.stop_all()
