@@ -88,13 +88,20 @@ class PublishedService:
 
 
 def publish(
-    settings: Settings, name: str, *, edit: dict[str, str] | None = None
+    settings: Settings,
+    name: str,
+    *,
+    edit: dict[str, str] | None = None,
+    example_corpus: bool = False,
 ) -> PublishedService:
     """The rag-service skeleton rendered with its defaults, pushed to a bare repository of
     the portal (as publish:git does) and its catalog-info.yaml registered (as
     catalog:register does); ``edit`` overwrites files before the push."""
     repo = render_defaults(
-        settings.data_dir / "render", service_name=name, owner="group:default/team-a"
+        settings.data_dir / "render",
+        service_name=name,
+        owner="group:default/team-a",
+        include_example_corpus="true" if example_corpus else "false",
     )
     for relative, text in (edit or {}).items():
         (repo / relative).write_text(text)
