@@ -71,14 +71,15 @@ def container_environment(
     container: str | None = None,
     pod_fields: dict[str, str] | None = None,
 ) -> ContainerEnvironment:
-    """The environment of ``container`` (default: the first) of ``workload``.
+    """The environment of ``container`` (an init container too; default: the first
+    container) of ``workload``.
 
     ``objects`` holds the ConfigMaps and Secrets to read (the rendered bundle plus the
     Secrets the provisioner creates from its store). ``pod_fields`` answers ``fieldRef``
     paths such as ``metadata.namespace``.
     """
     spec = pod_spec(workload) or {}
-    containers = spec.get("containers") or []
+    containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
     chosen = next((c for c in containers if container is None or c.get("name") == container), None)
     name = workload["metadata"]["name"]
     if chosen is None:
