@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +28,7 @@ from portal_backend.provisioning.local.tables import RuntimeProcess
 from portal_backend.settings import Settings
 from tests.conftest import LiveServer, start_live_server
 from tests.rag_template.template_flow import with_defaults
-from tests.scaffolder.conftest import Workers
+from tests.scaffolder.conftest import Workers, settings_env
 
 NAME = "local-bot"
 API = "/api/scaffolder/v2"
@@ -129,6 +131,15 @@ def test_create_ask_survive_a_kill_and_a_portal_restart_then_tear_down(
         _ask(client)
         # The API pushed its usage with its own ingest token: the SLA panel has it.
         _wait(lambda: _requests(client) >= 1, "usage in the SLA report", timeout=60)
+        # The command line asks the same way.
+        asked = subprocess.run(
+            [sys.executable, "-m", "portal_backend.cli", "services", "ask", NAME,
+             "What does the assistant do when no document passage is relevant?"],
+            env=settings_env(settings), capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert asked.returncode == 0, asked.stderr
+        assert "getting-started.md" in asked.stdout and " tokens" in asked.stdout
+        _wait(lambda: _requests(client) >= 2, "the command line's question in the SLA report")
 
         # SIGKILL the API and take its port: Degraded with the reason, then back on
         # another port, Healthy, answering.
