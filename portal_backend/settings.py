@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     # revocation takes effect within this many seconds (0 = look it up on every batch).
     sla_ingest_token_cache_s: float = Field(default=5.0, ge=0)
     # Usage batches stored at once per portal process (0 = the thread pool's limit); see
-    # routers/sla_ingest._limiter for why 2.
+    # routers/sla_ingest.ingest_limiter for why 2.
     sla_ingest_concurrency: int = Field(default=2, ge=0)
     # PostgreSQL: True = a usage batch is acknowledged once its commit is on disk (the
     # batch's rollup rows stay locked for that flush: 0.3-0.5 ms on an idle CI disk,
@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     # How long a pod may stay unschedulable (autoscaler adding nodes) before it is a failure.
     provision_unschedulable_grace_s: float = 120.0
     provision_request_timeout_s: float = 30.0
+    # A first deployment right after publishing meets the repository's own images before
+    # its CI has pushed them: their pull errors are waited out this long.
+    provision_image_wait_s: float = 1800.0
     provision_max_attempts: int = 6
     provision_gpu_class_label: str = "nvidia.com/gpu.product"
     reconcile_interval_s: float = 60.0

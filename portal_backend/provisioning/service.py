@@ -35,6 +35,7 @@ from portal_backend.provisioning.plan import (
     check_service_objects,
     gpu_workloads,
     order_objects,
+    pod_spec,
     release_autoscaled_replicas,
     use_cpu_fallback,
 )
@@ -184,6 +185,7 @@ class Provisioner:
         self.is_cancelled = is_cancelled
         self.kube_factory = kube_factory or self._default_kube
         self.sleep = sleep
+        self._awaited_images: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------ clusters
     def _default_kube(self, cluster: str) -> KubeClient:
@@ -231,6 +233,15 @@ class Provisioner:
                     f"{len(problems)} image(s) cannot be pulled: " + "; ".join(problems)
                 )
             self.log(f"the repository's images are pinned to commit {(req.commit or '')[:12]}")
+            # Its CI may still be building them (the repository was just published): a
+            # pull error of these is waited out for provision_image_wait_s, not fatal.
+            self._awaited_images = frozenset(
+                str(c.get("image"))
+                for o in objects
+                for c in (pod_spec(o) or {}).get("containers", [])
+                + (pod_spec(o) or {}).get("initContainers", [])
+                if str(c.get("image", "")).endswith(f":{req.commit}")
+            )
         if cluster is None:
             return self._record_plan(req, objects, started)
 
@@ -464,10 +475,12 @@ class Provisioner:
                     self.log(f"{ref} ready after {elapsed:.1f}s")
                     del waiting[ref]
                     continue
+                awaiting = elapsed < self.settings.provision_image_wait_s
                 failed = failure_reason(
                     kube,
                     live,
                     unschedulable_is_fatal=elapsed >= self.settings.provision_unschedulable_grace_s,
+                    awaited_images=self._awaited_images if awaiting else frozenset(),
                 )
                 if failed:
                     raise ProvisioningError(

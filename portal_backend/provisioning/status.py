@@ -82,10 +82,20 @@ def _pod_selector(live: dict[str, Any]) -> str | None:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
+PULL_ERRORS = {"ImagePullBackOff", "ErrImagePull"}
+
+
 def failure_reason(
-    kube: KubeClient, live: dict[str, Any], *, unschedulable_is_fatal: bool
+    kube: KubeClient,
+    live: dict[str, Any],
+    *,
+    unschedulable_is_fatal: bool,
+    awaited_images: frozenset[str] = frozenset(),
 ) -> tuple[str, str] | None:
-    """(reason, message) when the cluster says this workload cannot become ready."""
+    """(reason, message) when the cluster says this workload cannot become ready.
+
+    A pull error of an image in ``awaited_images`` (the repository's own images at the
+    deployed commit, which its CI may still be building) is not a failure (yet)."""
     if live["kind"] == "Job":
         for cond in (live.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "Failed" and cond.get("status") == "True":
@@ -98,10 +108,18 @@ def failure_reason(
         pod_name = pod["metadata"]["name"]
         status = pod.get("status") or {}
         found: tuple[str, str] | None = None
+        spec = pod.get("spec") or {}
+        images = {
+            c.get("name"): c.get("image")
+            for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        }
         for cs in (status.get("containerStatuses") or []) + (
             status.get("initContainerStatuses") or []
         ):
             waiting = (cs.get("state") or {}).get("waiting") or {}
+            image = cs.get("image") or images.get(cs.get("name"))
+            if waiting.get("reason") in PULL_ERRORS and image in awaited_images:
+                continue
             if waiting.get("reason") in FATAL_WAITING:
                 found = (
                     waiting["reason"],

@@ -167,3 +167,62 @@ def test_provisioning_deploys_the_commit_it_was_given(
     assert api["spec"]["template"]["spec"]["containers"][0]["image"] == (
         f"ghcr.io/acme/{SERVICE}-api:{commit}"
     )
+
+
+def test_a_first_deploy_waits_for_ci_to_push_the_commits_images(
+    provisioner,
+    cluster: EmulatedCluster,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Right after publishing, the repository's CI is still building: its images at the
+    commit cannot be pulled yet. That is waited out (provision_image_wait_s), not a
+    failure; once the image is there the workload becomes ready."""
+    import threading
+
+    repo = _render(tmp_path, "ghcr.io/acme")
+    commit = _published(repo, tmp_path)
+    request = ProvisionRequest(
+        service=SERVICE,
+        bundle_dir=repo / "deploy" / "k8s",
+        environment="dev",
+        gpu_class="L4",
+        repo_dir=repo,
+        commit=commit,
+    )
+    cluster.behaviours[f"{SERVICE}-rag-api"] = "image-pull"
+
+    def ci_pushed() -> None:  # the kubelet's next pull succeeds
+        for _ in range(200):
+            if cluster.get("deployments", SERVICE, f"{SERVICE}-rag-api") is not None:
+                break
+            threading.Event().wait(0.05)
+        threading.Event().wait(1.5)
+        live = cluster.get("deployments", SERVICE, f"{SERVICE}-rag-api")
+        cluster.set_status(
+            "deployments", SERVICE, f"{SERVICE}-rag-api",
+            {"observedGeneration": live["metadata"].get("generation", 1), "replicas": 1,
+             "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1},
+        )  # fmt: skip
+
+    pusher = threading.Thread(target=ci_pushed, daemon=True)
+    pusher.start()
+    assert provisioner.provision(request).state == "Healthy"
+    pusher.join(timeout=10)
+
+
+def test_an_image_ci_will_never_push_still_fails_after_the_wait(
+    provisioner,
+    cluster: EmulatedCluster,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    repo = _render(tmp_path, "ghcr.io/acme")
+    commit = _published(repo, tmp_path)
+    provisioner.settings = provisioner.settings.model_copy(update={"provision_image_wait_s": 0})
+    cluster.behaviours[f"{SERVICE}-rag-api"] = "image-pull"
+    with pytest.raises(ProvisioningError, match="image pull error"):
+        provisioner.provision(
+            ProvisionRequest(
+                service=SERVICE, bundle_dir=repo / "deploy" / "k8s", environment="dev",
+                gpu_class="L4", repo_dir=repo, commit=commit,
+            )
+        )  # fmt: skip
