@@ -830,6 +830,22 @@ class LocalRuntime:
             report: dict[str, Any] = json.loads(report_path.read_text())
         return report
 
+    # ------------------------------------------------------------------ stop
+    def stop(self, service: str) -> dict[str, Any]:
+        """Stops every process of the service and keeps everything else (checkout, Qdrant
+        data, environment): it costs nothing while Stopped; deploying starts it again."""
+        with session_scope(self.factory) as session:
+            row = session.get(ProvisionedService, service)
+            if row is None or records.target_of(row) != records.LOCAL:
+                raise LocalRuntimeError(f"{service} does not run on the local runtime")
+        stopped = []
+        for proc in self._processes(service):
+            if processes.is_alive(proc.pid, proc.started_ts):
+                stopped.append(f"{proc.role} (pid {proc.pid})")
+            self._stop(service, proc.role)
+        self._update_service(service, "Stopped", "stopped on request: deploy to start it again")
+        return {"service": service, "state": "Stopped", "stoppedProcesses": stopped}
+
     # ------------------------------------------------------------------ teardown
     def has_leftovers(self, service: str) -> bool:
         return bool(self._processes(service)) or self._dir(service).exists()
