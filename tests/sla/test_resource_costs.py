@@ -184,6 +184,7 @@ def test_without_provisioning_record_gpu_only_model(session_factory) -> None:  #
         "cpuUsdPerHour": 0.0,
         "memoryUsdPerHour": 0.0,
         "storageUsdPerHour": 0.0,
+        "localRuntimeUsdPerHour": 0.0,
         "totalUsdPerHour": 4.8,
         "gpus": 6.0,
         "gpuClasses": [
