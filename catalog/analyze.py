@@ -20,8 +20,8 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from catalog.errors import ErrorDetail, InputError
+from catalog.location_registry import LocationRegistry
 from catalog.locations import LOCATION_TYPES, check_target
-from catalog.service import CatalogService
 from catalog.validation import NAME_RE
 
 DEFAULT_CATALOG_FILENAME = "catalog-info.yaml"
@@ -81,15 +81,15 @@ def suggested_name(target: str) -> str | None:
     return segment if segment and NAME_RE.match(segment) else None
 
 
-def analyze_location(service: CatalogService, body: Any) -> dict:
+def analyze_location(registry: LocationRegistry, body: Any) -> dict:
     if not isinstance(body, dict):
         raise InputError("body must be an object", [ErrorDetail("", "an object")])
     location_type, target = _location_spec(body)
     filename = _catalog_filename(body)
-    check_target(location_type, target, service.policy)  # refused targets: 4xx, no read
+    check_target(location_type, target, registry.policy)  # refused targets: 4xx, no read
     candidate = target if _is_yaml(target) else _in_folder(location_type, target, filename)
     try:
-        entities, sources = service.read_location_tree(location_type, candidate, registered=False)
+        entities, sources = registry.read_location_tree(location_type, candidate, registered=False)
     except InputError as exc:
         # Only "the catalog file in the folder cannot be read" (an error on the root's
         # own target) means there is none; a named YAML file that cannot be read, and an
@@ -105,7 +105,7 @@ def analyze_location(service: CatalogService, body: Any) -> dict:
     for entity, source in zip(entities, sources, strict=True):
         source_type, _, source_target = source.partition(":")
         if source not in registered:
-            registered[source] = service.find_location(source_type, source_target) is not None
+            registered[source] = registry.find_location(source_type, source_target) is not None
         files.append(
             {
                 "location": {"type": source_type, "target": source_target},

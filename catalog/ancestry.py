@@ -19,11 +19,12 @@ from collections import deque
 
 from sqlalchemy import func, select
 
+from catalog.documents import MANAGED_BY_LOCATION, MANAGED_BY_ORIGIN_LOCATION
+from catalog.entity_reads import EntityReads
 from catalog.errors import PortalError
 from catalog.location_tree import _targets_of, resolve_target
 from catalog.locations import location_key
 from catalog.refs import ref_of
-from catalog.service import MANAGED_BY_LOCATION, MANAGED_BY_ORIGIN_LOCATION, CatalogService
 from catalog.tables import CatalogEntity
 
 MAX_ANCESTORS = 100  # location trees are at most a few levels deep (LocationPolicy.max_depth)
@@ -50,17 +51,17 @@ def _names(parent: dict, read_from: str, wanted: str) -> bool:
     return False
 
 
-def _location_entities(service: CatalogService, origin: str) -> list[dict]:
+def _location_entities(reads: EntityReads, origin: str) -> list[dict]:
     """The Location entities of the registration ``origin``."""
-    rows = service.session.scalars(
+    rows = reads.session.scalars(
         select(CatalogEntity.entity_ref).where(
             CatalogEntity.location_key == origin, func.lower(CatalogEntity.kind) == "location"
         )
     ).all()
-    return [parent for parent in service.get_by_refs(list(rows)) if parent is not None]
+    return [parent for parent in reads.get_by_refs(list(rows)) if parent is not None]
 
 
-def _parents(service: CatalogService, entity: dict, read: dict[str, list[dict]]) -> list[dict]:
+def _parents(reads: EntityReads, entity: dict, read: dict[str, list[dict]]) -> list[dict]:
     """``entity``'s parent Location entities; ``read``: those of each registration so far
     (an entity and its ancestors share one, read once)."""
     annotations = entity.get("metadata", {}).get("annotations") or {}
@@ -69,7 +70,7 @@ def _parents(service: CatalogService, entity: dict, read: dict[str, list[dict]])
     if not read_from or not origin or read_from == origin:
         return []
     if origin not in read:
-        read[origin] = _location_entities(service, origin)
+        read[origin] = _location_entities(reads, origin)
     found = []
     for parent in read[origin]:
         parent_from = (parent["metadata"].get("annotations") or {}).get(MANAGED_BY_LOCATION, "")
@@ -78,10 +79,10 @@ def _parents(service: CatalogService, entity: dict, read: dict[str, list[dict]])
     return found
 
 
-def ancestry(service: CatalogService, ref: str) -> dict | None:
+def ancestry(reads: EntityReads, ref: str) -> dict | None:
     """``{rootEntityRef, items: [{entity, parentEntityRefs}]}``, the entity first; None
     when there is no such entity."""
-    root = service.get_by_ref(ref)
+    root = reads.get_by_ref(ref)
     if root is None:
         return None
     items = []
@@ -89,7 +90,7 @@ def ancestry(service: CatalogService, ref: str) -> dict | None:
     read: dict[str, list[dict]] = {}
     while queue and len(items) < MAX_ANCESTORS:
         entity = queue.popleft()
-        parents = _parents(service, entity, read)
+        parents = _parents(reads, entity, read)
         refs = [ref_of(p) for p in parents]
         items.append({"entity": entity, "parentEntityRefs": refs})
         for parent, parent_ref in zip(parents, refs, strict=True):

@@ -113,6 +113,16 @@ def _copy_text(rows: list[Sequence[Any]]) -> str | None:
     return "\n".join(lines)
 
 
+# Rows per statement where a batch is read or deleted by a list of keys.
+CHUNK = 1000
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def any_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
     """``column IN values``; one array parameter on PostgreSQL instead of N parameters.
 

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from catalog.cursor import DECODE_ERRORS, pack, unpack
 from catalog.errors import ErrorDetail, InputError
+from catalog.location_registry import location_view
 from catalog.predicates import _bad, compile_predicate
-from catalog.service import location_view
 from catalog.tables import CatalogLocation
 
 FIELDS = {

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from catalog.entity_writes import check_owner
 from catalog.errors import ConflictError, NotFoundError
+from catalog.location_registry import LocationRegistry, location_view
 from catalog.locations import LocationPolicy, check_target, location_key
 from catalog.refresh import location_lock
-from catalog.service import CatalogService, location_view
 from catalog.tables import CatalogEntity, CatalogLocation
 
 
@@ -51,15 +52,15 @@ def update_location(
         ).first()
         if other is not None:
             raise ConflictError(f"location {new_key} is already registered (id {other})")
-        service = CatalogService(session, policy=policy)
+        registry = LocationRegistry(session, policy=policy)
         old_key = location.location_key
         if owner_group:
             # As for DELETE: a group token changes only a location whose entities it owns.
             for (body,) in session.execute(
                 select(CatalogEntity.body).where(CatalogEntity.location_key == old_key)
             ):
-                service.check_owner(json.loads(body), owner_group, "location")
-        entities, sources = service.read_location_tree(location_type, target, registered=False)
+                check_owner(json.loads(body), owner_group, "location")
+        entities, sources = registry.read_location_tree(location_type, target, registered=False)
         # The location's entities follow it to the new key, so the write below updates
         # them in place (same uid) instead of refusing them as another location's.
         session.execute(
@@ -70,10 +71,10 @@ def update_location(
         location.type, location.target, location.location_key = location_type, target, new_key
         session.flush()
         present = set(
-            service.write_validated(
+            registry.writes.write_validated(
                 entities, location_key=new_key, owner_group=owner_group, sources=sources
             )
         )
-        service.flag_orphans(new_key, present)
+        registry.flag_orphans(new_key, present)
         location.refreshed_at, location.last_error = datetime.now(UTC), None
         return location_view(location)

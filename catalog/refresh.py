@@ -32,6 +32,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.errors import ConflictError, PortalError
+from catalog.location_registry import LocationRegistry
 from catalog.locations import LocationPolicy
 from catalog.tables import CatalogLocation
 
@@ -148,8 +149,6 @@ def refresh_claimed(
     ``unless_refreshed_since``: skip ("fresh") when the location was refreshed after this
     time, checked once the lock is held (the background refresh passes its due time).
     """
-    from catalog.service import CatalogService  # the service imports nothing from here
-
     try:
         with location_lock(factory, location_id) as held, factory.begin() as session:
             if not held:
@@ -162,7 +161,7 @@ def refresh_claimed(
                 last = last.replace(tzinfo=UTC)  # SQLite returns naive UTC
             if unless_refreshed_since and last and last > unless_refreshed_since:
                 return RefreshOutcome(location_id, "fresh")
-            result = CatalogService(session, policy=policy).refresh_location(location_id)
+            result = LocationRegistry(session, policy=policy).refresh_location(location_id)
     except PortalError as exc:
         # The refresh rolled back: the entities stay as they were; the error is recorded.
         _record(factory, location_id, f"{exc.name}: {exc.message}")

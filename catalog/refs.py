@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from catalog.errors import InputError
+
 DEFAULT_NAMESPACE = "default"
 
 
@@ -91,3 +93,11 @@ def ref_of(entity: dict) -> str:
 
 def normalize_ref(ref: str, default_kind: str | None = None) -> str:
     return str(parse_ref(ref, default_kind=default_kind))
+
+
+def canonical_ref(ref: str) -> str:
+    """The stored (lowercase) form of a full ref; InputError (a 400) when it does not parse."""
+    try:
+        return normalize_ref(ref)
+    except RefError as exc:
+        raise InputError(f"invalid entity ref {ref!r}: {exc}") from exc

@@ -7,10 +7,11 @@ so a person can fix a whole document in one go.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from catalog.errors import ErrorDetail
-from catalog.refs import RefError, parse_ref
+from catalog.errors import ErrorDetail, InputError
+from catalog.refs import RefError, parse_ref, ref_of
 
 NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 NAMESPACE_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -278,3 +279,45 @@ def validate_entity(entity: Any) -> list[ErrorDetail]:
             if not isinstance(entity[field], dict):
                 problems.append(ErrorDetail(field, "must be an object"))
     return problems
+
+
+def validate_batch(entities: Sequence[Any], prefix: str, source: str | None = None) -> None:
+    """All or nothing: InputError (listing the valid and the invalid ones) when any entity
+    of the batch is invalid or two share a ref; ``prefix`` names the list in paths
+    (``entities``, ``documents``), ``source`` the location they were read from."""
+    problems: list[ErrorDetail] = []
+    seen: dict[str, int] = {}
+    valid: list[str] = []
+    for index, entity in enumerate(entities):
+        where = f"{prefix}[{index}]"
+        found = validate_entity(entity)
+        problems += [
+            ErrorDetail(f"{where}.{d.path}" if d.path else where, d.message) for d in found
+        ]
+        if found:
+            continue
+        ref = ref_of(entity)
+        if ref in seen:
+            problems.append(
+                ErrorDetail(
+                    f"{where}.metadata.name",
+                    f"{ref} appears twice (also at {prefix}[{seen[ref]}]); "
+                    "names are unique per kind and namespace, ignoring case",
+                )
+            )
+        else:
+            valid.append(f"{where} ({ref})")
+        seen[ref] = index
+    if not problems:
+        return
+    bad = len({p.path.split("]")[0] for p in problems})
+    what = "documents" if source else "entities"
+    raise InputError(
+        (f"{source}: " if source else "")
+        + f"{bad} of {len(entities)} {what} are invalid, so nothing was written. Valid: "
+        + (", ".join(valid[:20]) or "none")
+        + (" ..." if len(valid) > 20 else "")
+        + ". Invalid: "
+        + "; ".join(f"{p.path}: {p.message}" for p in problems[:10]),
+        problems,
+    )

@@ -11,9 +11,10 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from catalog.documents import encode
 from catalog.relations import compute_relations, forward_relations
 from catalog.search import search_rows
-from catalog.service import CatalogService, encode
+from catalog.service import CatalogService
 from portal_backend.db import (
     alembic_config,
     downgrade_database,

@@ -1,6 +1,7 @@
 """Catalog API, shaped like Backstage's catalog backend (``/api/catalog``).
 
-Thin: parse parameters, check who may do what, call ``CatalogService``.
+Thin: parse parameters, check who may do what, call the catalog's services:
+``EntityReads`` (queries), ``EntityWrites`` (deletes), ``LocationRegistry`` (locations).
 """
 
 from __future__ import annotations
@@ -13,19 +14,23 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from catalog.analyze import analyze_location
 from catalog.ancestry import ancestry
+from catalog.cursor import Cursor
+from catalog.documents import project
+from catalog.entity_reads import EntityReads, check_order_by
+from catalog.entity_writes import EntityWrites
 from catalog.errors import ErrorDetail, InputError, NotAllowedError, NotFoundError
 from catalog.filters import parse_filters
 from catalog.location_query import query_locations
+from catalog.location_registry import LocationRegistry
 from catalog.location_update import update_location
 from catalog.locations import LocationPolicy
 from catalog.predicates import compile_predicate
-from catalog.query import check_order_by
 from catalog.refresh import refresh_or_raise
-from catalog.service import CatalogService
-from portal_backend.auth.deps import ReadPrincipal, WritePrincipal
+from catalog.validation import validate_entity as validate_entity_document
 from portal_backend.auth.service import Principal
 from portal_backend.catalog_policy import location_policy
 from portal_backend.db import session_scope
+from portal_backend.deps import ReadPrincipal, WritePrincipal
 from portal_backend.settings import Settings
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
@@ -102,8 +107,6 @@ def get_entities(
     size = _int(limit, "limit")
     skip = _int(offset, "offset", default=0) or 0
     if after:
-        from catalog.cursor import Cursor
-
         # Fail with 400 before streaming starts; the cursor's query and order apply.
         state = Cursor.decode(after, param="after")
         filter, order_by = state.filters, state.sort_spec()
@@ -111,9 +114,9 @@ def get_entities(
 
     if size is not None:
         with session_scope(factory) as session:
-            service = CatalogService(session)
+            reads = EntityReads(session)
             items = list(
-                service.iter_entities(
+                reads.iter_entities(
                     filters=filter,
                     order_by=order_by,
                     offset=skip,
@@ -123,11 +126,9 @@ def get_entities(
             )
             headers = {}
             if len(items) > size and size > 0:
-                cursor = service.next_cursor_after(
-                    items[size - 1], filters=filter, order_by=order_by
-                )
+                cursor = reads.next_cursor_after(items[size - 1], filters=filter, order_by=order_by)
                 headers["Link"] = f'<{request.url.path}?limit={size}&after={cursor}>; rel="next"'
-            page = [_project(e, field_list) for e in items[:size]]
+            page = [project(e, field_list) for e in items[:size]]
         return JSONResponse(page, headers=headers)
 
     def stream() -> Iterator[bytes]:
@@ -137,7 +138,7 @@ def get_entities(
             parts: list[str] = []
             size = 0
             separator = "["
-            for text in CatalogService(session).iter_json(
+            for text in EntityReads(session).iter_json(
                 filters=filter,
                 order_by=order_by,
                 fields=field_list,
@@ -155,12 +156,6 @@ def get_entities(
             yield "".join(parts).encode()
 
     return StreamingResponse(stream(), media_type="application/json")
-
-
-def _project(entity: dict, fields: list[str]) -> dict:
-    from catalog.service import project
-
-    return project(entity, fields)
 
 
 @router.get("/entities/by-query")
@@ -183,7 +178,7 @@ def get_entities_by_query(
     if totalItems not in (None, "include", "exclude"):
         raise InputError("totalItems must be 'include' or 'exclude'")
     with _session(request) as session:
-        result = CatalogService(session).query_entities(
+        result = EntityReads(session).query_entities(
             filters=filter,
             order_by=order_by,
             term=fullTextFilterTerm,
@@ -266,7 +261,7 @@ def query_entities_by_predicate(
     if cursor is None and query is not None:
         compile_predicate(query)  # 400 naming the bad path before any work
     with _session(request) as session:
-        result = CatalogService(session).query_entities(
+        result = EntityReads(session).query_entities(
             query=query,
             order_by=order_by,
             term=full_text.get("term") or None,
@@ -306,9 +301,7 @@ def get_entities_by_refs(
     if query is not None:
         compile_predicate(query)  # 400 naming the bad path
     with _session(request) as session:
-        items = CatalogService(session).get_by_refs(
-            refs, filters=filter, fields=fields, query=query
-        )
+        items = EntityReads(session).get_by_refs(refs, filters=filter, fields=fields, query=query)
     return JSONResponse({"items": items})
 
 
@@ -317,7 +310,7 @@ def get_entity_by_name(
     kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
 ) -> JSONResponse:
     with _session(request) as session:
-        entity = CatalogService(session).get_by_name(kind, namespace, name)
+        entity = EntityReads(session).get_by_name(kind, namespace, name)
     if entity is None:
         raise NotFoundError(f"No entity named '{name}' found, with kind '{kind}' in '{namespace}'")
     return JSONResponse(entity)
@@ -328,7 +321,7 @@ def get_entity_ancestry(
     kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
 ) -> JSONResponse:
     with _session(request) as session:
-        found = ancestry(CatalogService(session), f"{kind}:{namespace}/{name}")
+        found = ancestry(EntityReads(session), f"{kind}:{namespace}/{name}")
     if found is None:
         raise NotFoundError(f"No entity named '{name}' found, with kind '{kind}' in '{namespace}'")
     return JSONResponse(found)
@@ -337,7 +330,7 @@ def get_entity_ancestry(
 @router.get("/entities/by-uid/{uid}")
 def get_entity_by_uid(uid: str, request: Request, _: Principal = ReadPrincipal) -> JSONResponse:
     with _session(request) as session:
-        entity = CatalogService(session).get_by_uid(uid)
+        entity = EntityReads(session).get_by_uid(uid)
     if entity is None:
         raise NotFoundError(f"No entity with uid {uid}")
     return JSONResponse(entity)
@@ -346,7 +339,7 @@ def get_entity_by_uid(uid: str, request: Request, _: Principal = ReadPrincipal) 
 @router.delete("/entities/by-uid/{uid}", status_code=204)
 def delete_entity_by_uid(uid: str, request: Request, principal: Principal = WritePrincipal) -> None:
     with _session(request) as session:
-        if not CatalogService(session).delete_by_uid(uid, owner_group=principal.group):
+        if not EntityWrites(session).delete_by_uid(uid, owner_group=principal.group):
             raise NotFoundError(f"No entity with uid {uid}")
 
 
@@ -364,7 +357,7 @@ def get_entity_facets(
         )
     _check_filters(filter)
     with _session(request) as session:
-        return JSONResponse(CatalogService(session).facets(facet, filter))
+        return JSONResponse(EntityReads(session).facets(facet, filter))
 
 
 @router.post("/entity-facets")
@@ -384,7 +377,7 @@ def query_entity_facets_by_predicate(
     if query is not None:
         compile_predicate(query)
     with _session(request) as session:
-        return JSONResponse(CatalogService(session).facets(facets, query=query))
+        return JSONResponse(EntityReads(session).facets(facets, query=query))
 
 
 def _location_body(payload: Any) -> tuple[str, str]:
@@ -431,18 +424,18 @@ def create_location(
     settings = request.app.state.settings
     if onConflict == "refresh" and not dry_run:
         with _session(request) as session:
-            existing = CatalogService(session).find_location(location_type, target)
+            existing = LocationRegistry(session).find_location(location_type, target)
         if existing is not None:
             # Through the location's refresh claim, like every other refresh.
             outcome = refresh_or_raise(
                 request.app.state.session_factory, existing["id"], policy_for(settings)
             )
             with _session(request) as session:
-                entities = CatalogService(session).get_by_refs(outcome.entities)
+                entities = EntityReads(session).get_by_refs(outcome.entities)
             return {"location": existing, "entities": [e for e in entities if e], "exists": True}
     with _session(request) as session:
-        service = CatalogService(session, policy=policy_for(settings))
-        return service.add_location(
+        registry = LocationRegistry(session, policy=policy_for(settings))
+        return registry.add_location(
             location_type,
             target,
             dry_run=dry_run,
@@ -454,7 +447,7 @@ def create_location(
 @router.get("/locations")
 def list_locations(request: Request, _: Principal = ReadPrincipal) -> list[dict]:
     with _session(request) as session:
-        return CatalogService(session).list_locations_with_status()
+        return LocationRegistry(session).list_locations_with_status()
 
 
 @router.post("/locations/by-query")
@@ -470,7 +463,7 @@ def get_location_by_entity(
     kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
 ) -> dict:
     with _session(request) as session:
-        location = CatalogService(session).location_of(f"{kind}:{namespace}/{name}")
+        location = LocationRegistry(session).location_of(f"{kind}:{namespace}/{name}")
     if location is None:
         raise NotFoundError(f"No location for entity {kind}:{namespace}/{name}")
     return location
@@ -479,7 +472,7 @@ def get_location_by_entity(
 @router.get("/locations/{location_id}")
 def get_location(location_id: str, request: Request, _: Principal = ReadPrincipal) -> dict:
     with _session(request) as session:
-        return CatalogService(session).get_location(location_id)
+        return LocationRegistry(session).get_location(location_id)
 
 
 @router.put("/locations/{location_id}")
@@ -510,8 +503,8 @@ def analyze_location_route(
     if isinstance(location, dict):
         _file_needs_admin(location.get("type"), principal, "location.type")
     with _session(request) as session:
-        service = CatalogService(session, policy=policy_for(request.app.state.settings))
-        return analyze_location(service, payload)
+        registry = LocationRegistry(session, policy=policy_for(request.app.state.settings))
+        return analyze_location(registry, payload)
 
 
 @router.delete("/locations/{location_id}", status_code=204)
@@ -519,7 +512,7 @@ def delete_location(
     location_id: str, request: Request, principal: Principal = WritePrincipal
 ) -> None:
     with _session(request) as session:
-        CatalogService(session).delete_location(location_id, owner_group=principal.group)
+        LocationRegistry(session).delete_location(location_id, owner_group=principal.group)
 
 
 @router.post("/refresh")
@@ -533,7 +526,7 @@ def refresh(
         )
     settings = request.app.state.settings
     with _session(request) as session:
-        location_id = CatalogService(session).location_id_of(payload["entityRef"])
+        location_id = LocationRegistry(session).location_id_of(payload["entityRef"])
     if location_id is not None:
         # The registered file passed the roots check when it was added (refresh_location
         # trusts it); files its Location entities lead to are checked against the roots,
@@ -558,8 +551,7 @@ def validate_entity(
             "location must be a location ref such as 'url:https://...'",
             [ErrorDetail("location", "expected type:target")],
         )
-    with _session(request) as session:
-        problems = CatalogService(session).validate_entity(payload["entity"])
+    problems = validate_entity_document(payload["entity"])
     if not problems:
         return Response(status_code=200)
     errors = [

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from catalog import refresh
+from catalog.location_registry import LocationRegistry
 from catalog.locations import LocationPolicy
 from catalog.service import CatalogService
 from portal_backend.db import REPO_ROOT, session_scope
@@ -205,13 +206,13 @@ def test_background_refresh_runs_below_the_priority_of_reads(
     yaml_server.publish("nice.yaml", component("nice-web", description="v2"))
 
     seen: list[int] = []
-    refresh_location = CatalogService.refresh_location
+    refresh_location = LocationRegistry.refresh_location
 
-    def recording(self: CatalogService, location_id: str) -> dict:
+    def recording(self: LocationRegistry, location_id: str) -> dict:
         seen.append(thread_niceness())
         return refresh_location(self, location_id)
 
-    monkeypatch.setattr(CatalogService, "refresh_location", recording)
+    monkeypatch.setattr(LocationRegistry, "refresh_location", recording)
     base = thread_niceness()
     settings = live_server.settings.model_copy(update={"catalog_refresh_niceness": 7})
     outcome = background_refresh(settings, location_id)

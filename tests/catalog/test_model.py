@@ -7,11 +7,11 @@ import json
 import pytest
 
 from catalog.cursor import Cursor
+from catalog.documents import encode, project, stored_document
 from catalog.errors import InputError, PayloadTooLargeError
 from catalog.refs import RefError, parse_ref
 from catalog.relations import compute_relations
 from catalog.search import map_fields, search_rows
-from catalog.service import encode, project, stored_document
 from catalog.validation import validate_entity
 from catalog.yaml_loader import load_documents
 from tests.catalog.factories import component, group

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from catalog.errors import ConflictError, InputError, NotAllowedError, NotFoundError
-from catalog.service import CatalogService, _search_tuples
+from catalog.search_index import search_tuples
+from catalog.service import CatalogService
 from portal_backend.db import session_scope
 from tests.catalog.factories import component, group, resource, system
 
@@ -224,7 +225,7 @@ def _search_rows_match_documents(session) -> None:  # type: ignore[no-untyped-de
     stored = {
         (k, v, kind, uid)
         for uid, body in session.execute(text("SELECT uid, body FROM catalog_entities"))
-        for k, v, kind, uid, _ in _search_tuples(uid, json.loads(body))
+        for k, v, kind, uid, _ in search_tuples(uid, json.loads(body))
     }
     table = {
         tuple(r)

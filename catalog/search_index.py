@@ -1,0 +1,80 @@
+"""Writing and deleting an entity's search rows (``catalog_search``).
+
+The rows are what ``catalog.search.search_rows`` makes of a stored document; every
+search row goes in and out through here, with the facet-count deltas that go with them
+(``catalog.facet_counts``) on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy.orm import Session
+
+from catalog.bulk import copy_text, delete_search_rows, escape_copy, insert_rows
+from catalog.facet_counts import inserted_deltas
+from catalog.search import search_rows
+from catalog.tables import COUNTED_KEYS, CatalogFacetCount, CatalogSearch
+
+SEARCH_COLUMNS = ("key", "value", "kind", "entity_uid", "original_value")
+_COUNTED = frozenset(COUNTED_KEYS)
+
+
+def search_tuples(uid: str, body: dict) -> list[tuple[str, ...]]:
+    """The ``SEARCH_COLUMNS`` rows of one document."""
+    kind = str(body.get("kind", "")).lower()
+    return [(k, v, kind, uid, o) for k, v, o in search_rows(body)]
+
+
+def delete_search(session: Session, stored: Iterable[tuple[str, str]]) -> None:
+    """Delete the search rows of (uid, stored JSON text) pairs: the rows ``search_rows``
+    makes of each document, by primary key (``bulk.delete_search_rows``)."""
+    delete_search_rows(
+        session, [row[:4] for uid, text in stored for row in search_tuples(uid, json.loads(text))]
+    )
+
+
+def insert_search(session: Session, entities: Sequence[tuple[str, dict]]) -> int:
+    """Write the search rows of (uid, document) pairs; returns how many rows.
+
+    On PostgreSQL the COPY text is built per entity in one pass (values are checked for
+    COPY's special characters per entity, not per value), and the facet-count deltas go
+    in the same transaction (no insert trigger counts them; see ``inserted_deltas``).
+    """
+    table = CatalogSearch.__table__  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name != "postgresql":
+        rows = [row for uid, body in entities for row in search_tuples(uid, body)]
+        insert_rows(session, table, SEARCH_COLUMNS, rows)
+        return len(rows)
+    chunks: list[str] = []
+    counted: list[tuple[str, str, str]] = []
+    total = 0
+    for uid, body in entities:
+        kind = str(body.get("kind", "")).lower()
+        rows = search_rows(body)
+        if not rows:
+            continue
+        total += len(rows)
+        tail = f"\t{kind}\t{uid}\t"
+        chunk = "\n".join([f"{k}\t{v}{tail}{o}" for k, v, o in rows])
+        if (
+            "\\" in chunk
+            or "\r" in chunk
+            or chunk.count("\t") != 4 * len(rows)
+            or chunk.count("\n") != len(rows) - 1
+        ):
+            chunk = "\n".join(
+                "\t".join(escape_copy(value) for value in (k, v, kind, uid, o)) for k, v, o in rows
+            )
+        chunks.append(chunk)
+        counted.extend((k, v, kind) for k, v, _ in rows if k in _COUNTED)
+    if chunks:
+        copy_text(session, table, SEARCH_COLUMNS, "\n".join(chunks) + "\n")
+        insert_rows(
+            session,
+            CatalogFacetCount.__table__,  # type: ignore[attr-defined]
+            ("key", "value", "kind", "n"),
+            inserted_deltas(counted),
+        )
+    return total
