@@ -1,4 +1,4 @@
-"""Backstage's predicate ``query`` objects, compiled onto the filter engine's conditions.
+"""Backstage's predicate ``query`` objects, compiled onto ``catalog.filters``' conditions.
 
 ``{"kind": "component", "spec.type": {"$in": ["service", "website"]}}`` (keys ANDed),
 ``{"$all": [...]}``, ``{"$any": [...]}``, ``{"$not": {...}}``, ``{"key": {"$exists": bool}}``.

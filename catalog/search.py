@@ -10,7 +10,7 @@ leaves (``backstage.io/managed-by-location``, ``backstage.io/kubernetes-id``, ..
 each search row costs an entry in the (key, value, kind, uid) index, the bulk of an
 import's database time. They go into one document per entity (``map_fields``, the
 ``catalog_entities.metadata_maps`` column) that a GIN index answers on PostgreSQL; the
-query engine reads those keys from there (``catalog.map_fields``) with the same
+filters, facets and order fields read those keys from there (``catalog.map_fields``) with the same
 semantics: lowercase keys and values, case-insensitive matching, original spelling for
 facets.
 """
