@@ -10,6 +10,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 for step in scripts/setup.d/*.sh; do
   [ -e "$step" ] || continue
   echo "== setup: $step"
+  started=$SECONDS
   bash "$step"
+  echo "== setup: $step took $((SECONDS - started)) s"
 done
 exec .venv/bin/python -m pytest "$@"
