@@ -10,6 +10,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_backend import __version__
+from portal_backend.auth.token_cache import TokenCache
 from portal_backend.db import make_engine, make_session_factory
 from portal_backend.errors import error_response, install_error_handlers
 from portal_backend.logging import get_logger
@@ -20,8 +21,11 @@ from portal_backend.routers import rag_services as rag_services_router
 from portal_backend.routers import rag_sizing as rag_sizing_router
 from portal_backend.routers import scaffolder as scaffolder_router
 from portal_backend.routers import sla as sla_router
+from portal_backend.routers.sla_ingest import UsagePushFastPath, ingest_limiter
 from portal_backend.scaffolder.registration import register_shipped_templates
 from portal_backend.settings import Settings, get_settings
+from portal_backend.sla.usage_push import UsagePush
+from portal_backend.task_queue import TaskQueue, installed_task_queue
 from portal_backend.web import mount_web
 
 log = get_logger(__name__)
@@ -52,9 +56,12 @@ class BodySizeLimit:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, task_queue: TaskQueue | None = None) -> FastAPI:
+    """The portal's ASGI app. ``task_queue``: where submitted scaffolder tasks go (default:
+    the installed workers' Celery queue, see portal_backend.task_queue)."""
     settings = settings or get_settings()
     settings.ensure_dirs()
+    task_queue = task_queue or installed_task_queue(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
+    # App-wide objects: built here once, read by the HTTP adapters (portal_backend.deps).
+    app.state.scaffolder_dispatch = task_queue.dispatch()
+    app.state.token_cache = TokenCache(settings.sla_ingest_token_cache_s)
+    app.state.usage_push = UsagePush(settings, app.state.session_factory)
+    app.state.ingest_limiter = ingest_limiter(settings)
 
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
@@ -80,5 +92,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scaffolder_router.router)
     app.include_router(sla_router.router)
     mount_web(app, settings)  # web UI at `/`; after the API routers
-    sla_router.install_usage_fast_path(app)  # outermost: the usage push skips the layers
+    # Added last, so outermost: the usage push skips the other layers.
+    app.add_middleware(UsagePushFastPath)
     return app

@@ -119,37 +119,19 @@ def worker(
     pool: str = typer.Option("prefork", "--pool", help="prefork, solo or threads."),
 ) -> None:
     """Run a Celery worker for the portal's queue (scaffolder steps, provisioning, collectors)."""
-    from workers.celery_app import make_celery
+    from portal_backend.task_queue import installed_task_queue
 
     settings = _settings()
     upgrade_database(settings)
-    celery = make_celery(settings)
-    argv = [
-        "worker",
-        "--loglevel",
-        settings.log_level,
-        "--concurrency",
-        str(concurrency),
-        "--pool",
-        pool,
-        "--queues",
-        settings.celery_queue,
-        # Workers coordinate through the database, not through broadcast chatter.
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    if beat:
-        argv.append("--beat")
-    celery.worker_main(argv)
+    installed_task_queue(settings).run_worker(concurrency=concurrency, beat=beat, pool=pool)
 
 
 @app.command()
 def beat() -> None:
     """Run the periodic scheduler alone (recovery sweep, collectors); run exactly one."""
-    from workers.celery_app import make_celery
+    from portal_backend.task_queue import installed_task_queue
 
-    settings = _settings()
-    make_celery(settings).start(["beat", "--loglevel", settings.log_level])
+    installed_task_queue(_settings()).run_beat()
 
 
 @db_app.command("upgrade")
@@ -440,6 +422,19 @@ def services_ask(
         + (f" · ${cost:.6f}" if cost is not None else "")
         + f" · {answer.get('model', '')}[/]"
     )
+
+
+@services_app.command("stop")
+def services_stop(name: str = typer.Argument(..., help="The service's name.")) -> None:
+    """Stop a service on the local runtime, keeping its data (deploy starts it again)."""
+    from portal_backend.provisioning.local.runtime import LocalRuntime, LocalRuntimeError
+
+    settings = _settings()
+    try:
+        result = LocalRuntime(settings, _factory(settings)).stop(name)
+    except LocalRuntimeError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"stopped {name}: {', '.join(result['stoppedProcesses']) or 'nothing ran'}")
 
 
 @services_app.command("deploy")

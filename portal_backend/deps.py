@@ -1,18 +1,109 @@
-"""App-wide objects that HTTP adapters (routers, web pages) get from the request."""
+"""What HTTP adapters (routers, web pages) get from the request: who is calling and
+whether they may, and the app-wide objects ``create_app`` built."""
 
 from __future__ import annotations
 
-from fastapi import Request
+from collections.abc import Callable
 
+from fastapi import Depends, Request
+
+from catalog.errors import AuthenticationError, NotAllowedError
+from portal_backend.auth.service import ANONYMOUS, Principal, authenticate
+from portal_backend.auth.token_cache import TokenCache
+from portal_backend.db import session_scope
 from portal_backend.scaffolder.engine import Dispatch
+from portal_backend.sla.usage_push import UsagePush
+
+# -- app-wide objects (built once in create_app) --------------------------------------
 
 
 def scaffolder_dispatch(request: Request) -> Dispatch:
-    """Sends a scaffolder task's next step to the queue (built on first use: the Celery
-    app needs the broker settings only when a task is submitted)."""
-    state = request.app.state
-    if getattr(state, "scaffolder_dispatch", None) is None:
-        from workers.dispatch import make_dispatcher
+    """Sends a newly submitted scaffolder task's next step to the task queue."""
+    dispatch: Dispatch = request.app.state.scaffolder_dispatch
+    return dispatch
 
-        state.scaffolder_dispatch = make_dispatcher(state.settings)
-    return state.scaffolder_dispatch
+
+def token_cache(request: Request) -> TokenCache:
+    """This process's cache of verified tokens (the usage push's)."""
+    cache: TokenCache = request.app.state.token_cache
+    return cache
+
+
+def usage_push(request: Request) -> UsagePush:
+    push: UsagePush = request.app.state.usage_push
+    return push
+
+
+# -- the caller ------------------------------------------------------------------------
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        kind, _, value = header.partition(" ")
+        if kind.lower() != "bearer" or not value.strip():
+            raise AuthenticationError("Authorization header must be 'Bearer <token>'")
+        return value.strip()
+    # The web UI keeps the same token in its session cookie.
+    session = request.scope.get("session")
+    if session:
+        return session.get("token")
+    return None
+
+
+def current_principal(request: Request) -> Principal | None:
+    """The caller, or None when no credentials were presented."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    token = _bearer(request)
+    if token is None:
+        return None
+    settings = request.app.state.settings
+    with session_scope(request.app.state.session_factory) as session:
+        principal = authenticate(session, token, settings.bootstrap_token)
+    if principal is None:
+        raise AuthenticationError("invalid, expired or revoked token")
+    request.state.principal = principal
+    return principal
+
+
+def require_scope(scope: str) -> Callable[..., Principal]:
+    """Dependency factory: the caller must hold ``scope`` (read < write < admin)."""
+
+    def dependency(request: Request) -> Principal:
+        principal = current_principal(request)
+        if principal is None:
+            if scope == "read" and request.app.state.settings.anonymous_read:
+                return ANONYMOUS
+            raise AuthenticationError(
+                "authentication required: send 'Authorization: Bearer <token>' "
+                "(create one with `ragportal token create`)"
+            )
+        if not principal.has_scope(scope):
+            raise NotAllowedError(
+                f"this token has scope '{principal.scope}' ({principal.purpose}); "
+                f"'{scope}' is needed"
+            )
+        return principal
+
+    return dependency
+
+
+def require_principal() -> Callable[..., Principal]:
+    """Any authenticated caller, whatever its purpose (ingest tokens included)."""
+
+    def dependency(request: Request) -> Principal:
+        principal = current_principal(request)
+        if principal is None:
+            raise AuthenticationError(
+                "authentication required: send 'Authorization: Bearer <token>'"
+            )
+        return principal
+
+    return dependency
+
+
+ReadPrincipal = Depends(require_scope("read"))
+WritePrincipal = Depends(require_scope("write"))
+AdminPrincipal = Depends(require_scope("admin"))

@@ -11,24 +11,23 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from catalog.errors import (
+    ConflictError,
     ErrorDetail,
     InputError,
-    NotAllowedError,
     NotFoundError,
     ServiceUnavailableError,
     UnprocessableError,
 )
-from catalog.refs import RefError, normalize_ref, parse_ref
-from portal_backend.auth.deps import AdminPrincipal, ReadPrincipal, WritePrincipal
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
-from portal_backend.deps import scaffolder_dispatch
+from portal_backend.deps import AdminPrincipal, ReadPrincipal, WritePrincipal, scaffolder_dispatch
 from portal_backend.provisioning import targets
 from portal_backend.provisioning.kube import KubeError
+from portal_backend.provisioning.local.runtime import LocalRuntime, LocalRuntimeError
 from portal_backend.provisioning.plan import SERVICE_LABEL, SERVICE_NAME
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
 from portal_backend.provisioning.service import Provisioner, ProvisioningError
-from portal_backend.rag import ask, operations
+from portal_backend.rag import access, ask, operations
 
 router = APIRouter(prefix="/api/rag", tags=["rag"])
 SECRET_NAME = r"^[a-z0-9]([-a-z0-9_.]{0,98}[a-z0-9])?$"
@@ -52,24 +51,8 @@ def _check_owner(
     request: Request, principal: Principal, namespace: str, name: str, action: str = "tear down"
 ) -> None:
     """Non-admin tokens bound to a group may only change what their group owns."""
-    if principal.is_admin or not principal.group:
-        return
-    from catalog.service import CatalogService
-
     with session_scope(request.app.state.session_factory) as session:
-        entity = CatalogService(session).get_by_ref(f"component:{namespace}/{name}")
-    if entity is None:
-        return
-    owner = (entity.get("spec") or {}).get("owner")
-    try:
-        actual = str(parse_ref(str(owner), default_kind="group", default_namespace=namespace))
-    except RefError:
-        actual = None
-    if actual != normalize_ref(principal.group, "group"):
-        raise NotAllowedError(
-            f"this token may only {action} services owned by {principal.group}; "
-            f"component:{namespace}/{name} is owned by {actual or 'nobody'}"
-        )
+        access.check_may_change(session, principal, namespace, name, action)
 
 
 @router.get("/services/{namespace}/{name}/deployment")
@@ -175,6 +158,20 @@ def deploy(
         dispatch=scaffolder_dispatch(request),
     )
     return {"taskId": task_id, "taskUrl": f"/tasks/{task_id}"}
+
+
+@router.post("/services/{namespace}/{name}/stop")
+def stop(
+    namespace: str, name: str, request: Request, principal: Principal = WritePrincipal
+) -> dict[str, Any]:
+    """Stop a service on the local runtime, keeping its data (deploy starts it again)."""
+    _check_name(namespace, name)
+    _check_owner(request, principal, namespace, name, "stop")
+    runtime = LocalRuntime(request.app.state.settings, request.app.state.session_factory)
+    try:
+        return runtime.stop(name)
+    except LocalRuntimeError as exc:
+        raise ConflictError(str(exc)) from exc
 
 
 class EvaluateBody(BaseModel):

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from portal_backend.auth.deps import ReadPrincipal
 from portal_backend.auth.service import Principal
+from portal_backend.deps import ReadPrincipal
 from portal_backend.rag.sizing import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_CONTEXT,

@@ -7,7 +7,8 @@ this handler answers it directly, doing what those layers did for it: the body-s
 limit (413), bearer-token authentication (through a short-TTL token cache), the
 request metrics, and errors in the documented shape. Requests without an
 ``Authorization`` header (a browser session cookie) fall through to the regular route
-in ``routers/sla.py``, which also documents the endpoint in the OpenAPI schema.
+in ``routers/sla.py``, which also documents the endpoint in the OpenAPI schema. Both
+store through the app's one ``UsagePush`` (portal_backend.sla.usage_push).
 """
 
 from __future__ import annotations
@@ -24,21 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from catalog.errors import AuthenticationError, PayloadTooLargeError, PortalError
 from portal_backend.errors import error_body
 from portal_backend.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from portal_backend.sla.token_cache import TokenCache
+from portal_backend.settings import Settings
 
 PATH = "/api/sla/usage"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-def token_cache(state: Any) -> TokenCache:
-    """The process's cache of verified push tokens (created on first use)."""
-    cache = getattr(state, "sla_token_cache", None)
-    if cache is None:
-        cache = state.sla_token_cache = TokenCache(state.settings.sla_ingest_token_cache_s)
-    return cache
-
-
-def _limiter(state: Any) -> anyio.CapacityLimiter | None:
+def ingest_limiter(settings: Settings) -> anyio.CapacityLimiter | None:
     """Batches stored at once by this process (``sla_ingest_concurrency``, default 2; 0 =
     the thread pool's default). With one, the process's core idles while its batch waits
     on PostgreSQL (two statements and the commit); a second batch is parsed meanwhile.
@@ -47,14 +40,9 @@ def _limiter(state: Any) -> anyio.CapacityLimiter | None:
     from the lock holder for up to the interpreter's 5 ms switch interval. Measured at
     1,000,000 records on 2 cores (README, SLA performance): 2 beat 1 by 10-20 % when 8
     services push (a fleet: different rows), and lost ~10 % when every batch is one
-    service's (all on its hour and day rows)."""
-    limit = state.settings.sla_ingest_concurrency
-    if not limit:
-        return None
-    limiter = getattr(state, "sla_ingest_limiter", None)
-    if limiter is None:
-        limiter = state.sla_ingest_limiter = anyio.CapacityLimiter(limit)
-    return limiter
+    service's (all on its hour and day rows). Built once per app by ``create_app``."""
+    limit = settings.sla_ingest_concurrency
+    return anyio.CapacityLimiter(limit) if limit else None
 
 
 def _bearer(header: bytes) -> str:
@@ -65,14 +53,13 @@ def _bearer(header: bytes) -> str:
 
 
 def _push_with_token(state: Any, body: bytes, token: str) -> dict:
-    from portal_backend.routers.sla import push_batch  # the route module imports this one
-
-    principal = token_cache(state).principal(
+    principal = state.token_cache.principal(
         state.session_factory, token, state.settings.bootstrap_token
     )
     if principal is None:
         raise AuthenticationError("invalid, expired or revoked token")
-    return push_batch(state, body, principal)
+    result: dict = state.usage_push.push(body, principal)
+    return result
 
 
 class UsagePushFastPath:
@@ -104,7 +91,7 @@ class UsagePushFastPath:
             token = _bearer(authorization)
             body = await _read_body(receive, limit)
             result = await anyio.to_thread.run_sync(
-                _push_with_token, state, body, token, limiter=_limiter(state)
+                _push_with_token, state, body, token, limiter=state.ingest_limiter
             )
             status = 200
             await _send(send, 200, orjson.dumps(result))

@@ -7,11 +7,11 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from portal_backend.auth.deps import AdminPrincipal
+from portal_backend.auth import revocation
 from portal_backend.auth.models import ApiToken
-from portal_backend.auth.service import Principal, create_token, list_tokens, revoke_token
+from portal_backend.auth.service import Principal, create_token, list_tokens
 from portal_backend.db import session_scope
-from portal_backend.routers.sla_ingest import token_cache
+from portal_backend.deps import AdminPrincipal, token_cache
 
 router = APIRouter(prefix="/api/auth/tokens", tags=["auth"])
 
@@ -66,7 +66,4 @@ def list_all(request: Request, _: Principal = AdminPrincipal) -> dict:
 
 @router.delete("/{token_id}", status_code=204)
 def revoke(token_id: str, request: Request, _: Principal = AdminPrincipal) -> None:
-    with session_scope(request.app.state.session_factory) as session:
-        revoke_token(session, token_id)
-    # The usage push caches verified tokens for a few seconds; forget this one here.
-    token_cache(request.app.state).forget(token_id)
+    revocation.revoke(request.app.state.session_factory, token_cache(request), token_id)

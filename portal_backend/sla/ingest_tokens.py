@@ -7,11 +7,12 @@ The scaffolder can call ``issue`` when it registers a service; owners and admins
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from catalog.errors import NotFoundError
+from portal_backend.auth import revocation
 from portal_backend.auth.models import ApiToken
-from portal_backend.auth.service import CreatedToken, create_token, revoke_token
+from portal_backend.auth.service import CreatedToken, create_token
+from portal_backend.auth.token_cache import TokenCache
 from portal_backend.sla.refs import normalize_ref
 
 
@@ -48,9 +49,9 @@ def list_for(session: Session, service_ref: str) -> list[ApiToken]:
     )
 
 
-def revoke(session: Session, service_ref: str, token_id: str) -> ApiToken:
-    ref = normalize_ref(service_ref)
-    record = session.get(ApiToken, token_id)
-    if record is None or record.purpose != "ingest" or record.service_ref != ref:
-        raise NotFoundError(f"no ingest token {token_id} for {ref}")
-    return revoke_token(session, token_id)
+def revoke(
+    factory: sessionmaker[Session], cache: TokenCache, service_ref: str, token_id: str
+) -> None:
+    """Revokes one of the service's ingest tokens (404 for any other token); this process
+    refuses it at once."""
+    revocation.revoke(factory, cache, token_id, ingest_for=normalize_ref(service_ref))

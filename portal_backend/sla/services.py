@@ -98,6 +98,12 @@ def sync_from_catalog(session: Session, now: datetime) -> list[str]:
     return present
 
 
+def find(session: Session, ref: str, now: datetime) -> SlaService | None:
+    """The tracked service for ``ref``, refreshed from its entity when there is one (a
+    service whose entity is gone keeps its history), or None when neither exists."""
+    return sync_one(session, ref, now) or session.get(SlaService, normalize_ref(ref))
+
+
 def sync_one(session: Session, ref: str, now: datetime) -> SlaService | None:
     """The service for ``ref`` fresh from the catalog, or None when there is no entity."""
     entity = CatalogService(session).get_by_ref(ref)

@@ -13,8 +13,8 @@ from urllib.parse import quote
 from fastapi import Request
 
 from catalog.errors import AuthenticationError, NotAllowedError
-from portal_backend.auth.deps import current_principal
 from portal_backend.auth.service import ANONYMOUS, Principal
+from portal_backend.deps import current_principal
 
 CSRF_KEY = "csrf"
 

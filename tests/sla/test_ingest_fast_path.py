@@ -133,9 +133,9 @@ def test_ingest_concurrency_bounds_the_batches_stored_at_once(  # type: ignore[n
 ) -> None:
     """``sla_ingest_concurrency`` batches of one process are stored at once, never more,
     however many pushes arrive together."""
-    import portal_backend.routers.sla as sla_routes
+    from portal_backend.sla.usage_push import UsagePush
 
-    real_push = sla_routes.push_batch
+    real_push = UsagePush.push
     lock = threading.Lock()
     inside = {"now": 0, "most": 0}
 
@@ -150,7 +150,7 @@ def test_ingest_concurrency_bounds_the_batches_stored_at_once(  # type: ignore[n
             with lock:
                 inside["now"] -= 1
 
-    monkeypatch.setattr(sla_routes, "push_batch", observed_push)
+    monkeypatch.setattr(UsagePush, "push", observed_push)
     tuned = migrated_settings.model_copy(update={"sla_ingest_concurrency": limit})
     live, server, thread = start_live_server(tuned)
     try:

@@ -10,8 +10,8 @@ from sqlalchemy import update
 
 from portal_backend.auth.models import ApiToken
 from portal_backend.auth.service import create_token
+from portal_backend.auth.token_cache import TokenCache
 from portal_backend.db import session_scope
-from portal_backend.sla.token_cache import TokenCache
 
 
 class FakeClock:

@@ -1,0 +1,32 @@
+"""Who may change what in the SLA domain: a service's owner group, or an admin."""
+
+from __future__ import annotations
+
+from catalog.errors import NotAllowedError
+from portal_backend.auth.service import Principal
+from portal_backend.sla.refs import group_ref, normalize_ref
+from portal_backend.sla.tables import SlaService
+
+
+def check_owner(principal: Principal, service: SlaService) -> None:
+    if principal.is_admin:
+        return
+    if principal.group and service.owner and group_ref(principal.group) == service.owner:
+        return
+    raise NotAllowedError(
+        f"only {service.owner or 'the owner group'} or an admin may do this for "
+        f"{service.service_ref}"
+    )
+
+
+def check_may_post_evaluation(principal: Principal, service: SlaService) -> None:
+    """The service's own ingest token, a write token of its owner group, or an admin."""
+    if principal.purpose == "ingest":
+        if normalize_ref(principal.service_ref or "") != service.service_ref:
+            raise NotAllowedError(
+                f"this ingest token belongs to {principal.service_ref}, not {service.service_ref}"
+            )
+    elif not principal.has_scope("write"):
+        raise NotAllowedError("posting an evaluation needs a write token")
+    else:
+        check_owner(principal, service)
