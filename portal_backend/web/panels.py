@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import Request
 from sqlalchemy.orm import Session
 
-from portal_backend.auth.service import Principal
+from portal_backend.rag.operations import service_name
 from portal_backend.settings import Settings
+from portal_backend.sla import costs, reports, services
+from portal_backend.sla.clock import utcnow
+from portal_backend.sla.costs import DAY
 
 RAG_TYPE = "rag-service"
 WINDOWS = ("1h", "24h", "7d", "30d")
@@ -32,16 +34,14 @@ def _annotations(entity: dict[str, Any]) -> dict[str, str]:
     return (entity.get("metadata") or {}).get("annotations") or {}
 
 
-def rag_panels(
-    request: Request, session: Session, entity: dict[str, Any], window: str
-) -> dict[str, Any] | None:
+def rag_panels(session: Session, entity: dict[str, Any], window: str) -> dict[str, Any] | None:
     if not is_rag_service(entity):
         return None
     annotations = _annotations(entity)
     status = entity.get("status") or {}
     window = window if window in WINDOWS else "24h"
     report = _report(session, entity, window)
-    name = annotations.get(f"{ANNOTATION}service") or entity["metadata"]["name"]
+    name = service_name(entity)
     repo = next(
         (
             link
@@ -84,13 +84,8 @@ def _service_ref(entity: dict[str, Any]) -> str:
 
 def _report(session: Session, entity: dict[str, Any], window: str) -> dict[str, Any] | None:
     """The SLA/cost service's report for this entity (the same one /api/sla returns)."""
-    from portal_backend.sla import reports, services
-    from portal_backend.sla.clock import utcnow
-    from portal_backend.sla.tables import SlaService
-
-    ref = _service_ref(entity)
     now = utcnow()
-    service = services.sync_one(session, ref, now) or session.get(SlaService, ref)
+    service = services.find(session, _service_ref(entity), now)
     if service is None:
         return None
     return reports.service_report(session, service, window, now)
@@ -132,9 +127,6 @@ def _sla(report: dict[str, Any] | None, window: str) -> dict[str, Any] | None:
 def _cost(session: Session, entity: dict[str, Any], report: dict[str, Any] | None) -> Any:
     if report is None:
         return None
-    from portal_backend.sla import costs
-    from portal_backend.sla.costs import DAY
-
     cost = report["cost"]
     today = int(datetime.now(UTC).timestamp()) // DAY * DAY
     start = today - (COST_DAYS - 1) * DAY
@@ -161,10 +153,6 @@ def _cost(session: Session, entity: dict[str, Any], report: dict[str, Any] | Non
     }
 
 
-def service_name(entity: dict[str, Any]) -> str:
-    return _annotations(entity).get(f"{ANNOTATION}service") or entity["metadata"]["name"]
-
-
 def deploy_choices(settings: Settings) -> list[tuple[str, str]]:
     """(form value, label) of every place a service can be deployed to from its page."""
     choices = [(f"kubernetes:{name}", f"Cluster {name}") for name in sorted(settings.clusters)]
@@ -172,13 +160,3 @@ def deploy_choices(settings: Settings) -> list[tuple[str, str]]:
         choices.append(("local", "Local runtime (this machine, CPU)"))
     choices.append(("plan", "Plan only (render and validate, apply nothing)"))
     return choices
-
-
-def delete_service(request: Request, entity: dict[str, Any], principal: Principal) -> dict:
-    """Tear down wherever it runs (cluster objects or local processes), then its catalog
-    entities, secrets and tokens; the caller checked that the principal may."""
-    from portal_backend.provisioning import targets
-
-    return targets.teardown(
-        request.app.state.settings, request.app.state.session_factory, service_name(entity)
-    )

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import UTC, datetime
 
 from playwright.sync_api import Page, expect
+from sqlalchemy.orm import sessionmaker
 
-from tests.conftest import LiveServer
+from portal_backend.settings import Settings
+from tests.conftest import BOOTSTRAP_TOKEN, LiveServer, start_live_server
 from tests.ui.conftest import login, snap
+from tests.ui.seed import rag_service, seed
 
 
 def test_login_admin_tokens_and_logout(page: Page, live_portal: LiveServer) -> None:
@@ -75,3 +80,49 @@ def test_error_pages_are_html_for_browsers_and_json_for_the_api(
     with live_portal.client(token=None) as api:
         body = api.get("/api/no/such").json()
         assert body["response"]["statusCode"] == 404 and "error" in body
+
+
+def _push(portal: LiveServer, token: str, service: str) -> int:
+    record = {
+        "service": service,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "latency_ms": 120.0,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "outcome": "success",
+    }
+    with portal.client(token=token) as api:
+        body = {"batch_id": uuid.uuid4().hex, "records": [record]}
+        return api.post("/api/sla/usage", json=body).status_code
+
+
+def test_a_token_revoked_on_the_admin_page_is_refused_at_once(
+    page: Page, ui_settings: Settings, ui_db: sessionmaker
+) -> None:
+    """The usage push keeps verified tokens in a cache (an hour on this portal): revoking
+    on the admin page forgets the token there, as the API's revoke does, so the very next
+    push is refused instead of being accepted until the cache entry expires."""
+    cached = ui_settings.model_copy(update={"sla_ingest_token_cache_s": 3600})
+    portal, server, thread = start_live_server(cached)
+    try:
+        seed(ui_db, rag_service("pushed-bot"))
+        page.goto(f"{portal.url}/login?next=/admin")
+        page.get_by_label("API token").fill(BOOTSTRAP_TOKEN)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(f"{portal.url}/admin")
+        page.get_by_label("Name", exact=True).fill("usage pusher")
+        page.get_by_label("Scope").select_option("admin")
+        page.get_by_role("button", name="Create token").click()
+        token = page.get_by_label("New token").input_value()
+        # Accepted, and now in the portal's cache of verified tokens.
+        assert _push(portal, token, "pushed-bot") == 200
+        assert _push(portal, token, "pushed-bot") == 200
+
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Revoke token usage pusher").click()
+        expect(page.get_by_role("row", name=re.compile("usage pusher"))).to_have_count(0)
+        snap(page, "admin-token-revoked")
+        assert _push(portal, token, "pushed-bot") == 401
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from portal_backend.auth.service import SCOPES, create_token, list_tokens, revoke_token
+from portal_backend.auth import revocation
+from portal_backend.auth.service import SCOPES, create_token, list_tokens
 from portal_backend.db import session_scope
+from portal_backend.deps import token_cache
 from portal_backend.errors import PortalError
-from portal_backend.routers import sla as sla_api
-from portal_backend.sla import costs
+from portal_backend.sla import budgets, costs
 from portal_backend.sla.clock import utcnow
 from portal_backend.web.security import check_csrf, require_page
 from portal_backend.web.templating import render
@@ -18,9 +21,10 @@ router = APIRouter()
 
 
 def _admin_page(request: Request, **extra: object) -> Response:
-    principal = require_page(request, "admin")
+    require_page(request, "admin")
     with session_scope(request.app.state.session_factory) as session:
         prices = sorted(costs.get_prices(session).items())
+        service_budgets = budgets.list_budgets(session)["items"]
         tokens = [
             {
                 "id": t.id,
@@ -43,7 +47,7 @@ def _admin_page(request: Request, **extra: object) -> Response:
         "form": {},
         "prices": prices,
         "price_error": None,
-        "budgets": sla_api.get_budgets(request, principal)["items"],
+        "budgets": service_budgets,
         "budget_error": None,
         "saved": request.query_params.get("saved"),
     }
@@ -101,8 +105,8 @@ def create(
 def revoke(request: Request, token_id: str, csrf: str = Form("")) -> Response:
     require_page(request, "admin")
     check_csrf(request, csrf)
-    with session_scope(request.app.state.session_factory) as session:
-        revoke_token(session, token_id)
+    # The same revocation as the API's: the token is refused at once, cached or not.
+    revocation.revoke(request.app.state.session_factory, token_cache(request), token_id)
     return RedirectResponse("/admin#tokens", status_code=303)
 
 
@@ -158,15 +162,17 @@ def save_budget(
     try:
         amount = float(monthly_usd)
     except ValueError:
+        amount = math.nan
+    if not math.isfinite(amount):
         return _admin_page(request, budget_error=f"Monthly budget '{monthly_usd}' is not a number.")
     if not name or amount < 0:
         return _admin_page(
             request, budget_error="Give a service or group ref and a budget of 0 or more USD."
         )
     try:
-        sla_api.put_budget(
-            kind, namespace, name, sla_api.BudgetSet(monthlyUsd=amount), request, principal
-        )
+        ref = budgets.budget_ref(kind, namespace, name)
+        with session_scope(request.app.state.session_factory) as session:
+            budgets.set_budget(session, ref, amount, by=principal.subject, now=utcnow())
     except PortalError as exc:
         return _admin_page(request, budget_error=exc.message)
     return RedirectResponse("/admin?saved=budgets#budgets", status_code=303)
@@ -174,8 +180,9 @@ def save_budget(
 
 @router.post("/admin/budgets/delete")
 def delete_budget(request: Request, ref: str = Form(""), csrf: str = Form("")) -> Response:
-    principal = require_page(request, "admin")
+    require_page(request, "admin")
     check_csrf(request, csrf)
-    kind, namespace, name = _split_ref(ref)
-    sla_api.delete_budget(kind, namespace, name, request, principal)
+    budget = budgets.budget_ref(*_split_ref(ref))
+    with session_scope(request.app.state.session_factory) as session:
+        budgets.delete_budget(session, budget)
     return RedirectResponse("/admin?saved=budgets#budgets", status_code=303)

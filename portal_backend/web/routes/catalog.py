@@ -11,7 +11,8 @@ from catalog.errors import NotAllowedError, NotFoundError, PortalError
 from catalog.service import CatalogService
 from portal_backend.db import session_scope
 from portal_backend.deps import scaffolder_dispatch
-from portal_backend.rag import ask, operations
+from portal_backend.provisioning import targets
+from portal_backend.rag import access, ask, operations
 from portal_backend.web import panels
 from portal_backend.web.catalog_view import FACETS, PAGE_SIZES, SORTS, CatalogView
 from portal_backend.web.graph import relation_graph
@@ -82,8 +83,8 @@ def _entity_page(
     principal = require_page(request, "read")
     with session_scope(request.app.state.session_factory) as session:
         entity = _entity(session, namespace, kind, name)
-        service_panels = panels.rag_panels(request, session, entity, window)
-    may_change = service_panels is not None and _may_delete(principal, entity)
+        service_panels = panels.rag_panels(session, entity, window)
+    may_change = service_panels is not None and access.may_change(principal, entity)
     return render(
         request,
         "entity.html",
@@ -112,7 +113,7 @@ def ask_service(
     require_page(request, "read")
     check_csrf(request, csrf)
     with session_scope(request.app.state.session_factory) as session:
-        service = panels.service_name(_entity(session, namespace, kind, name))
+        service = operations.service_name(_entity(session, namespace, kind, name))
     result: dict[str, Any]
     try:
         result = {"answer": ask.ask(request.app.state.session_factory, service, question)}
@@ -137,7 +138,7 @@ def deploy_service(
     check_csrf(request, csrf)
     with session_scope(request.app.state.session_factory) as session:
         entity = _entity(session, namespace, kind, name)
-        if not _may_delete(principal, entity):
+        if not access.may_change(principal, entity):
             raise NotAllowedError("only the owning group or an admin may deploy this service")
     kind_name, _, cluster = target.partition(":")
     task_id = operations.submit_deploy(
@@ -162,7 +163,7 @@ def evaluate_service(
     check_csrf(request, csrf)
     with session_scope(request.app.state.session_factory) as session:
         entity = _entity(session, namespace, kind, name)
-        if not _may_delete(principal, entity):
+        if not access.may_change(principal, entity):
             raise NotAllowedError("only the owning group or an admin may evaluate this service")
     task_id = operations.submit_evaluate(
         request.app.state.settings,
@@ -173,17 +174,6 @@ def evaluate_service(
         dispatch=scaffolder_dispatch(request),
     )
     return RedirectResponse(f"/tasks/{task_id}", status_code=303)
-
-
-def _may_delete(principal: Any, entity: dict[str, Any]) -> bool:
-    if not principal.has_scope("write"):
-        return False
-    if principal.is_admin or principal.group is None:
-        return True
-    return (entity.get("spec") or {}).get("owner", "").lower() in {
-        principal.group.lower(),
-        principal.group.lower().removeprefix("group:default/"),
-    }
 
 
 @router.post("/catalog/{namespace}/{kind}/{name}/delete")
@@ -199,11 +189,17 @@ def delete_service(
     check_csrf(request, csrf)
     with session_scope(request.app.state.session_factory) as session:
         entity = _entity(session, namespace, kind, name)
-        if not _may_delete(principal, entity):
+        if not access.may_change(principal, entity):
             raise NotAllowedError("only the owning group or an admin may delete this service")
     if confirm_name.strip() != name:
         return RedirectResponse(
             f"/catalog/{namespace}/{kind}/{name}?delete_error=1#delete", status_code=303
         )
-    panels.delete_service(request, entity, principal)
+    # Wherever it runs (cluster objects or local processes), then its catalog entities,
+    # secrets and tokens.
+    targets.teardown(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        operations.service_name(entity),
+    )
     return RedirectResponse(f"/catalog?deleted={name}", status_code=303)

@@ -9,8 +9,9 @@ from starlette.responses import RedirectResponse, Response
 
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
-from portal_backend.routers import scaffolder as scaffolder_api
+from portal_backend.deps import scaffolder_dispatch
 from portal_backend.scaffolder import store
+from portal_backend.scaffolder import tasks as scaffolder_tasks
 from portal_backend.web import data
 from portal_backend.web.forms import to_editor_schema
 from portal_backend.web.security import check_csrf, require_page
@@ -30,8 +31,10 @@ def picker(request: Request) -> Response:
 
 @router.get("/create/templates/{namespace}/{name}")
 def form(request: Request, namespace: str, name: str) -> Response:
-    principal = require_page(request, "write")
-    schema = scaffolder_api.get_parameter_schema(namespace, "template", name, request, principal)
+    require_page(request, "write")
+    schema = scaffolder_tasks.template_parameter_schema(
+        request.app.state.settings, request.app.state.session_factory, namespace, "template", name
+    )
     with session_scope(request.app.state.session_factory) as session:
         owners = data.group_refs(session)
     pages = [
@@ -52,8 +55,9 @@ def form(request: Request, namespace: str, name: str) -> Response:
 
 def _task_view(request: Request, task_id: str, principal: Principal) -> dict[str, Any]:
     # The scaffolder API's own views, so the page and the API never disagree.
-    task = scaffolder_api.get_task(task_id, request, principal)
-    events = scaffolder_api.get_events(task_id, request, None, principal)
+    factory = request.app.state.session_factory
+    task = scaffolder_tasks.get_task(factory, task_id)
+    events = scaffolder_tasks.list_events(factory, task_id)
     values = task["spec"]["parameters"] or {}
     return {
         "task": task,
@@ -62,7 +66,7 @@ def _task_view(request: Request, task_id: str, principal: Principal) -> dict[str
         "events": events,
         "output": task.get("output") or {},
         "terminal": task["status"] in store.TERMINAL,
-        "may_change": principal.is_admin or task["createdBy"] == principal.subject,
+        "may_change": scaffolder_tasks.may_change(principal, task),
     }
 
 
@@ -83,7 +87,7 @@ def task_steps(request: Request, task_id: str) -> Response:
 def cancel(request: Request, task_id: str, csrf: str = Form("")) -> Response:
     principal = require_page(request, "write")
     check_csrf(request, csrf)
-    scaffolder_api.cancel_task(task_id, request, principal)
+    scaffolder_tasks.cancel(request.app.state.session_factory, task_id, principal)
     return RedirectResponse(f"/create/tasks/{task_id}", status_code=303)
 
 
@@ -91,7 +95,9 @@ def cancel(request: Request, task_id: str, csrf: str = Form("")) -> Response:
 def retry(request: Request, task_id: str, csrf: str = Form("")) -> Response:
     principal = require_page(request, "write")
     check_csrf(request, csrf)
-    scaffolder_api.retry_task(task_id, request, principal)
+    scaffolder_tasks.retry(
+        request.app.state.session_factory, task_id, principal, scaffolder_dispatch(request)
+    )
     return RedirectResponse(f"/create/tasks/{task_id}", status_code=303)
 
 
@@ -104,13 +110,12 @@ def tasks(request: Request, status: str = "", mine: str = "", page: int = 1) -> 
     limit = 25
     page = max(page, 1)
     status = status if status in STATUSES else ""
-    result = scaffolder_api.list_tasks(
-        request,
-        createdBy=principal.subject if mine else None,
+    result = scaffolder_tasks.list_tasks(
+        request.app.state.session_factory,
+        created_by=principal.subject if mine else None,
         status=status or None,
         limit=limit,
         offset=(page - 1) * limit,
-        principal=principal,
     )
     total = result["totalTasks"]
     items = [

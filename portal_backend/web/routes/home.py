@@ -11,7 +11,7 @@ from catalog.refs import RefError, normalize_ref
 from catalog.service import CatalogService
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
-from portal_backend.routers import scaffolder as scaffolder_api
+from portal_backend.scaffolder import tasks
 from portal_backend.sla import reports
 from portal_backend.sla.clock import utcnow
 from portal_backend.web.panels import RAG_TYPE
@@ -26,13 +26,11 @@ def _my_service_refs(request: Request, principal: Principal) -> list[str]:
     """Services this user created: the catalog entities their completed tasks produced."""
     if principal.is_anonymous:
         return []
-    result = scaffolder_api.list_tasks(
-        request,
-        createdBy=principal.subject,
+    result = tasks.list_tasks(
+        request.app.state.session_factory,
+        created_by=principal.subject,
         status="completed",
         limit=50,
-        offset=0,
-        principal=principal,
     )
     refs: list[str] = []
     for task in result["tasks"]:
@@ -68,9 +66,7 @@ def _fleet(session: Any) -> dict[str, Any]:
 def home(request: Request) -> Response:
     principal = require_page(request, "read")
     my_refs = _my_service_refs(request, principal)
-    recent = scaffolder_api.list_tasks(
-        request, createdBy=None, status=None, limit=8, offset=0, principal=principal
-    )["tasks"]
+    recent = tasks.list_tasks(request.app.state.session_factory, limit=8)["tasks"]
     with session_scope(request.app.state.session_factory) as session:
         catalog = CatalogService(session)
         mine = [e for e in catalog.get_by_refs(my_refs) if e is not None]
