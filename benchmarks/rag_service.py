@@ -220,8 +220,11 @@ def inner_ingestion(repo: Path, chunks: int) -> dict:
     }
 
 
-def load_points(client, collection: str, points: int, dimension: int) -> float:
-    """`points` random unit vectors with chunk-like payloads, in batches; returns seconds."""
+def load_points(client, collection: str, points: int, dimension: int, lexical=None) -> float:
+    """`points` random unit vectors with chunk-like payloads, in batches; returns seconds.
+    With `lexical` (the repository's LexicalEncoder; the collection has its sparse
+    vector), each point also gets the BM25 vector of 40 random words, as hybrid ranking
+    searches them."""
     import numpy as np
     from qdrant_client.http import models as qm
 
@@ -232,14 +235,18 @@ def load_points(client, collection: str, points: int, dimension: int) -> float:
         n = min(batch, points - start)
         vectors = rng.standard_normal((n, dimension)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        texts = [" ".join(rng.choice(WORDS, 40)) for _ in range(n)]
+        batch_vectors = vectors.tolist()
+        if lexical is not None:
+            batch_vectors = {"": batch_vectors, "lexical": [lexical.document(t) for t in texts]}
         client.upsert(
             collection,
             points=qm.Batch(
                 ids=list(range(start, start + n)),
-                vectors=vectors.tolist(),
+                vectors=batch_vectors,
                 payloads=[
                     {
-                        "page_content": f"chunk {start + i} " + " ".join(WORDS[:40]),
+                        "page_content": f"chunk {start + i} " + texts[i],
                         "metadata": {
                             "source": f"docs/doc-{(start + i) // 8}.md",
                             "title": "Doc",
@@ -338,8 +345,15 @@ def inner_query(
         client = QdrantClient(url=qdrant_url, timeout=1800, check_compatibility=False)
     else:
         client = QdrantClient(path=str(work / "qdrant"))
-    ensure_collection(client, settings.collection_name, settings.embedding_dimension)
-    load_s = load_points(client, settings.collection_name, points, settings.embedding_dimension)
+    hybrid = ensure_collection(client, settings.collection_name, settings.embedding_dimension)
+    lexical = None
+    if hybrid:  # a skeleton with hybrid ranking: the points get their BM25 vectors too
+        from app.lexical import LexicalEncoder
+
+        lexical = LexicalEncoder(settings.chunk_size)
+    load_s = load_points(
+        client, settings.collection_name, points, settings.embedding_dimension, lexical
+    )
     index_s = wait_indexed(client, settings.collection_name) if qdrant_url else 0.0
     info = client.get_collection(settings.collection_name)
     embeddings = make_embeddings(settings)
