@@ -103,10 +103,12 @@ def learn_boilerplate(
         sample: list[bytes] = []
         for item in pages[::step][:BOILERPLATE_SAMPLE]:
             try:
-                read[item.source] = item.read()
+                raw = item.read()
             except LoadProblem:
                 continue  # reported when the page itself is loaded
-            sample.append(read[item.source].data)
+            read[item.source] = raw
+            if item.source_type != "url" or "html" in raw.content_type:
+                sample.append(raw.data)  # a URL without a suffix may serve a PDF
         profiles[site] = BoilerplateProfile.learn(sample)
     return profiles, read
 
