@@ -6,15 +6,17 @@ page's text in the same template. On each page the *content root* is the element
 holds nearly all of its prose; the blocks beside it (siblings of the content root and
 of its ancestors) are chrome when the same block, by its place in the page (tags,
 classes and ids from <body> down), sits beside the content on at least half of the
-site's pages. A block seen on one page only, or a site of fewer than MIN_PAGES pages,
-is kept: nothing is dropped on a guess.
+site's pages and holds little of their prose. Once learnt, a chrome block goes from
+every page of the site, short ones included (where no content root stands out). A
+block seen on few pages, or a site of fewer than MIN_PAGES pages, is kept: nothing is
+dropped on a guess.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import Counter
+import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -25,6 +27,9 @@ MIN_PAGES = 3
 SHARE = 0.5
 # Descend into a child while it holds this share of its parent's prose.
 CONTENT_SHARE = 0.85
+# Chrome holds little of a page's prose (median share over the pages it is on): a big
+# section beside a bigger one is content, however often the layout repeats.
+CHROME_MAX_SHARE = 0.15
 _CONTAINERS = {"body", "div", "section", "article", "main"}
 _DIGITS = re.compile(r"\d")
 
@@ -77,9 +82,9 @@ def _signature(tag: Tag) -> str:
     return " > ".join(reversed(steps))
 
 
-def content_root(body: Tag) -> Tag:
+def content_root(body: Tag, prose: dict[int, int] | None = None) -> Tag:
     """The innermost container that holds nearly all of the page's prose."""
-    prose = _prose_lengths(body)
+    prose = prose if prose is not None else _prose_lengths(body)
     root = body
     while True:
         children = [c for c in root.children if isinstance(c, Tag)]
@@ -93,9 +98,9 @@ def content_root(body: Tag) -> Tag:
         root = best
 
 
-def blocks_beside_content(body: Tag) -> Iterator[Tag]:
+def blocks_beside_content(body: Tag, prose: dict[int, int] | None = None) -> Iterator[Tag]:
     """Siblings of the content root and of each of its ancestors up to <body>."""
-    node = content_root(body)
+    node = content_root(body, prose)
     while node is not body and node.parent is not None:
         for sibling in node.parent.children:
             if isinstance(sibling, Tag) and sibling is not node:
@@ -112,7 +117,7 @@ class BoilerplateProfile:
 
     @classmethod
     def learn(cls, pages: Iterable[bytes | str]) -> BoilerplateProfile:
-        seen: Counter[str] = Counter()
+        shares: dict[str, list[float]] = {}
         count = 0
         for page in pages:
             soup = BeautifulSoup(page, "html.parser")
@@ -120,17 +125,35 @@ class BoilerplateProfile:
             if body is None:
                 continue
             count += 1
-            seen.update({_signature(block) for block in blocks_beside_content(body)})
+            prose = _prose_lengths(body)
+            total = prose.get(id(body), 0) or 1
+            found: dict[str, float] = {}
+            for block in blocks_beside_content(body, prose):
+                signature = _signature(block)
+                found[signature] = found.get(signature, 0.0) + prose.get(id(block), 0) / total
+            for signature, share in found.items():
+                shares.setdefault(signature, []).append(share)
         if count < MIN_PAGES:
             return cls(count)
         needed = max(MIN_PAGES, math.ceil(SHARE * count))
-        return cls(count, {sig for sig, n in seen.items() if n >= needed})
+        return cls(
+            count,
+            {
+                signature
+                for signature, seen in shares.items()
+                if len(seen) >= needed and statistics.median(seen) <= CHROME_MAX_SHARE
+            },
+        )
 
     def strip(self, body: Tag) -> int:
-        """Removes this site's chrome from a parsed page; returns how many blocks."""
+        """Removes this site's chrome from a parsed page, wherever it sits; returns how
+        many blocks."""
         if not self.chrome:
             return 0
-        doomed = [b for b in blocks_beside_content(body) if _signature(b) in self.chrome]
+        doomed = [tag for tag in body.find_all(True) if _signature(tag) in self.chrome]
+        removed = 0
         for block in doomed:
-            block.decompose()
-        return len(doomed)
+            if not block.decomposed:  # not already gone with an enclosing block
+                block.decompose()
+                removed += 1
+        return removed

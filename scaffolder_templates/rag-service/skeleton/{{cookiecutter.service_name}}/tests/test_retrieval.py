@@ -20,6 +20,7 @@ from app.main import create_app
 from app.rag import make_pipeline
 from app.settings import Settings
 from app.vectorstore import make_vector_store
+from ingestion.boilerplate import BoilerplateProfile
 from ingestion.chunking import Chunker
 from ingestion.loaders import LoadedDocument, load_html, load_markdown
 from ingestion.pipeline import ingest
@@ -96,6 +97,35 @@ def test_navigation_repeated_across_a_site_is_not_indexed(settings, client, tmp_
         assert "Prev" not in text and "Next" not in text and "before-" not in text
     joined = "\n".join(texts)
     assert all(body[3:-4] in joined for body in bodies.values())  # the content stays
+
+
+SPHINX = """<html><head><title>{name}</title></head><body>
+<div class="related"><h3>Navigation</h3><ul><li><a href="genindex.html">index</a></li>
+<li><a href="next.html">next</a> |</li><li><a href="{name}.html">{name}</a> &#187;</li></ul></div>
+<div class="document"><div class="documentwrapper"><div class="bodywrapper"><div class="body">
+<section id="{name}"><h1>{name} module</h1>{body}</section></div></div></div>
+<div class="sphinxsidebar"><h3>Table of Contents</h3><ul><li><a href="#a">{name} intro</a></li>
+</ul><h4>Previous topic</h4><p><a href="p.html">prev</a></p></div></div>
+<div class="footer">&copy; Copyright 2001-2023, the authors. Last updated on Mar 01.</div>
+</body></html>"""
+
+
+def test_sidebars_and_footers_go_even_from_short_pages():
+    """Sphinx's layout (related bars, a sidebar inside the document wrapper, a footer):
+    learnt on the site's pages, stripped from a stub too, where no content root stands
+    out."""
+    prose = "".join(
+        f"<p>Paragraph {i} explains the module's functions and arguments in sentences.</p>"
+        for i in range(8)
+    )
+    pages = [SPHINX.format(name=n, body=prose) for n in ("json", "csv", "os", "sys")]
+    profile = BoilerplateProfile.learn(pages)
+    stub = SPHINX.format(name="stub", body="<p>Only this.</p>").encode()
+    text = load_html(stub, "docs/stub.html", boilerplate=profile).documents[0].text
+    assert "Only this." in text and "stub module" in text
+    for chrome in ("Navigation", "Table of Contents", "Previous topic", "Copyright"):
+        assert chrome not in text
+    assert "Navigation" in load_html(stub, "docs/stub.html").documents[0].text
 
 
 def test_a_lone_page_keeps_its_tables(tmp_path: Path):
