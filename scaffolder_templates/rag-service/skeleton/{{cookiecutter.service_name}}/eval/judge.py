@@ -96,7 +96,9 @@ def parse_judgement(text: str) -> Judgement:
     if not match:
         return Judgement(0, 0, "judge reply holds no JSON object")
     try:
-        claims = json.loads(match.group(0)).get("claims", [])
+        # strict=False: small models copy line breaks from the context into a claim; the
+        # JSON is still what the schema asked for.
+        claims = json.loads(match.group(0), strict=False).get("claims", [])
         unsupported = sum(1 for c in claims if not c.get("supported", False))
     except (json.JSONDecodeError, AttributeError, TypeError) as exc:
         return Judgement(0, 0, f"judge reply is not the expected JSON: {exc}")

@@ -230,3 +230,5 @@ def test_judgement_parsing():
     verdict = parse_judgement(reply)
     assert (verdict.claims, verdict.unsupported, verdict.parse_error) == (2, 1, None)
     assert parse_judgement("no json").parse_error
+    copied = '{"claims": [{"claim": "line one\nline two", "supported": true}]}'
+    assert parse_judgement(copied).claims == 1  # a raw line break copied from the context
