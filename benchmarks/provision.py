@@ -40,8 +40,8 @@ from portal_backend.db import (  # noqa: E402
     session_scope,
     upgrade_database,
 )
+from portal_backend.metadata_keys import SERVICE as SERVICE_LABEL  # noqa: E402
 from portal_backend.provisioning.models import ProvisionedService  # noqa: E402
-from portal_backend.provisioning.plan import SERVICE_LABEL  # noqa: E402
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore  # noqa: E402
 from portal_backend.settings import Settings  # noqa: E402
 from tests.k8s_emulator import running_cluster  # noqa: E402

@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal_backend import metadata_keys
 from portal_backend.db import session_scope
-from portal_backend.provisioning.plan import SERVICE_LABEL, referenced_secrets
+from portal_backend.provisioning.plan import referenced_secrets
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
 
 # Well-known secret keys: which portal secret a referenced key stands for.
@@ -67,7 +68,7 @@ def secret_objects(
                         "name": name,
                         "namespace": service,
                         "labels": {
-                            SERVICE_LABEL: service,
+                            metadata_keys.SERVICE: service,
                             "app.kubernetes.io/managed-by": "rag-portal",
                         },
                     },

@@ -7,12 +7,13 @@ placed first-fit-decreasing rather than compared with a cluster-wide sum.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from portal_backend import metadata_keys
 from portal_backend.provisioning.kube import KubeClient
-from portal_backend.provisioning.plan import SERVICE_LABEL, gpus_per_pod, pod_spec, replicas_of
+from portal_backend.provisioning.plan import gpus_per_pod, pod_spec, replicas_of
+from portal_backend.rag.gpu_classes import names_match
 
 GPU = "nvidia.com/gpu"
 
@@ -25,15 +26,6 @@ class CapacityReport:
     message: str = ""
 
 
-def _tokens(text: str) -> set[str]:
-    return {t for t in re.split(r"[^a-z0-9]+", text.lower()) if t}
-
-
-def gpu_class_matches(label_value: str, gpu_class: str) -> bool:
-    """``A100-80GB`` matches ``NVIDIA-A100-SXM4-80GB``; ``L4`` does not match ``L40S``."""
-    return _tokens(gpu_class) <= _tokens(label_value)
-
-
 def _node_ok(
     node: dict[str, Any], selector: dict[str, str], gpu_class: str | None, class_label: str
 ) -> bool:
@@ -41,7 +33,7 @@ def _node_ok(
     if any(labels.get(k) != v for k, v in selector.items()):
         return False
     if gpu_class and class_label not in selector:
-        return gpu_class_matches(labels.get(class_label, ""), gpu_class)
+        return names_match(gpu_class, labels.get(class_label, ""))
     return True
 
 
@@ -72,7 +64,7 @@ def check_gpu_capacity(
     for pod in pods:
         node_name = (pod.get("spec") or {}).get("nodeName")
         labels = pod["metadata"].get("labels") or {}
-        if node_name and labels.get(SERVICE_LABEL) != service:
+        if node_name and labels.get(metadata_keys.SERVICE) != service:
             used[node_name] = used.get(node_name, 0) + _pod_gpus(pod)
 
     report = CapacityReport(True)

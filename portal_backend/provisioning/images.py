@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from portal_backend import metadata_keys
+
 COMMIT = "<commit>"
 # How each CI system spells "the commit being built".
 _COMMIT_EXPRESSIONS = (
@@ -35,7 +37,6 @@ _COMMIT_EXPRESSIONS = (
 )
 UNCONFIGURED_SUFFIX = ".invalid"
 REGISTRY_SETTING = "RAGPORTAL_IMAGE_REGISTRY"
-REGISTRY_ANNOTATION = "rag-portal.io/image-registry"
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -128,8 +129,8 @@ def pin_repository_images(
                 problems.append(
                     f"{where}: image {repository} is under {host}, i.e. no image registry was "
                     f"configured when this repository was created; set {REGISTRY_SETTING} (or "
-                    f"the template's {REGISTRY_ANNOTATION} annotation) and create the service "
-                    "again, or set the registry in its CI workflow and deploy/k8s"
+                    f"the template's {metadata_keys.IMAGE_REGISTRY} annotation) and create the "
+                    "service again, or set the registry in its CI workflow and deploy/k8s"
                 )
                 continue
             if repository in built:

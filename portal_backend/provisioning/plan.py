@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-SERVICE_LABEL = "rag-portal.io/service"
+from portal_backend import metadata_keys
+
 # A service's name is its Kubernetes namespace: an RFC 1123 label.
 SERVICE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 STAGES = ("namespace", "config", "storage", "qdrant", "models", "api", "ingestion")
@@ -109,12 +110,12 @@ def check_service_objects(objects: list[dict[str, Any]], service: str) -> list[s
     problems = []
     for obj in objects:
         meta = obj.get("metadata") or {}
-        label = (meta.get("labels") or {}).get(SERVICE_LABEL)
+        label = (meta.get("labels") or {}).get(metadata_keys.SERVICE)
         ref = f"{obj.get('kind')}/{meta.get('name')}"
         if label != service:
             problems.append(
-                f"{ref}: label {SERVICE_LABEL} must be {service!r} (found {label!r}); teardown "
-                "finds objects by this label"
+                f"{ref}: label {metadata_keys.SERVICE} must be {service!r} (found {label!r}); "
+                "teardown finds objects by this label"
             )
         if obj.get("kind") != "Namespace" and meta.get("namespace") not in (None, service):
             problems.append(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from portal_backend.git_hosts import local_repos
 from portal_backend.git_hosts.access import (
     Credentials,
     GitRemoteError,
@@ -40,7 +41,6 @@ from portal_backend.git_hosts.access import (
 from portal_backend.git_hosts.hosts import hosts_of_kind
 from portal_backend.settings import Settings
 
-LOCAL_TREE = re.compile(r"^file://(?P<repo>/.+?\.git)/(?:blob|tree)/(?P<ref>[^/]+)/?(?P<path>.*)$")
 GIT_TREE = re.compile(r"^git\+(?P<repo>[^#]+)#(?P<ref>[^/]+)/?(?P<path>.*)$")
 GITHUB_TREE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/(?:blob|tree)/(?P<ref>[^/]+)/?(?P<path>.*)$")
 GITLAB_TREE = re.compile(r"^/(?P<repo>.+?)/-/(?:blob|tree)/(?P<ref>[^/]+)/?(?P<path>.*)$")
@@ -83,12 +83,12 @@ def _web_tree(url: str, settings: Settings) -> PublishedTree | None:
 
 
 def parse_contents_url(url: str, settings: Settings) -> PublishedTree:
-    match = LOCAL_TREE.match(url)
-    if match:
-        repo = Path(match["repo"]).resolve()
-        if not repo.is_relative_to((settings.data_dir / "repos").resolve()):
-            raise CheckoutError(f"cannot read {url}: not a repository of this portal")
-        return PublishedTree(str(repo), match["ref"], match["path"].strip("/"))
+    try:
+        local = local_repos.parse_contents_url(url, settings)
+    except local_repos.ForeignRepositoryError as exc:
+        raise CheckoutError(str(exc)) from exc
+    if local is not None:
+        return PublishedTree(str(local.repo), local.ref, local.path)
     match = GIT_TREE.match(url)
     if match:
         host = remote_host(match["repo"])

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal_backend import metadata_keys
 from portal_backend.db import session_scope
 from portal_backend.provisioning import bundle_secrets, records
 from portal_backend.provisioning.bundle import BundleError, render_bundle
@@ -28,7 +29,6 @@ from portal_backend.provisioning.images import pin_repository_images
 from portal_backend.provisioning.kube import KubeClient, KubeError, api_client_for
 from portal_backend.provisioning.models import ProvisionedService
 from portal_backend.provisioning.plan import (
-    SERVICE_LABEL,
     STAGES,
     WORKLOAD_KINDS,
     PlannedObject,
@@ -70,7 +70,6 @@ TEARDOWN_KINDS = (
     "PersistentVolumeClaim",
     "ServiceAccount",
 )
-TIMEOUT_ANNOTATION = "rag-portal.io/ready-timeout-seconds"
 
 
 class ProvisioningError(Exception):
@@ -444,7 +443,9 @@ class Provisioner:
             self.sleep(self.settings.provision_poll_interval_s)
 
     def _timeout_for(self, planned: PlannedObject) -> float:
-        annotated = (planned.obj["metadata"].get("annotations") or {}).get(TIMEOUT_ANNOTATION)
+        annotated = (planned.obj["metadata"].get("annotations") or {}).get(
+            metadata_keys.READY_TIMEOUT_SECONDS
+        )
         if annotated:
             return float(annotated)
         if planned.kind == "Job":
@@ -595,7 +596,7 @@ class Provisioner:
             row_cluster = row.cluster if row else None
             entity_ref = row.entity_ref if row else None
         cluster = (cluster or row_cluster or self.cluster_name(None)) if on_cluster else None
-        selector = f"{SERVICE_LABEL}={service}"
+        selector = f"{metadata_keys.SERVICE}={service}"
         deleted: list[str] = []
         remaining: list[str] = []
         if cluster is not None:
@@ -644,7 +645,9 @@ class Provisioner:
 
         with session_scope(self.session_factory) as session:
             catalog = CatalogService(session)
-            refs = set(catalog.query_refs({"metadata.annotations.rag-portal.io/service": service}))
+            refs = set(
+                catalog.query_refs({f"metadata.annotations.{metadata_keys.SERVICE}": service})
+            )
             component = entity_ref or f"component:default/{service}"
             refs.add(component)
             # The generated Resources and API are named after the service.

@@ -14,6 +14,7 @@ every H200 service, rendered dashboards and the portal's cost model alike.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -62,6 +63,24 @@ def normalize_gpu(gpu: str) -> str | None:
     if key in GPU_CLASSES:
         return key
     return _ALIASES.get(key)
+
+
+# Words that name the vendor, not the GPU: "NVIDIA-L4" and "L4" are the same class.
+_VENDOR_WORDS = {"nvidia", "tesla", "geforce"}
+
+
+def name_words(name: str) -> set[str]:
+    """The words of a GPU's name that tell GPUs apart, lower case, vendor words dropped:
+    ``NVIDIA-A100-SXM4-80GB`` -> ``{"a100", "sxm4", "80gb"}``."""
+    return {w for w in re.split(r"[^a-z0-9]+", name.lower()) if w} - _VENDOR_WORDS
+
+
+def names_match(general: str, specific: str) -> bool:
+    """Whether ``specific`` names a GPU of the class ``general`` names (every word of
+    ``general`` is in it): ``A100-80GB`` matches ``NVIDIA-A100-SXM4-80GB`` (a node label)
+    and ``nvidia-a100`` (a price item) matches it too; ``L4`` does not match ``L40S``."""
+    words = name_words(general)
+    return bool(words) and words <= name_words(specific)
 
 
 def default_gpu_prices() -> dict[str, float]:

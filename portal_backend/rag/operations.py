@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.errors import ConflictError, NotFoundError
 from catalog.refs import parse_ref
+from portal_backend import metadata_keys
 from portal_backend.db import session_scope
 from portal_backend.provisioning import targets
 from portal_backend.provisioning.models import ProvisionedService
@@ -124,7 +125,7 @@ def entity_of(session: Session, entity_ref: str) -> dict[str, Any]:
 
 def service_name(entity: dict[str, Any]) -> str:
     annotations = (entity.get("metadata") or {}).get("annotations") or {}
-    return annotations.get("rag-portal.io/service") or entity["metadata"]["name"]
+    return annotations.get(metadata_keys.SERVICE) or entity["metadata"]["name"]
 
 
 def submit_deploy(

@@ -18,13 +18,14 @@ from catalog.errors import (
     ServiceUnavailableError,
     UnprocessableError,
 )
+from portal_backend import metadata_keys
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
 from portal_backend.deps import AdminPrincipal, ReadPrincipal, WritePrincipal, scaffolder_dispatch
 from portal_backend.provisioning import targets
 from portal_backend.provisioning.kube import KubeError
 from portal_backend.provisioning.local.runtime import LocalRuntime, LocalRuntimeError
-from portal_backend.provisioning.plan import SERVICE_LABEL, SERVICE_NAME
+from portal_backend.provisioning.plan import SERVICE_NAME
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
 from portal_backend.provisioning.service import Provisioner, ProvisioningError
 from portal_backend.rag import access, ask, operations
@@ -105,7 +106,7 @@ def teardown(
                 f"the cluster refused the teardown ({exc.status}): {exc.message}"
             ) from exc
         raise ServiceUnavailableError(f"the cluster did not answer: {exc.message}") from exc
-    result["label"] = f"{SERVICE_LABEL}={name}"
+    result["label"] = f"{metadata_keys.SERVICE}={name}"
     return result
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from portal_backend.auth.service import Principal
 from portal_backend.deps import ReadPrincipal
+from portal_backend.rag.gpu_classes import GPU_CLASSES
 from portal_backend.rag.sizing import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_CONTEXT,
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/api/rag", tags=["rag"])
 def sizing(
     model: str = Query(description="model id, e.g. llama-3-8b-instruct"),
     quantization: str = Query(description="bf16, fp8, awq or gptq"),
-    gpu: str = Query(description="GPU class: L4, A10G, A100-40GB, A100-80GB, H100, H200"),
+    gpu: str = Query(description=f"GPU class: {', '.join(GPU_CLASSES)}"),
     max_context: int = Query(default=DEFAULT_MAX_CONTEXT, description="max model length"),
     concurrency: int = Query(
         default=DEFAULT_CONCURRENCY, description="full-length sequences resident at once"

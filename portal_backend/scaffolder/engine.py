@@ -22,6 +22,7 @@ from jsonschema import Draft7Validator
 from sqlalchemy.orm import sessionmaker
 
 from catalog.errors import ConflictError, ErrorDetail, InputError, NotFoundError
+from portal_backend import metadata_keys
 from portal_backend.db import session_scope
 from portal_backend.logging import get_logger
 from portal_backend.scaffolder import store, workspace_store
@@ -60,15 +61,12 @@ def workspace_for(settings: Settings, task_id: str) -> Path:
     return settings.data_dir / "workspaces" / task_id
 
 
-IMAGE_REGISTRY_ANNOTATION = "rag-portal.io/image-registry"
-
-
 def portal_context(settings: Settings, annotations: dict[str, Any] | None = None) -> dict[str, Any]:
     """``${{ portal.* }}`` in templates: what a generated service needs to know about the
     portal that created it (where to push usage, where images live, where repositories
     are published). A template's ``rag-portal.io/image-registry`` annotation overrides
     the portal's image registry for that template."""
-    registry = (annotations or {}).get(IMAGE_REGISTRY_ANNOTATION) or settings.image_registry
+    registry = (annotations or {}).get(metadata_keys.IMAGE_REGISTRY) or settings.image_registry
     return {
         "url": settings.portal_url_for_services,
         "imageRegistry": str(registry).rstrip("/"),

@@ -13,12 +13,12 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal_backend import metadata_keys
 from portal_backend.sla.clock import from_ts
 from portal_backend.sla.costs import DAY, C, add_buckets
 from portal_backend.sla.rollups import HOUR
 from portal_backend.sla.tables import CostCursor, SlaService
 
-LABEL = "rag-portal.io/service"
 MAX_HOURS_PER_RUN = 48
 
 
@@ -37,7 +37,7 @@ def allocation(client: httpx.Client, base_url: str, start: float, end: float) ->
             f"{base_url.rstrip('/')}/allocation",
             params={
                 "window": f"{_rfc3339(start)},{_rfc3339(end)}",
-                "aggregate": f"label:{LABEL}",
+                "aggregate": f"label:{metadata_keys.SERVICE}",
                 "accumulate": "true",
             },
         )

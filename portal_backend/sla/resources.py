@@ -20,20 +20,20 @@ the class (``NVIDIA-A100-SXM4-80GB`` -> ``gpu:nvidia-a100``; ``L4`` -> ``gpu:nvi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from portal_backend import metadata_keys
+from portal_backend.rag.gpu_classes import name_words, names_match
+
 HOURS_PER_MONTH = 730
 GIB = Decimal(2**30)
 PRICED_WORKLOADS = {"Deployment", "StatefulSet"}
-GPU_CLASS_ANNOTATION = "rag-portal.io/gpu-class"
 # Node labels that name the GPU model (NVIDIA GPU feature discovery, GKE).
 GPU_PRODUCT_LABELS = ("nvidia.com/gpu.product", "cloud.google.com/gke-accelerator")
-_VENDOR_TOKENS = {"nvidia", "tesla", "geforce"}
 
 
 @dataclass
@@ -83,23 +83,17 @@ class Rate:
         }
 
 
-def _tokens(text: str) -> set[str]:
-    return {t for t in re.split(r"[^a-z0-9]+", text.lower()) if t} - _VENDOR_TOKENS
-
-
 def gpu_price(prices: dict[str, float], gpu_class: str | None) -> tuple[str, float]:
     """(price item, $ per GPU-hour) for a GPU class; see the module docstring."""
     if gpu_class:
         exact = f"gpu:{gpu_class.lower()}"
         if exact in prices:
             return exact, prices[exact]
-        wanted = _tokens(gpu_class)
         matches = [
-            (len(tokens), item)
+            (len(name_words(item[4:])), item)
             for item in prices
             if item.startswith("gpu:") and item != "gpu:default"
-            for tokens in [_tokens(item[4:])]
-            if tokens and tokens <= wanted
+            if names_match(item[4:], gpu_class)
         ]
         if matches:
             item = max(matches)[1]
@@ -115,7 +109,7 @@ def applied_gpu_class(obj: dict[str, Any]) -> str | None:
         if selector.get(label):
             return str(selector[label])
     for metadata in (obj.get("metadata") or {}, template.get("metadata") or {}):
-        value = (metadata.get("annotations") or {}).get(GPU_CLASS_ANNOTATION)
+        value = (metadata.get("annotations") or {}).get(metadata_keys.GPU_CLASS)
         if value:
             return str(value)
     return None

@@ -14,17 +14,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from catalog.service import CatalogService
+from portal_backend import metadata_keys
 from portal_backend.sla.refs import group_ref, normalize_ref
 from portal_backend.sla.rollups import insert_ignore
 from portal_backend.sla.slo import Targets
 from portal_backend.sla.tables import Budget, SlaService
 
-A = "rag-portal.io/"
-SERVICE_FILTER = {"kind": "component", "spec.type": "rag-service"}
+SERVICE_FILTER = {"kind": "component", "spec.type": metadata_keys.RAG_SERVICE_TYPE}
 
 
 def _number(annotations: dict[str, Any], key: str) -> float | None:
-    value = annotations.get(A + key)
+    value = annotations.get(key)
     try:
         return float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
@@ -42,16 +42,16 @@ def service_from_entity(entity: dict, now: datetime) -> dict[str, Any]:
     return {
         "service_ref": ref,
         "owner": group_ref((entity.get("spec") or {}).get("owner")),
-        "namespace": annotations.get(A + "namespace")
-        or annotations.get(A + "service")
+        "namespace": annotations.get(metadata_keys.NAMESPACE)
+        or annotations.get(metadata_keys.SERVICE)
         or metadata["name"],
-        "cluster": deployment.get("cluster") or annotations.get(A + "cluster"),
-        "slo_p95_latency_ms": _number(annotations, "slo-p95-latency-ms"),
-        "slo_success_rate": _number(annotations, "slo-success-rate"),
-        "monthly_budget_usd": _number(annotations, "monthly-budget-usd"),
-        "gpu_class": annotations.get(A + "gpu-class"),
-        "gpus": _number(annotations, "gpus"),
-        "replicas": _number(annotations, "replicas"),
+        "cluster": deployment.get("cluster") or annotations.get(metadata_keys.CLUSTER),
+        "slo_p95_latency_ms": _number(annotations, metadata_keys.SLO_P95_LATENCY_MS),
+        "slo_success_rate": _number(annotations, metadata_keys.SLO_SUCCESS_RATE),
+        "monthly_budget_usd": _number(annotations, metadata_keys.MONTHLY_BUDGET_USD),
+        "gpu_class": annotations.get(metadata_keys.GPU_CLASS),
+        "gpus": _number(annotations, metadata_keys.GPUS),
+        "replicas": _number(annotations, metadata_keys.REPLICAS),
         "deployment_state": deployment.get("state"),
         "synced_at": now,
     }

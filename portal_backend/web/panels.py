@@ -12,21 +12,20 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from portal_backend import metadata_keys
 from portal_backend.rag.operations import service_name
 from portal_backend.settings import Settings
 from portal_backend.sla import costs, reports, services
 from portal_backend.sla.clock import utcnow
 from portal_backend.sla.costs import DAY
 
-RAG_TYPE = "rag-service"
 WINDOWS = ("1h", "24h", "7d", "30d")
-ANNOTATION = "rag-portal.io/"
 COST_DAYS = 30
 
 
 def is_rag_service(entity: dict[str, Any]) -> bool:
     return str(entity.get("kind", "")).lower() == "component" and (
-        (entity.get("spec") or {}).get("type") == RAG_TYPE
+        (entity.get("spec") or {}).get("type") == metadata_keys.RAG_SERVICE_TYPE
     )
 
 
@@ -54,18 +53,18 @@ def rag_panels(session: Session, entity: dict[str, Any], window: str) -> dict[st
         "name": name,
         "window": window,
         "windows": WINDOWS,
-        "model": annotations.get(f"{ANNOTATION}model"),
-        "gpu_class": annotations.get(f"{ANNOTATION}gpu-class"),
-        "gpus": annotations.get(f"{ANNOTATION}gpus"),
-        "replicas": annotations.get(f"{ANNOTATION}replicas"),
+        "model": annotations.get(metadata_keys.MODEL),
+        "gpu_class": annotations.get(metadata_keys.GPU_CLASS),
+        "gpus": annotations.get(metadata_keys.GPUS),
+        "replicas": annotations.get(metadata_keys.REPLICAS),
         # Where it answers now (the local runtime's address), else where it will in its
         # cluster (the annotation the template wrote).
         "endpoint": (status.get("deployment") or {}).get("endpoint")
-        or annotations.get(f"{ANNOTATION}endpoint"),
-        "namespace": annotations.get(f"{ANNOTATION}namespace") or name,
-        "slo_p95_ms": annotations.get(f"{ANNOTATION}slo-p95-latency-ms"),
-        "slo_success": annotations.get(f"{ANNOTATION}slo-success-rate"),
-        "budget_usd": annotations.get(f"{ANNOTATION}monthly-budget-usd"),
+        or annotations.get(metadata_keys.ENDPOINT),
+        "namespace": annotations.get(metadata_keys.NAMESPACE) or name,
+        "slo_p95_ms": annotations.get(metadata_keys.SLO_P95_LATENCY_MS),
+        "slo_success": annotations.get(metadata_keys.SLO_SUCCESS_RATE),
+        "budget_usd": annotations.get(metadata_keys.MONTHLY_BUDGET_USD),
         "repository": repo,
         "deployment": status.get("deployment") or None,
         "slo_status": status.get("slo") or None,

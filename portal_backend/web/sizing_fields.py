@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal_backend.rag.sizing import GPU_CLASSES, MODELS, QUANTIZATIONS
+from portal_backend.rag.gpu_classes import GPU_CLASSES
+from portal_backend.rag.sizing import MODELS, QUANTIZATIONS
 
 _NUMERIC = {
     "max_context": ("max_context", "max_model_len", "context_length"),

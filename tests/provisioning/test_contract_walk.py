@@ -33,8 +33,9 @@ import yaml
 
 from catalog.service import CatalogService
 from portal_backend.db import session_scope
+from portal_backend.metadata_keys import SERVICE as SERVICE_LABEL
 from portal_backend.provisioning.images import ci_pushed_images
-from portal_backend.provisioning.plan import SERVICE_LABEL, pod_spec
+from portal_backend.provisioning.plan import pod_spec
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
 from portal_backend.provisioning.workload_env import container_environment, find_workload
 from portal_backend.rag.checkpoints import checkpoint_for

@@ -17,7 +17,7 @@ import pytest
 
 from catalog.service import CatalogService
 from portal_backend.db import session_scope
-from portal_backend.provisioning.plan import SERVICE_LABEL
+from portal_backend.metadata_keys import SERVICE as SERVICE_LABEL
 from portal_backend.settings import Settings
 from tests.conftest import REDIS_URL, LiveServer, start_live_server
 from tests.k8s_emulator import EmulatedCluster

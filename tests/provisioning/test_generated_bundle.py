@@ -12,8 +12,8 @@ import pytest
 import yaml
 from cookiecutter.main import cookiecutter
 
+from portal_backend.metadata_keys import SERVICE as SERVICE_LABEL
 from portal_backend.provisioning.bundle import render_bundle
-from portal_backend.provisioning.plan import SERVICE_LABEL
 from portal_backend.provisioning.validate import validate_objects
 from portal_backend.scaffolder.actions import load_actions
 from portal_backend.scaffolder.actions.base import ActionContext, ActionError, get_action

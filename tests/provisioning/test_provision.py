@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from portal_backend.db import session_scope
-from portal_backend.provisioning.plan import SERVICE_LABEL
+from portal_backend.metadata_keys import SERVICE as SERVICE_LABEL
 from portal_backend.provisioning.secrets import SecretStore
 from portal_backend.provisioning.service import (
     Provisioner,

@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from catalog.service import CatalogService
 from portal_backend.db import session_scope
-from portal_backend.provisioning.plan import SERVICE_LABEL
+from portal_backend.metadata_keys import SERVICE as SERVICE_LABEL
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
 from portal_backend.provisioning.workload_env import container_environment, find_workload
 from portal_backend.scaffolder import engine, store

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from portal_backend.provisioning.plan import SERVICE_LABEL
+from portal_backend.metadata_keys import SERVICE as SERVICE_LABEL
 from portal_backend.provisioning.service import Provisioner
 from portal_backend.settings import Settings
 from tests.conftest import REDIS_URL

@@ -9,9 +9,7 @@ it again updates instead of duplicating.
 
 from __future__ import annotations
 
-import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -19,6 +17,7 @@ import yaml
 from catalog.errors import ConflictError, PortalError
 from catalog.refs import RefError, parse_ref
 from portal_backend.db import session_scope
+from portal_backend.git_hosts import local_repos
 from portal_backend.provisioning.repo_checkout import CheckoutError, parse_contents_url, read_text
 from portal_backend.scaffolder import catalog_port
 from portal_backend.scaffolder.actions.base import (
@@ -31,7 +30,6 @@ from portal_backend.scaffolder.actions.base import (
 from portal_backend.scaffolder.actions.fs import inside
 from portal_backend.settings import Settings
 
-LOCAL_BLOB = re.compile(r"^file://(?P<repo>/.+?\.git)/blob/(?P<ref>[^/]+)/(?P<path>.+)$")
 LOCATION = "backstage.io/managed-by-location"
 ORIGIN = "backstage.io/managed-by-origin-location"
 
@@ -46,14 +44,14 @@ def catalog_info_url(input: dict[str, Any]) -> str:
 
 
 def read_local(url: str, settings: Settings) -> str:
-    match = LOCAL_BLOB.match(url)
-    if not match:
+    try:
+        tree = local_repos.parse_contents_url(url, settings)
+    except local_repos.ForeignRepositoryError as exc:
+        raise ActionError(str(exc)) from exc
+    if tree is None or not tree.path:
         raise ActionError(f"cannot read {url}: not a file://<repo>.git/blob/<ref>/<path> URL")
-    repo = Path(match["repo"]).resolve()
-    if not repo.is_relative_to((settings.data_dir / "repos").resolve()):
-        raise ActionError(f"cannot read {url}: not a repository of this portal")
     result = subprocess.run(
-        ["git", "--git-dir", str(repo), "show", f"{match['ref']}:{match['path']}"],
+        ["git", "--git-dir", str(tree.repo), "show", f"{tree.ref}:{tree.path}"],
         capture_output=True,
         text=True,
         timeout=60,

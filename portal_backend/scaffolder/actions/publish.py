@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from catalog.errors import ConflictError
+from portal_backend.git_hosts import local_repos
 from portal_backend.git_hosts.access import (
     SCP_LIKE,
     Credentials,
@@ -60,15 +61,6 @@ from portal_backend.settings import Settings
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TRAILER = "Scaffolder-Task"
 CLONE_URL = re.compile(r"^(https?|ssh)://")
-
-
-def local_repo_path(settings: Settings, owner: str, repo: str) -> Path:
-    return settings.data_dir / "repos" / owner / f"{repo}.git"
-
-
-def local_contents_url(bare: Path, branch: str) -> str:
-    """``file://<bare>/blob/<branch>``: read by catalog:register with ``git show``."""
-    return f"file://{bare}/blob/{branch}"
 
 
 def _git(
@@ -440,7 +432,7 @@ class PublishGit(Action):
             if not is_clone_url(repo_url):
                 host, owner, repo = _parse(repo_url)
                 if host == "local":
-                    if local_repo_path(settings, owner, repo).exists():
+                    if local_repos.repo_path(settings, owner, repo).exists():
                         raise ConflictError(
                             f"repository {owner}/{repo} already exists on host local"
                         )
@@ -468,13 +460,13 @@ class PublishGit(Action):
             if host == "local":
                 if ctx.dry_run:
                     return _dry_run(ctx, host, f"{owner}/{repo}", commit.branch)
-                bare = local_repo_path(ctx.settings, owner, repo)
+                bare = local_repos.repo_path(ctx.settings, owner, repo)
                 self._ensure_local_repo(ctx, bare, commit.branch, input.get("description", ""))
                 sha = push_workspace(ctx, str(bare), commit, Credentials())
                 ctx.log(f"published {owner}/{repo} ({commit.branch}) at {sha[:12]}")
                 return {
-                    "remoteUrl": f"file://{bare}",
-                    "repoContentsUrl": local_contents_url(bare, commit.branch),
+                    "remoteUrl": local_repos.clone_url(bare),
+                    "repoContentsUrl": local_repos.contents_url(bare, commit.branch),
                     "commitHash": sha,
                 }
         url, host = self._remote(ctx.settings, repo_url)

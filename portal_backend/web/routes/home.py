@@ -9,17 +9,17 @@ from starlette.responses import Response
 
 from catalog.refs import RefError, normalize_ref
 from catalog.service import CatalogService
+from portal_backend import metadata_keys
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
 from portal_backend.scaffolder import tasks
 from portal_backend.sla import reports
 from portal_backend.sla.clock import utcnow
-from portal_backend.web.panels import RAG_TYPE
 from portal_backend.web.security import require_page
 from portal_backend.web.templating import render
 
 router = APIRouter()
-RAG_FILTER = f"kind=component,spec.type={RAG_TYPE}"
+RAG_FILTER = f"kind=component,spec.type={metadata_keys.RAG_SERVICE_TYPE}"
 
 
 def _my_service_refs(request: Request, principal: Principal) -> list[str]:
