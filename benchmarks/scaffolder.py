@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import uvicorn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -35,16 +38,61 @@ sys.path.insert(0, str(REPO_ROOT))
 from sqlalchemy import select  # noqa: E402
 
 from catalog.service import CatalogService  # noqa: E402
+from portal_backend.app import create_app  # noqa: E402
 from portal_backend.db import make_engine, make_session_factory, upgrade_database  # noqa: E402
+from portal_backend.git_hosts import local_repos  # noqa: E402
 from portal_backend.scaffolder.tables import ScaffolderStep, ScaffolderTask  # noqa: E402
-from tests.conftest import BOOTSTRAP_TOKEN, make_settings, start_live_server  # noqa: E402
-from tests.scaffolder.conftest import FIXTURE_TEMPLATES, settings_env  # noqa: E402
+from portal_backend.settings import Settings  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
     "RAGPORTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("RAGPORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEMPLATES = REPO_ROOT / "tests" / "fixtures" / "templates"  # demo-service (data only)
+BOOTSTRAP_TOKEN = "bench-bootstrap-admin-token"
 API = "/api/scaffolder/v2"
+
+
+def portal_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
+    """The one configuration of the run: the in-process portal reads it as Settings and
+    the ``ragportal worker`` processes get it as their environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGPORTAL_")}
+    env.pop("DATABASE_URL", None)
+    env.update(
+        {
+            "RAGPORTAL_DATA_DIR": str(data_dir),
+            "RAGPORTAL_TEMPLATES_DIR": str(TEMPLATES),
+            "RAGPORTAL_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+            "RAGPORTAL_CELERY_QUEUE": f"bench-scaffolder-{uuid.uuid4().hex[:8]}",
+            "RAGPORTAL_LOG_LEVEL": "WARNING",
+            "REDIS_URL": REDIS_URL,
+        }
+    )
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+class ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # a thread cannot own signal handlers
+        pass
+
+
+def serve(settings: Settings) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """The portal on a free port of 127.0.0.1, in a thread of this process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadServer(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise SystemExit("the portal did not start")
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{port}", server, thread
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -99,25 +147,19 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-scaffolder-"))
-    schema = None
+    schema = database_url = None
     if args.database == "postgresql":
         schema = f"bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
-    settings = make_settings(
-        args.database,
-        data_dir,
-        schema,
-        templates_dir=FIXTURE_TEMPLATES,
-        redis_url=REDIS_URL,
-        celery_queue=f"bench-scaffolder-{uuid.uuid4().hex[:8]}",
-        log_level="WARNING",
-    )
+        separator = "&" if "?" in POSTGRES_URL else "?"
+        database_url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    env = portal_env(data_dir, database_url)
+    os.environ.update(env)
+    settings = Settings()
     upgrade_database(settings)
     factory = make_session_factory(make_engine(settings.database_url))
-    live, server, thread = start_live_server(settings)
-    env = settings_env(settings)
-    env["RAGPORTAL_LOG_LEVEL"] = "WARNING"
+    url, server, thread = serve(settings)
     workers = [
         subprocess.Popen(
             [
@@ -139,7 +181,7 @@ def main() -> None:
     ]
     try:
         client = httpx.Client(
-            base_url=live.url, headers={"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}, timeout=60
+            base_url=url, headers={"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}, timeout=60
         )
         # Warm-up and idle latency: one task at a time.
         idle = []
@@ -175,7 +217,7 @@ def main() -> None:
         span = (
             max(aware(r.completed_at) for r in completed) - min(aware(r.created_at) for r in rows)
         ).total_seconds()
-        repos = sorted((data_dir / "repos" / "demo").glob("bench-*.git"))
+        repos = sorted((local_repos.repos_root(settings) / "demo").glob("bench-*.git"))
         single_commit = sum(1 for r in repos if git_commits(r) == 1)
         bench_refs = [r for r in refs if r.startswith("component:default/bench-")]
         rerun_steps = sum(1 for s in steps if s.attempts > 1)

@@ -157,10 +157,6 @@ class SizingResult:
         return asdict(self)
 
 
-def _invalid(path: str, message: str) -> UnprocessableError:
-    return UnprocessableError(f"{path}: {message}", [ErrorDetail(path, message)])
-
-
 def resolve_inputs(
     model: str,
     quantization: str,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal_backend.db import session_scope
@@ -23,6 +23,23 @@ DONE_STEP = ("completed", "skipped")
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def _update_if(
+    session: Session,
+    model: type[ScaffolderTask] | type[ScaffolderStep],
+    *where: ColumnElement[bool],
+    **values: Any,
+) -> bool:
+    """One conditional UPDATE of one row; True when it changed the row, i.e. when this
+    caller won the race the conditions decide."""
+    # An UPDATE's result is a CursorResult (Session.execute is typed for any statement).
+    result = cast(CursorResult[Any], session.execute(update(model).where(*where).values(**values)))
+    return result.rowcount == 1
+
+
+def _step(task_id: str, step_id: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    return ScaffolderStep.task_id == task_id, ScaffolderStep.step_id == step_id
 
 
 def create_task(
@@ -120,33 +137,32 @@ def claim_step(
     claim = str(uuid.uuid4())
     at = now()
     with session_scope(factory) as session:
-        result = session.execute(
-            update(ScaffolderStep)
-            .where(
-                ScaffolderStep.task_id == task_id,
-                ScaffolderStep.step_id == step_id,
-                or_(
-                    ScaffolderStep.status == "open",
-                    (ScaffolderStep.status == "processing")
-                    & (ScaffolderStep.heartbeat_at < at - timedelta(seconds=stale_after_s)),
-                ),
-            )
-            .values(
-                status="processing",
-                claim=claim,
-                worker=worker,
-                heartbeat_at=at,
-                started_at=at,
-                attempts=ScaffolderStep.attempts + 1,
-                error=None,
-            )
+        claimed = _update_if(
+            session,
+            ScaffolderStep,
+            *_step(task_id, step_id),
+            or_(
+                ScaffolderStep.status == "open",
+                (ScaffolderStep.status == "processing")
+                & (ScaffolderStep.heartbeat_at < at - timedelta(seconds=stale_after_s)),
+            ),
+            status="processing",
+            claim=claim,
+            worker=worker,
+            heartbeat_at=at,
+            started_at=at,
+            attempts=ScaffolderStep.attempts + 1,
+            error=None,
         )
-        if result.rowcount != 1:
+        if not claimed:
             return None
-        session.execute(
-            update(ScaffolderTask)
-            .where(ScaffolderTask.id == task_id, ScaffolderTask.status == "open")
-            .values(status="processing", updated_at=at)
+        _update_if(
+            session,
+            ScaffolderTask,
+            ScaffolderTask.id == task_id,
+            ScaffolderTask.status == "open",
+            status="processing",
+            updated_at=at,
         )
     return claim
 
@@ -154,16 +170,14 @@ def claim_step(
 def heartbeat(factory: sessionmaker, task_id: str, step_id: str, claim: str) -> bool | None:
     """Refresh the step's heartbeat; returns the task's cancel flag, None if we lost the claim."""
     with session_scope(factory) as session:
-        result = session.execute(
-            update(ScaffolderStep)
-            .where(
-                ScaffolderStep.task_id == task_id,
-                ScaffolderStep.step_id == step_id,
-                ScaffolderStep.claim == claim,
-            )
-            .values(heartbeat_at=now())
+        held = _update_if(
+            session,
+            ScaffolderStep,
+            *_step(task_id, step_id),
+            ScaffolderStep.claim == claim,
+            heartbeat_at=now(),
         )
-        if result.rowcount != 1:
+        if not held:
             return None
         task = session.get(ScaffolderTask, task_id)
         return bool(task and task.cancel_requested)
@@ -180,17 +194,18 @@ def finish_step(
     error: str | None = None,
 ) -> bool:
     with session_scope(factory) as session:
-        result = session.execute(
-            update(ScaffolderStep)
-            .where(
-                ScaffolderStep.task_id == task_id,
-                ScaffolderStep.step_id == step_id,
-                ScaffolderStep.claim == claim,
-                ScaffolderStep.status == "processing",
-            )
-            .values(status=status, output=output, error=error, finished_at=now(), claim=None)
+        return _update_if(
+            session,
+            ScaffolderStep,
+            *_step(task_id, step_id),
+            ScaffolderStep.claim == claim,
+            ScaffolderStep.status == "processing",
+            status=status,
+            output=output,
+            error=error,
+            finished_at=now(),
+            claim=None,
         )
-        return result.rowcount == 1
 
 
 def finish_task(
@@ -215,22 +230,24 @@ def finish_task(
     if not keep_secrets:
         values["secrets"] = None
     with session_scope(factory) as session:
-        result = session.execute(
-            update(ScaffolderTask)
-            .where(ScaffolderTask.id == task_id, ScaffolderTask.status.in_(("open", "processing")))
-            .values(**values)
+        finished = _update_if(
+            session,
+            ScaffolderTask,
+            ScaffolderTask.id == task_id,
+            ScaffolderTask.status.in_(("open", "processing")),
+            **values,
         )
-        if result.rowcount == 1 and event is not None:
+        if finished and event is not None:
             session.add(
                 ScaffolderEvent(task_id=task_id, type=event[0], body=event[1], created_at=at)
             )
-        if result.rowcount == 1 and status == "cancelled":
+        if finished and status == "cancelled":
             session.execute(
                 update(ScaffolderStep)
                 .where(ScaffolderStep.task_id == task_id, ScaffolderStep.status == "open")
                 .values(status="cancelled")
             )
-        return result.rowcount == 1
+        return finished
 
 
 def mark_dispatched(factory: sessionmaker, task_id: str) -> None:
@@ -297,17 +314,15 @@ def release_dead_step(
 ) -> bool:
     """Give a dead worker's step back (open), unless its heartbeat came back meanwhile."""
     with session_scope(factory) as session:
-        result = session.execute(
-            update(ScaffolderStep)
-            .where(
-                ScaffolderStep.task_id == task_id,
-                ScaffolderStep.step_id == step_id,
-                ScaffolderStep.status == "processing",
-                ScaffolderStep.heartbeat_at < now() - timedelta(seconds=stale_after_s),
-            )
-            .values(status="open", claim=None)
+        return _update_if(
+            session,
+            ScaffolderStep,
+            *_step(task_id, step_id),
+            ScaffolderStep.status == "processing",
+            ScaffolderStep.heartbeat_at < now() - timedelta(seconds=stale_after_s),
+            status="open",
+            claim=None,
         )
-        return result.rowcount == 1
 
 
 def touch(factory: sessionmaker, task_id: str) -> None:

@@ -69,23 +69,21 @@ def set_budget(
     session: Session, ref: str, monthly_usd: float, *, by: str, now: datetime
 ) -> dict[str, Any]:
     """Sets the monthly budget of an owner group (``group:`` ref) or of a service."""
-    if ref.startswith("group:"):
-        group = session.get(GroupBudget, ref)
-        if group is None:
-            group = GroupBudget(group_ref=ref, monthly_usd=monthly_usd, updated_at=now)
-            session.add(group)
-        group.monthly_usd = monthly_usd
-        group.updated_at = now
-        group.updated_by = by
-        session.flush()
-        return _group_view(group)
-    row = session.get(Budget, ref)
+    is_group = ref.startswith("group:")
+    row = session.get(GroupBudget if is_group else Budget, ref)
     if row is None:
-        row = Budget(ref=ref, monthly_usd=monthly_usd, updated_at=now)
+        row = (
+            GroupBudget(group_ref=ref, monthly_usd=monthly_usd, updated_at=now)
+            if is_group
+            else Budget(ref=ref, monthly_usd=monthly_usd, updated_at=now)
+        )
         session.add(row)
     row.monthly_usd = monthly_usd
     row.updated_at = now
     row.updated_by = by
+    if isinstance(row, GroupBudget):
+        session.flush()
+        return _group_view(row)
     return {"ref": ref, "monthlyUsd": row.monthly_usd, "source": "override"}
 
 

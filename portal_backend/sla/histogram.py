@@ -38,10 +38,6 @@ def bucket_value(index: int | np.ndarray) -> float | np.ndarray:
     return 2 * MIN_VALUE_MS * np.power(GAMMA, index) / (GAMMA + 1)
 
 
-def bucket_upper(index: int | np.ndarray) -> float | np.ndarray:
-    return MIN_VALUE_MS * np.power(GAMMA, index)
-
-
 def dense(values_ms: np.ndarray) -> np.ndarray:
     """Dense counts (length BUCKETS, int64) of the given values."""
     if len(values_ms) == 0:

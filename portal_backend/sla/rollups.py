@@ -152,7 +152,8 @@ def insert_ignore(session: Session, table, rows: list[dict]) -> int:  # type: ig
     return len(rows)
 
 
-_COUNTERS = (
+# The counter columns of a rollup row (summed when rows merge); the histograms aside.
+COUNTERS = (
     "requests",
     "successes",
     "errors",
@@ -165,7 +166,7 @@ _COUNTERS = (
 
 
 def _row_values(key: Key, delta: RollupDelta, row: dict | None) -> dict:
-    values = {c: getattr(delta, c) + (row[c] if row else 0) for c in _COUNTERS}
+    values = {c: getattr(delta, c) + (row[c] if row else 0) for c in COUNTERS}
     latency, ttft = delta.latency, delta.ttft
     if row:
         latency = latency + histogram.decode(row["latency_hist"])
@@ -235,7 +236,7 @@ def apply_deltas(session: Session, deltas: dict[Key, RollupDelta]) -> None:
             T.c.bucket_ts == bindparam("k_bucket"),
             T.c.source == bindparam("k_source"),
         )
-        .values({c: bindparam(f"n_{c}") for c in (*_COUNTERS, "latency_hist", "ttft_hist")})
+        .values({c: bindparam(f"n_{c}") for c in (*COUNTERS, "latency_hist", "ttft_hist")})
     )
     connection.execute(statement, updates)
 
@@ -243,7 +244,7 @@ def apply_deltas(session: Session, deltas: dict[Key, RollupDelta]) -> None:
 # -- PostgreSQL hot path: batch-id claim and rollup merge in two statements --------------
 
 _KEY_COLS = ("service_ref", "resolution", "bucket_ts", "source")
-_VALUE_COLS = (*_COUNTERS, "latency_hist", "ttft_hist")
+_VALUE_COLS = (*COUNTERS, "latency_hist", "ttft_hist")
 _ALL_COLS = ", ".join((*_KEY_COLS, *_VALUE_COLS))
 _TYPES = dict.fromkeys((*_KEY_COLS, *_VALUE_COLS), "bigint") | {
     "service_ref": "text",

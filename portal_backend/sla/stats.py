@@ -14,18 +14,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from portal_backend.sla import histogram
-from portal_backend.sla.rollups import DAY, HOUR, MINUTE, T
+from portal_backend.sla.rollups import COUNTERS, DAY, HOUR, MINUTE, T
 
-COUNTERS = (
-    "requests",
-    "successes",
-    "errors",
-    "timeouts",
-    "refused",
-    "latency_sum_ms",
-    "prompt_tokens",
-    "completion_tokens",
-)
 Range = tuple[str, int, int]
 
 

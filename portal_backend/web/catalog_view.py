@@ -6,7 +6,6 @@ query parameters, so a view can be bookmarked and shared.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -105,7 +104,3 @@ class CatalogView:
             for name, values in self.selected.items()
             for value in values
         ]
-
-
-def pages_count(total: int, limit: int) -> int:
-    return max(1, math.ceil(total / limit))

@@ -134,9 +134,3 @@ _PICKER_PLACEHOLDERS = {
     "RepoUrlPicker": "host?owner=org&repo=name",
     "EntityNamePicker": "lowercase-name",
 }
-
-
-def field_path(detail_path: str) -> str:
-    """Server error path (``values.sources.0.url``) -> json-editor path (``root.sources.0.url``)."""
-    path = detail_path.removeprefix("values").lstrip(".")
-    return "root" + (f".{path}" if path else "")

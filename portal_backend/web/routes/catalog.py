@@ -9,6 +9,7 @@ from starlette.responses import RedirectResponse, Response
 
 from catalog.errors import NotAllowedError, NotFoundError, PortalError
 from catalog.service import CatalogService
+from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
 from portal_backend.deps import scaffolder_dispatch
 from portal_backend.provisioning import targets
@@ -124,6 +125,19 @@ def ask_service(
     )
 
 
+def _service_to_change(
+    request: Request, csrf: str, namespace: str, kind: str, name: str, action: str
+) -> tuple[Principal, dict[str, Any]]:
+    """The signed-in writer and the service's entity, when they may ``action`` it."""
+    principal = require_page(request, "write")
+    check_csrf(request, csrf)
+    with session_scope(request.app.state.session_factory) as session:
+        entity = _entity(session, namespace, kind, name)
+    if not access.may_change(principal, entity):
+        raise NotAllowedError(f"only the owning group or an admin may {action} this service")
+    return principal, entity
+
+
 @router.post("/catalog/{namespace}/{kind}/{name}/deploy")
 def deploy_service(
     request: Request,
@@ -134,12 +148,7 @@ def deploy_service(
     target: str = Form("auto"),
 ) -> Response:
     """Deploy again (local runtime, a cluster, or a plan): a task with a live log."""
-    principal = require_page(request, "write")
-    check_csrf(request, csrf)
-    with session_scope(request.app.state.session_factory) as session:
-        entity = _entity(session, namespace, kind, name)
-        if not access.may_change(principal, entity):
-            raise NotAllowedError("only the owning group or an admin may deploy this service")
+    principal, _ = _service_to_change(request, csrf, namespace, kind, name, "deploy")
     kind_name, _, cluster = target.partition(":")
     task_id = operations.submit_deploy(
         request.app.state.settings,
@@ -159,12 +168,7 @@ def evaluate_service(
     request: Request, namespace: str, kind: str, name: str, csrf: str = Form("")
 ) -> Response:
     """Run the repository's evaluation set against the running service: a task."""
-    principal = require_page(request, "write")
-    check_csrf(request, csrf)
-    with session_scope(request.app.state.session_factory) as session:
-        entity = _entity(session, namespace, kind, name)
-        if not access.may_change(principal, entity):
-            raise NotAllowedError("only the owning group or an admin may evaluate this service")
+    principal, _ = _service_to_change(request, csrf, namespace, kind, name, "evaluate")
     task_id = operations.submit_evaluate(
         request.app.state.settings,
         request.app.state.session_factory,
@@ -185,12 +189,7 @@ def delete_service(
     csrf: str = Form(""),
     confirm_name: str = Form(""),
 ) -> Response:
-    principal = require_page(request, "write")
-    check_csrf(request, csrf)
-    with session_scope(request.app.state.session_factory) as session:
-        entity = _entity(session, namespace, kind, name)
-        if not access.may_change(principal, entity):
-            raise NotAllowedError("only the owning group or an admin may delete this service")
+    principal, entity = _service_to_change(request, csrf, namespace, kind, name, "delete")
     if confirm_name.strip() != name:
         return RedirectResponse(
             f"/catalog/{namespace}/{kind}/{name}?delete_error=1#delete", status_code=303
