@@ -1,13 +1,30 @@
-"""Catalog benchmark: bulk import, then read latencies over real HTTP.
+"""Catalog benchmark: bulk import, then read latencies over real HTTP, and the SQL plans.
 
-    .venv/bin/python benchmarks/catalog.py --entities 100000 --db postgresql
-    .venv/bin/python benchmarks/catalog.py --entities 20000 --db sqlite
+    .venv/bin/python benchmarks/catalog.py --entities 10000 --db postgresql
+    .venv/bin/python benchmarks/catalog.py --entities 1000000 --db postgresql --keep
+    .venv/bin/python benchmarks/catalog.py --entities 1000000 --db postgresql --reuse bench_x
+    .venv/bin/python benchmarks/catalog.py --entities 100000 --db sqlite
 
-Generates realistic entities (Components with owner/system/tags/annotations/dependsOn,
-Resources, Systems, Groups) as catalog-info YAML files (one location per file), imports
-them through ``CatalogService.add_location`` (YAML parse, validation, bulk write), starts
-the portal in its own process and measures p50/p95 over real HTTP. PostgreSQL runs in a
-fresh schema of the test database that is dropped afterwards.
+Generates realistic entities (70 % Components, 60 % of them ``spec.type: service`` and
+80 % ``spec.lifecycle: production``; Resources, Systems, Groups; owners, systems, tags,
+annotations, dependsOn) as catalog-info YAML files (one location per file), imports them
+through ``LocationRegistry.add_location`` (YAML parse, validation, bulk write) in
+``--importers`` processes, starts the portal in its own process and measures p50/p95
+over real HTTP:
+
+- by-query first page for filters that match much of the catalog (the common case), each
+  answer's ``totalItems`` checked against the generated entities; the first of them also
+  from ``--concurrency`` clients at once; a later page (cursor); full text; by-name; an
+  annotation filter; facets;
+- the full listing ``GET /entities?filter=kind=component`` (time to the first byte, to the
+  last, and how much the portal's peak memory grew), and the unfiltered listing;
+- by-query while every location is refreshed (every entity changed) by two processes
+  doing what catalog workers do.
+
+Then it prints, for each query shape, the statements the portal runs and the database's
+``EXPLAIN ANALYZE`` of them (``benchmarks/catalog_plans.py``). PostgreSQL runs in a fresh
+schema of the test database, dropped afterwards unless ``--keep``; ``--reuse SCHEMA``
+(or a SQLite data folder) measures a kept catalog again without importing it.
 """
 
 from __future__ import annotations
@@ -21,8 +38,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -30,12 +48,17 @@ from pathlib import Path
 import httpx
 import psycopg
 import yaml
+from sqlalchemy import select
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks import scratch  # noqa: E402
+from benchmarks.catalog_plans import explain  # noqa: E402
+from catalog.entity_reads import EntityReads  # noqa: E402
+from catalog.location_registry import LocationRegistry  # noqa: E402
 from catalog.locations import LocationPolicy  # noqa: E402
-from catalog.service import CatalogService  # noqa: E402
+from catalog.tables import CatalogLocation  # noqa: E402
 from portal_backend.db import (  # noqa: E402
     make_engine,
     make_session_factory,
@@ -47,15 +70,23 @@ from workers.catalog import background_refresh  # noqa: E402
 
 TOKEN = "bench-bootstrap-token"
 TAGS = [f"tag-{i}" for i in range(30)] + ["python", "go", "java", "rag", "llm", "gpu"]
-TYPES = ["service"] * 5 + ["website"] * 2 + ["library"] * 2 + ["rag-service"]
+TYPES = ["service"] * 6 + ["website"] * 2 + ["library", "rag-service"]
+LIFECYCLES = ["production"] * 4 + ["experimental"]
 WORDS = "search index ranking billing ledger storefront gateway vector model ingest".split()
+# by-query filters that match much of the catalog: (filter, what share of it they match).
+COMMON_FILTERS = [
+    "kind=component,spec.type=service",  # the catalog page's first question (42 %)
+    "kind=component,spec.lifecycle=production",  # 56 %
+    "spec.lifecycle=production",  # no kind: every kind's range (56 %)
+    "kind=component",  # 70 %
+]
 
 
 def generate(total: int, rng: random.Random) -> list[dict]:
     groups = max(10, total // 200)
     systems = max(5, total // 100)
-    resources = total // 5
-    components = total - groups - systems - resources
+    components = total * 7 // 10
+    resources = max(0, total - groups - systems - components)
     entities: list[dict] = []
     for i in range(groups):
         entities.append(
@@ -108,7 +139,7 @@ def generate(total: int, rng: random.Random) -> list[dict]:
                 },
                 "spec": {
                     "type": rng.choice(TYPES),
-                    "lifecycle": rng.choice(["production", "experimental"]),
+                    "lifecycle": rng.choice(LIFECYCLES),
                     "owner": f"team-{rng.randrange(groups)}",
                     "system": f"system-{rng.randrange(systems)}",
                     "dependsOn": [
@@ -120,6 +151,24 @@ def generate(total: int, rng: random.Random) -> list[dict]:
         )
     rng.shuffle(entities)
     return entities
+
+
+def expected_totals(entities: list[dict]) -> dict[str, int]:
+    """How many generated entities each of COMMON_FILTERS matches (counted here, in
+    Python, so the portal's ``totalItems`` is checked against something independent)."""
+    counts: Counter[str] = Counter()
+    wanted = {text: [part.split("=") for part in text.split(",")] for text in COMMON_FILTERS}
+    for entity in entities:
+        spec = entity.get("spec") or {}
+        fields = {
+            "kind": entity["kind"].lower(),
+            "spec.type": spec.get("type"),
+            "spec.lifecycle": spec.get("lifecycle"),
+        }
+        for text, conditions in wanted.items():
+            if all(fields[key] == value for key, value in conditions):
+                counts[text] += 1
+    return dict(counts)
 
 
 def write_locations(
@@ -144,7 +193,7 @@ def _import_files(database_url: str, root: str, files: list[str]) -> list[str]:
     ids = []
     for path in files:
         with session_scope(factory) as session:
-            added = CatalogService(session, policy=policy).add_location("file", path)
+            added = LocationRegistry(session, policy=policy).add_location("file", path)
             ids.append(added["location"]["id"])
     return ids
 
@@ -167,18 +216,93 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def summary(name: str, samples: list[float], **extra: object) -> dict:
+    return {
+        "name": name,
+        "n": len(samples),
+        "p50": statistics.median(samples),
+        "p95": percentile(samples, 0.95),
+        **extra,
+    }
+
+
 def measure(name: str, count: int, call: Callable[[int], None]) -> dict:
     samples = []
     for i in range(count):
         start = time.perf_counter()
         call(i)
         samples.append((time.perf_counter() - start) * 1000)
-    return {
-        "name": name,
-        "n": count,
-        "p50": statistics.median(samples),
-        "p95": percentile(samples, 0.95),
-    }
+    return summary(name, samples)
+
+
+def measure_concurrent(
+    name: str, clients: list[httpx.Client], per_client: int, call: Callable[[httpx.Client], None]
+) -> dict:
+    """Every client sends ``per_client`` requests at once with the others (one thread each)."""
+    samples: list[float] = []
+    lock = threading.Lock()
+    start_line = threading.Barrier(len(clients))
+
+    def run(client: httpx.Client) -> None:
+        start_line.wait()
+        mine = []
+        for _ in range(per_client):
+            start = time.perf_counter()
+            call(client)
+            mine.append((time.perf_counter() - start) * 1000)
+        with lock:
+            samples.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return summary(name, samples)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_listing(
+    name: str, client: httpx.Client, params: dict, runs: int, server_pid: int
+) -> dict:
+    """Streamed GET /entities: time to the first byte and to the last, size, and how much
+    the portal's peak memory grew over all runs."""
+    firsts, totals, sizes = [], [], []
+    rss_before = peak_rss_mb(server_pid)
+    for _ in range(runs):
+        start = time.perf_counter()
+        first = None
+        size = 0
+        with client.stream("GET", "/entities", params=params) as response:
+            response.raise_for_status()
+            for chunk in response.iter_raw():
+                if first is None:
+                    first = time.perf_counter()
+                size += len(chunk)
+        totals.append((time.perf_counter() - start) * 1000)
+        firsts.append(((first or time.perf_counter()) - start) * 1000)
+        sizes.append(size)
+    return summary(
+        name,
+        totals,
+        first_p50=statistics.median(firsts),
+        first_p95=percentile(firsts, 0.95),
+        mb=sizes[-1] / 1e6,
+        rss_growth=peak_rss_mb(server_pid) - rss_before,
+    )
 
 
 def start_server(settings: Settings, port: int) -> subprocess.Popen:
@@ -209,60 +333,36 @@ def start_server(settings: Settings, port: int) -> subprocess.Popen:
     raise RuntimeError("portal did not start")
 
 
-def report(
-    args: argparse.Namespace,
-    paths: list[Path],
-    rate: float,
-    import_s: float,
-    results: list[dict],
-    refresh: tuple[int, float, float] | None,
-    load_before: float,
-    stream_bytes: int,
-) -> None:
+def print_table(title: str, rows: list[dict], columns: list[tuple[str, str]]) -> None:
     print()
-    print(f"catalog benchmark: {args.entities:,} entities, {args.db}, {len(paths)} locations")
+    print(title)
     print()
-    print("| measurement | n | p50 ms | p95 ms |")
-    print("| --- | ---: | ---: | ---: |")
-    print(
-        f"| import via locations, {args.importers} processes (YAML, validation, bulk "
-        f"write) | {args.entities:,} | {rate:,.0f} entities/s | ({import_s:.1f} s total) |"
-    )
-    for r in results:
-        print(f"| {r['name']} | {r['n']} | {r['p50']:.1f} | {r['p95']:.1f} |")
-    if refresh is not None:
-        count, refresh_rate, refresh_s = refresh
-        print(
-            f"| refresh of all {len(paths)} locations, 2 processes as catalog workers "
-            f"(niceness +{args.refresh_niceness}, {args.refresh_concurrency} at a time; "
-            "every entity changed) "
-            f"| {count} | {refresh_rate:,.0f} entities/s | ({refresh_s:.1f} s total) |"
-        )
-    print()
-    print(
-        f"machine: {os.cpu_count()} CPUs; 1-minute load average {load_before:.1f} at start, "
-        f"{os.getloadavg()[0]:.1f} at end (other work on the machine slows every figure)"
-    )
-    line = f"stream size: {stream_bytes / 1e6:.1f} MB"
-    if refresh is not None:
-        idle, busy = results[0]["p95"], results[-1]["p95"]
-        line += f"; by-query p95 under refresh / idle = {busy / idle:.2f}x"
-    print(line)
+    print("| " + " | ".join(label for label, _ in columns) + " |")
+    print("| " + " | ".join("---" if i == 0 else "---:" for i in range(len(columns))) + " |")
+    for row in rows:
+        cells = []
+        for _, key in columns:
+            value = row.get(key, "")
+            cells.append(f"{value:,.1f}" if isinstance(value, float) else str(value))
+        print("| " + " | ".join(cells) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--entities", type=int, default=10_000)
     parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--requests", type=int, default=200, help="requests per read figure")
-    parser.add_argument("--streams", type=int, default=3, help="full unfiltered GET /entities")
+    parser.add_argument("--concurrency", type=int, default=8, help="clients at once")
+    parser.add_argument("--listings", type=int, default=20, help="runs of the full listing")
+    parser.add_argument(
+        "--unfiltered-listings", type=int, default=3, help="runs of the unfiltered listing"
+    )
     parser.add_argument("--per-location", type=int, default=500, help="entities per YAML file")
     # Two processes: what `ragportal worker` runs by default (--concurrency 2, one per
     # core of the 2-core reference machine), each importing whole locations.
     parser.add_argument("--importers", type=int, default=2, help="parallel import processes")
-    parser.add_argument(
-        "--skip-refresh", action="store_true", help="leave out the reads-under-refresh figure"
-    )
+    parser.add_argument("--skip-refresh", action="store_true", help="no reads-under-refresh")
+    parser.add_argument("--skip-plans", action="store_true", help="no EXPLAIN ANALYZE output")
     parser.add_argument(
         "--refresh-niceness",
         type=int,
@@ -273,13 +373,15 @@ def main() -> None:
         "--refresh-concurrency",
         type=int,
         default=Settings.model_fields["catalog_refresh_concurrency"].default,
-        help="RAGPORTAL_CATALOG_REFRESH_CONCURRENCY: refreshes at once (the refreshers "
-        "take turns beyond it)",
+        help="RAGPORTAL_CATALOG_REFRESH_CONCURRENCY: refreshes at once",
     )
     parser.add_argument(
-        "--keep-schema",
-        action="store_true",
-        help="keep the PostgreSQL schema afterwards (for EXPLAIN); its name is printed",
+        "--keep", action="store_true", help="keep the imported catalog (data folder, schema)"
+    )
+    parser.add_argument(
+        "--reuse",
+        help="the data folder of a catalog kept by --keep with the same --entities: measure "
+        "it again without importing",
     )
     parser.add_argument(
         "--postgres-url",
@@ -290,7 +392,7 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     rng = random.Random(42)
-    workdir = Path(tempfile.mkdtemp(prefix="catalog-bench-"))
+    workdir = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp(prefix="catalog-bench-"))
     schema = None
     values: dict = {
         "data_dir": workdir,
@@ -300,68 +402,119 @@ def main() -> None:
         "catalog_refresh_concurrency": args.refresh_concurrency,
     }
     if args.db == "postgresql":
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in args.postgres_url else "?"
-        values["database_url_override"] = (
-            f"{args.postgres_url}{sep}options=-csearch_path%3D{schema}"
-        )
+        if args.reuse:
+            schema = (workdir / "schema").read_text().strip()
+            sep = "&" if "?" in args.postgres_url else "?"
+            values["database_url_override"] = (
+                f"{args.postgres_url}{sep}options=-csearch_path%3D{schema}"
+            )
+        else:
+            schema, values["database_url_override"] = scratch.create_schema(args.postgres_url)
+            (workdir / "schema").write_text(schema)
     settings = Settings(**values)
     server = None
+    keep = args.keep or bool(args.reuse)
     try:
         upgrade_database(settings)
-        print(f"generating {args.entities} entities ...", flush=True)
+        print(f"generating {args.entities:,} entities ...", flush=True)
         entities = generate(args.entities, rng)
-        paths = write_locations(entities, workdir / "locations", args.per_location, revision=1)
-        print(f"importing {len(paths)} locations with {args.importers} importers ...", flush=True)
-        pool = ProcessPoolExecutor(args.importers, mp_context=multiprocessing.get_context("spawn"))
-        # Every importer process started before the clock does: catalog workers are
-        # long-running, so their start-up (~1-2 s of Python imports each) is no part of
-        # the import's throughput. (A busy task each makes the pool start them all.)
-        list(pool.map(time.sleep, [1.0] * args.importers))
-        start = time.perf_counter()
-        shares = [[str(p) for p in paths[k :: args.importers]] for k in range(args.importers)]
-        futures = [
-            pool.submit(_import_files, settings.database_url, str(workdir), share)
-            for share in shares
-        ]
-        location_ids = [i for f in futures for i in f.result()]
-        import_s = time.perf_counter() - start
-        rate = args.entities / import_s
-        print(f"import: {args.entities} entities in {import_s:.1f}s = {rate:,.0f} entities/s")
-        assert len(location_ids) == len(paths)
+        totals = expected_totals(entities)
+        factory = make_session_factory(make_engine(settings.database_url))
+        imported = None
+        if args.reuse:
+            with session_scope(factory) as session:
+                location_ids = list(session.scalars(select(CatalogLocation.id)))
+                count = EntityReads(session).query_entities(limit=0)["totalItems"]
+            assert count == args.entities, f"{args.reuse} holds {count} entities"
+            paths = sorted((workdir / "locations").glob("*.yaml"))
+        else:
+            paths = write_locations(entities, workdir / "locations", args.per_location, 1)
+            print(f"importing {len(paths)} locations, {args.importers} importers ...", flush=True)
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(args.importers, mp_context=context) as pool:
+                # Every importer started before the clock does: catalog workers are
+                # long-running, so their start-up (~1-2 s of Python imports each) is no
+                # part of the import's throughput.
+                list(pool.map(time.sleep, [1.0] * args.importers))
+                load_import = os.getloadavg()[0]
+                start = time.perf_counter()
+                shares = [
+                    [str(p) for p in paths[k :: args.importers]] for k in range(args.importers)
+                ]
+                futures = [
+                    pool.submit(_import_files, settings.database_url, str(workdir), share)
+                    for share in shares
+                ]
+                location_ids = [i for f in futures for i in f.result()]
+                import_s = time.perf_counter() - start
+            imported = {
+                "name": f"import via locations, {args.importers} processes (YAML, validation, "
+                "bulk write)",
+                "rate": args.entities / import_s,
+                "seconds": import_s,
+                "load": f"{load_import:.1f} -> {os.getloadavg()[0]:.1f}",
+            }
+            print(f"import: {import_s:.1f} s = {imported['rate']:,.0f} entities/s", flush=True)
+            assert len(location_ids) == len(paths)
         if args.db == "postgresql":
             with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                conn.execute(f'VACUUM ANALYZE "{schema}".catalog_entities')
-                conn.execute(f'VACUUM ANALYZE "{schema}".catalog_search')
-                conn.execute(f'VACUUM ANALYZE "{schema}".catalog_relations')
+                for table in ("catalog_entities", "catalog_search", "catalog_relations"):
+                    conn.execute(f'VACUUM ANALYZE "{schema}".{table}')
 
         port = 7900 + rng.randrange(1000)
         server = start_server(settings, port)
-        client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}/api/catalog",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=120,
-        )
+
+        def new_client() -> httpx.Client:
+            return httpx.Client(
+                base_url=f"http://127.0.0.1:{port}/api/catalog",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=600,
+            )
+
+        client = new_client()
         components = [e["metadata"]["name"] for e in entities if e["kind"] == "Component"]
-        query = {"filter": "kind=component,spec.type=service", "limit": "20"}
 
         def ok(response: httpx.Response) -> httpx.Response:
             response.raise_for_status()
             return response
 
-        results = []
-        # Warm up connection pools and caches.
-        for _ in range(20):
-            ok(client.get("/entities/by-query", params=query))
-        results.append(
-            measure(
-                "by-query first page (kind=component,spec.type=service)",
-                args.requests,
-                lambda i: ok(client.get("/entities/by-query", params=query)),
+        def first_page(filter_text: str) -> Callable[[int], None]:
+            def call(_: int) -> None:
+                page = ok(
+                    client.get("/entities/by-query", params={"filter": filter_text, "limit": 20})
+                ).json()
+                assert page["totalItems"] == totals[filter_text], (filter_text, page["totalItems"])
+                assert len(page["items"]) == 20
+
+            return call
+
+        reads: list[dict] = []
+        load_reads = os.getloadavg()[0]
+        cpu_before = cpu_seconds(server.pid)
+        requests_sent = 0
+        for _ in range(20):  # warm up connection pools and caches
+            first_page(COMMON_FILTERS[0])(0)
+        for filter_text in COMMON_FILTERS:
+            share = 100 * totals[filter_text] / args.entities
+            reads.append(
+                measure(
+                    f"by-query first page, filter={filter_text} ({share:.0f} %), limit 20",
+                    args.requests,
+                    first_page(filter_text),
+                )
+            )
+            requests_sent += args.requests
+        query = {"filter": COMMON_FILTERS[0], "limit": "20"}
+        clients = [new_client() for _ in range(args.concurrency)]
+        reads.append(
+            measure_concurrent(
+                f"same ({COMMON_FILTERS[0]}), {args.concurrency} clients at once",
+                clients,
+                max(1, args.requests // 4),
+                lambda c: ok(c.get("/entities/by-query", params=query)),
             )
         )
+        requests_sent += args.concurrency * max(1, args.requests // 4)
         cursors = []
         page = ok(client.get("/entities/by-query", params=query)).json()
         while len(cursors) < 50 and page["pageInfo"].get("nextCursor"):
@@ -369,7 +522,7 @@ def main() -> None:
             page = ok(
                 client.get("/entities/by-query", params={"cursor": cursors[-1], "limit": "20"})
             ).json()
-        results.append(
+        reads.append(
             measure(
                 "by-query later page (cursor)",
                 args.requests,
@@ -381,46 +534,42 @@ def main() -> None:
                 ),
             )
         )
-        results.append(
+        terms = [f"svc-{rng.randrange(1000)}" for _ in range(args.requests)]
+        reads.append(
             measure(
-                "full-text search (fullTextFilterTerm)",
+                "full text (fullTextFilterTerm=svc-<n>, name/title/description)",
                 args.requests,
                 lambda i: ok(
                     client.get(
                         "/entities/by-query",
-                        params={"fullTextFilterTerm": f"svc-{rng.randrange(1000)}", "limit": "20"},
+                        params={"fullTextFilterTerm": terms[i], "limit": "20"},
                     )
                 ),
             )
         )
-        results.append(
+        names = [rng.choice(components) for _ in range(args.requests)]
+        reads.append(
             measure(
                 "by-name",
                 args.requests,
-                lambda i: ok(
-                    client.get(f"/entities/by-name/component/default/{rng.choice(components)}")
-                ),
+                lambda i: ok(client.get(f"/entities/by-name/component/default/{names[i]}")),
             )
         )
-        # What Backstage's Kubernetes plugin asks: the entity carrying an annotation value
-        # (annotations live in metadata_maps: GIN on PostgreSQL, JSON scan on SQLite).
-        results.append(
+        # What Backstage's Kubernetes plugin asks: the entity carrying an annotation value.
+        annotation = "metadata.annotations.backstage.io/kubernetes-id="
+        reads.append(
             measure(
                 "annotation filter (backstage.io/kubernetes-id=<name>)",
                 args.requests,
                 lambda i: ok(
                     client.get(
                         "/entities/by-query",
-                        params={
-                            "filter": "metadata.annotations.backstage.io/kubernetes-id="
-                            + rng.choice(components),
-                            "limit": "20",
-                        },
+                        params={"filter": annotation + names[i], "limit": "20"},
                     )
                 ),
             )
         )
-        results.append(
+        reads.append(
             measure(
                 "facets spec.type + metadata.tags",
                 args.requests,
@@ -429,55 +578,180 @@ def main() -> None:
                 ),
             )
         )
-        stream_bytes = 0
+        requests_sent += 5 * args.requests
+        cpu_per_request = (cpu_seconds(server.pid) - cpu_before) * 1000 / requests_sent
+        load_reads = f"{load_reads:.1f} -> {os.getloadavg()[0]:.1f}"
 
-        def stream(_: int) -> None:
-            nonlocal stream_bytes
-            with client.stream("GET", "/entities") as response:
-                response.raise_for_status()
-                stream_bytes = sum(len(chunk) for chunk in response.iter_bytes())
-
-        results.append(measure("streamed unfiltered GET /entities", args.streams, stream))
-
-        if args.skip_refresh:
-            pool.shutdown()
-            report(args, paths, rate, import_s, results, None, load_before, stream_bytes)
-            return
-        # Every location changes (new revision on every entity) and two refresher
-        # processes (as catalog workers would) re-read all of them while by-query is
-        # measured: reads must not queue behind those writes.
-        write_locations(entities, workdir / "locations", args.per_location, revision=2)
-        refresh_start = time.perf_counter()
-        refreshers = [
-            pool.submit(_refresh_locations, settings, location_ids[k::2]) for k in range(2)
+        listings = [
+            measure_listing(
+                f"GET /entities?filter=kind=component ({totals['kind=component']:,} entities)",
+                client,
+                {"filter": "kind=component"},
+                args.listings,
+                server.pid,
+            ),
+            measure_listing(
+                f"GET /entities, unfiltered ({args.entities:,} entities)",
+                client,
+                {},
+                args.unfiltered_listings,
+                server.pid,
+            ),
         ]
-        time.sleep(1.0)
-        results.append(
-            measure(
-                "by-query first page while every location refreshes",
-                args.requests,
-                lambda i: ok(client.get("/entities/by-query", params=query)),
-            )
-        )
-        busy_done = sum(1 for f in refreshers if f.done())
-        refreshed = [sum(f.result() for f in refreshers)]
-        refresh_s = time.perf_counter() - refresh_start
-        pool.shutdown()
-        if busy_done:
-            print("warning: refresh finished before the measurement did; raise --entities")
 
-        refresh_rate = (refreshed[0], args.entities / refresh_s, refresh_s)
-        report(args, paths, rate, import_s, results, refresh_rate, load_before, stream_bytes)
+        refresh = None
+        if not args.skip_refresh:
+            refresh = measure_refresh(
+                args, settings, entities, workdir, location_ids, client, query
+            )
+
+        print()
+        print(
+            f"catalog benchmark: {args.entities:,} entities, {args.db}, {len(paths)} locations; "
+            f"machine: {os.cpu_count()} CPUs"
+        )
+        if imported:
+            print_table(
+                "Import",
+                [imported],
+                [
+                    ("measurement", "name"),
+                    ("entities/s", "rate"),
+                    ("s", "seconds"),
+                    ("load", "load"),
+                ],
+            )
+        print_table(
+            f"Reads over HTTP (1-minute load average {load_reads}; the portal used "
+            f"{cpu_per_request:.2f} ms of CPU per request)",
+            reads,
+            [("measurement", "name"), ("n", "n"), ("p50 ms", "p50"), ("p95 ms", "p95")],
+        )
+        print_table(
+            "Streamed listings (first byte / whole answer; portal peak memory growth over "
+            "all runs)",
+            listings,
+            [
+                ("listing", "name"),
+                ("n", "n"),
+                ("MB", "mb"),
+                ("first byte p50 ms", "first_p50"),
+                ("first byte p95 ms", "first_p95"),
+                ("whole p50 ms", "p50"),
+                ("whole p95 ms", "p95"),
+                ("peak RSS growth MB", "rss_growth"),
+            ],
+        )
+        if refresh:
+            print_table(
+                "Reads during a full refresh",
+                [refresh],
+                [
+                    ("measurement", "name"),
+                    ("n", "n"),
+                    ("p50 ms", "p50"),
+                    ("p95 ms", "p95"),
+                    ("idle p95 ms", "idle_p95"),
+                    ("ratio", "ratio"),
+                    ("refresh entities/s", "rate"),
+                    ("load", "load"),
+                ],
+            )
+        print(
+            f"\n1-minute load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+        )
+        if not args.skip_plans:
+            print_plans(factory, names[0])
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=20)
-        if schema and args.keep_schema:
-            print(f"kept schema {schema}")
-        elif schema:
-            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep:
+            print(f"kept: --reuse {workdir}" + (f" (schema {schema})" if schema else ""))
+        else:
+            if schema:
+                scratch.drop_schema(args.postgres_url, schema)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure_refresh(
+    args: argparse.Namespace,
+    settings: Settings,
+    entities: list[dict],
+    workdir: Path,
+    location_ids: list[str],
+    client: httpx.Client,
+    query: dict,
+) -> dict:
+    """by-query p95 while two processes refresh every location (every entity changed),
+    against the idle p95 measured right before."""
+
+    def call(_: int) -> None:
+        client.get("/entities/by-query", params=query).raise_for_status()
+
+    idle = measure("idle", args.requests, call)
+    write_locations(entities, workdir / "locations", args.per_location, revision=2)
+    load_start = os.getloadavg()[0]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        list(pool.map(time.sleep, [1.0, 1.0]))
+        start = time.perf_counter()
+        refreshers = [
+            pool.submit(_refresh_locations, settings, location_ids[k::2]) for k in range(2)
+        ]
+        time.sleep(1.0)
+        busy = measure("busy", args.requests, call)
+        if any(f.done() for f in refreshers):
+            print("warning: the refresh finished before the measurement did; raise --entities")
+        refreshed = sum(f.result() for f in refreshers)
+        seconds = time.perf_counter() - start
+    assert refreshed == len(location_ids)
+    return {
+        "name": f"by-query first page ({query['filter']}) while every location refreshes",
+        "n": busy["n"],
+        "p50": busy["p50"],
+        "p95": busy["p95"],
+        "idle_p95": idle["p95"],
+        "ratio": f"{busy['p95'] / idle['p95']:.2f}x",
+        "rate": args.entities / seconds,
+        "load": f"{load_start:.1f} -> {os.getloadavg()[0]:.1f}",
+    }
+
+
+def print_plans(factory, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Each query shape's statements and how the database ran them."""
+    shapes: list[tuple[str, Callable]] = [
+        (
+            f"by-query first page, filter={text}",
+            lambda s, t=text: EntityReads(s).query_entities(filters=[t], limit=20),
+        )
+        for text in COMMON_FILTERS
+    ]
+    shapes += [
+        (
+            "full text svc-123",
+            lambda s: EntityReads(s).query_entities(term="svc-123", limit=20),
+        ),
+        ("by-name", lambda s: EntityReads(s).get_by_name("component", "default", name)),
+        (
+            "annotation filter",
+            lambda s: EntityReads(s).query_entities(
+                filters=[f"metadata.annotations.backstage.io/kubernetes-id={name}"], limit=20
+            ),
+        ),
+        (
+            "facets spec.type + metadata.tags",
+            lambda s: EntityReads(s).facets(["spec.type", "metadata.tags"]),
+        ),
+        (
+            "listing kind=component, first batch",
+            lambda s: next(EntityReads(s).iter_json(filters=["kind=component"]), None),
+        ),
+    ]
+    for title, call in shapes:
+        print(f"\n## plan: {title}\n")
+        for line in explain(factory, call):
+            print(line)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 # COPY runs on the raw psycopg connection, so its errors are psycopg's, not SQLAlchemy's.
 from psycopg import Copy
 from psycopg import IntegrityError as DatabaseIntegrityError  # noqa: F401 (re-exported)
-from sqlalchemy import String, Table, any_, insert, literal, text
+from sqlalchemy import String, Table, any_, func, insert, literal, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -113,6 +113,20 @@ def _copy_text(rows: list[Sequence[Any]]) -> str | None:
     return "\n".join(lines)
 
 
+def fetch_tuples(session: Session, statement: Any) -> list[tuple[Any, ...]]:
+    """Every row of ``statement`` as a plain tuple, straight from the driver's cursor.
+
+    For reads of thousands of text columns (listings, relations): SQLAlchemy's row
+    objects cost about a microsecond a row, a third of a listing's CPU. Only for columns
+    that need no conversion from what the driver returns.
+    """
+    result = session.connection().execute(statement)
+    try:
+        return list(result.cursor.fetchall()) if result.cursor is not None else []
+    finally:
+        result.close()
+
+
 # Rows per statement where a batch is read or deleted by a list of keys.
 CHUNK = 1000
 
@@ -129,6 +143,10 @@ def any_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
     Thousands of bind parameters cost more to send and parse than the query itself.
     """
     if session.get_bind().dialect.name == "postgresql":
+        if all(isinstance(v, str) and "," not in v for v in values):
+            # Names, refs and uids (never a comma): one text the server splits, which
+            # costs less to send than an array psycopg quotes element by element.
+            return column == any_(func.string_to_array(",".join(values), ","))
         return column == any_(literal(list(values), type_=ARRAY(String)))
     return column.in_(values)
 

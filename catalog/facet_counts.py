@@ -1,8 +1,8 @@
-"""Running facet counts (PostgreSQL): read them, and fold their deltas now and then.
+"""Running facet counts: read them, append the writers' deltas, fold them now and then.
 
-See ``catalog.tables.CatalogFacetCount``: writers append a delta row per (key, value,
-kind) they insert (``inserted_deltas``), triggers on ``catalog_search`` one per group a
-statement deletes or updates; a key's facet is the sum of its deltas.
+See ``catalog.tables.CatalogFacetCount``: every writer of search rows appends one delta
+row per (key, value, kind) of the counted keys it inserts or deletes (``deltas``), in
+its own transaction, on both databases; a group's count is the sum of its deltas.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ _COMPACT_LOCK = "rag-portal:catalog-facet-counts"
 _COUNTED = frozenset(COUNTED_KEYS)
 
 
-def has_counts(session: Session, key: str) -> bool:
-    """Whether ``key``'s facet counts are kept (PostgreSQL, one of COUNTED_KEYS)."""
-    return key in COUNTED_KEYS and session.get_bind().dialect.name == "postgresql"
+def is_counted(key: str) -> bool:
+    """Whether running counts are kept for ``key`` (one of COUNTED_KEYS)."""
+    return key in _COUNTED
 
 
 def count_groups(key: str, kinds: Sequence[str] | None) -> Select[tuple[str, int]]:
@@ -36,42 +36,58 @@ def count_groups(key: str, kinds: Sequence[str] | None) -> Select[tuple[str, int
     return query.group_by(CatalogFacetCount.value).having(total > 0)
 
 
-def count_value(session: Session, key: str, value: str, kinds: Sequence[str] | None) -> int:
-    """How many entities (of ``kinds``) have ``value`` under ``key``.
-
-    One value only: an entity holds a (key, value) once, so rows are entities; with
-    several values an entity holding two of them would count twice.
-    """
+def count_value(
+    session: Session, key: str, values: Sequence[str] | None, kinds: Sequence[str] | None
+) -> int:
+    """How many search rows (of ``kinds``) have one of ``values`` (any value: None) under
+    ``key``: entities, when an entity can hold only one of them (one value asked for, or a
+    key that holds one value per entity such as ``kind``)."""
     query = select(func.coalesce(func.sum(CatalogFacetCount.n), 0)).where(
-        CatalogFacetCount.key == key, CatalogFacetCount.value == value
+        CatalogFacetCount.key == key
     )
+    if values is not None:
+        query = query.where(CatalogFacetCount.value.in_(values))
     if kinds:
         query = query.where(CatalogFacetCount.kind.in_(kinds))
     return int(session.connection().execute(query).scalar_one())
 
 
-def inserted_deltas(rows: Iterable[Sequence[str]]) -> list[tuple[str, str, str, str]]:
-    """Delta rows (key, value, kind, n as text) counting new search rows
-    (key, value, kind, ...) of the counted keys, one per group, in group order.
-
-    What the insert trigger of migration 0007 appended per statement; the writer adds
-    them itself since 0008 (that trigger copied every inserted row into a transition
-    table and grouped them again: ~45 us per imported entity of PostgreSQL's CPU).
-    Deletes and updates of search rows are still counted by triggers.
-    """
+def deltas(rows: Iterable[Sequence[str]], sign: int = 1) -> list[tuple[str, str, str, int]]:
+    """Delta rows (key, value, kind, n) counting search rows (key, value, kind, ...) of the
+    counted keys that are inserted (``sign`` 1) or deleted (-1), one per group, in group
+    order."""
     counts = Counter((row[0], row[1], row[2]) for row in rows if row[0] in _COUNTED)
-    return [(k, v, kind, str(n)) for (k, v, kind), n in sorted(counts.items())]
+    return [(k, v, kind, sign * n) for (k, v, kind), n in sorted(counts.items())]
 
 
 def compact_counts(session: Session) -> None:
     """Fold the deltas into one row per group once there are many (writers call this).
 
-    Runs in the writer's transaction. Only rows committed before the statement (and the
-    writer's own) are folded; deltas of transactions still running stay as they are and
-    are folded next time. One writer folds at a time; the others skip.
+    Runs in the writer's transaction. On PostgreSQL only rows committed before the
+    statement (and the writer's own) are folded; deltas of transactions still running
+    stay as they are and are folded next time; one writer folds at a time, the others
+    skip. SQLite has one writer at a time: it folds everything.
     """
     connection = session.connection()
     if connection.dialect.name != "postgresql":
+        rows = connection.execute(text("SELECT count(*) FROM catalog_facet_counts")).scalar()
+        if not rows or rows < COMPACT_AFTER_ROWS:
+            return
+        folded = connection.execute(
+            text(
+                "SELECT key, value, kind, sum(n) FROM catalog_facet_counts "
+                "GROUP BY key, value, kind HAVING sum(n) <> 0"
+            )
+        ).all()
+        connection.execute(text("DELETE FROM catalog_facet_counts"))
+        if folded:
+            connection.execute(
+                text(
+                    "INSERT INTO catalog_facet_counts (key, value, kind, n) "
+                    "VALUES (:key, :value, :kind, :n)"
+                ),
+                [{"key": k, "value": v, "kind": kind, "n": n} for k, v, kind, n in folded],
+            )
         return
     rows = connection.execute(
         text(

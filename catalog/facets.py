@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select, union_all
 from sqlalchemy.orm import Session, aliased
 
-from catalog.facet_counts import count_groups, has_counts
+from catalog.facet_counts import count_groups, is_counted
 from catalog.filters import compile_filters, parse_filters, relation_directions
 from catalog.map_fields import MapHasKey, MapValue
 from catalog.predicates import compile_predicate
@@ -94,7 +94,7 @@ def facet_counts(
                     CatalogSearch.entity_uid.in_(select(CatalogEntity.uid).where(where))
                 )
             grouped = groups.group_by(CatalogSearch.value).subquery()
-            if has_counts(session, key) and (kinds or where is None):
+            if is_counted(key) and (kinds or where is None):
                 grouped = count_groups(key, kinds).subquery()  # running totals instead
             spelling = aliased(CatalogSearch)
             original = (

@@ -8,6 +8,7 @@ filter means any of the values. Keys and values match case-insensitively.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -16,7 +17,9 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    exists,
     false,
+    literal,
     or_,
     select,
     true,
@@ -27,7 +30,7 @@ from catalog.errors import ErrorDetail, InputError
 from catalog.map_fields import MapValue, map_condition
 from catalog.relations import CANONICAL_TYPE, REVERSE
 from catalog.search import is_map_key
-from catalog.tables import CatalogEntity, CatalogRelation, CatalogSearch
+from catalog.tables import COUNTED_KEYS, CatalogEntity, CatalogRelation, CatalogSearch
 
 # One AND-group: key -> accepted values (None: the key only has to exist).
 Conditions = dict[str, list[str] | None]
@@ -82,8 +85,11 @@ def conditions_from_mapping(filter: Mapping[str, str | Sequence[str] | None]) ->
 
 
 def _condition(
-    key: str, values: list[str] | None, kinds: list[str] | None = None
+    key: str, values: list[str] | None, kinds: list[str] | None = None, *, probe: bool = False
 ) -> ColumnElement[bool]:
+    """One condition. A search-row condition with values is, with ``probe``, a check of
+    each entity's own rows (see ``compile_filters``); otherwise the set of entities whose
+    rows match, which ``kinds`` (the group's kind values) narrows to one index range."""
     if key.startswith("relations."):
         return CatalogEntity.entity_ref.in_(related(key[len("relations.") :], values))
     column = _COLUMNS.get(key)
@@ -91,6 +97,21 @@ def _condition(
         return column.in_(values) if values else true()
     if is_map_key(key):  # annotations and labels: the entity's metadata_maps column
         return map_condition(key, values)
+    if probe and values:
+        # Every primary-key column is bound per entity (a search row's kind is its
+        # entity's), so each check is one index probe. OFFSET 0 keeps PostgreSQL from
+        # turning it into a join that reads every matching row first.
+        own_rows = (
+            select(literal(1))
+            .where(
+                CatalogSearch.key == key,
+                CatalogSearch.value.in_(values),
+                CatalogSearch.kind == CatalogEntity.kind,
+                CatalogSearch.entity_uid == CatalogEntity.uid,
+            )
+            .offset(0)
+        )
+        return exists(own_rows)
     sub = select(CatalogSearch.entity_uid).where(CatalogSearch.key == key)
     if values:
         sub = sub.where(CatalogSearch.value.in_(values))
@@ -125,35 +146,76 @@ def condition(key: str, values: list[str] | None) -> ColumnElement[bool]:
     return _condition(key, values)
 
 
-def search_only_count(alternatives: list[Conditions]) -> tuple[str, list[str], list[str]] | None:
-    """(key, values, kinds) when the filter is "kind=... and one search condition".
+@dataclass(frozen=True)
+class SimpleFilter:
+    """A filter that is one group of at most a kind condition and one other condition
+    with values (``kind=component,spec.type=service``; ``spec.lifecycle=production``;
+    ``kind=component``; none at all): what by-query counts from one index range or the
+    running facet counts instead of from the entities."""
 
-    Such a filter can be counted on the search index alone (the common by-query case).
-    """
+    kinds: list[str]  # empty: any kind
+    key: str | None  # None: kind only (or no filter)
+    values: list[str]
+
+
+def simple_filter(alternatives: list[Conditions]) -> SimpleFilter | None:
+    if not alternatives:
+        return SimpleFilter([], None, [])
     if len(alternatives) != 1:
         return None
     group = alternatives[0]
     kinds = group.get("kind") or []
-    if "kind" in group and not kinds:
-        return None
     rest = [(k, v) for k, v in group.items() if k != "kind"]
+    if not rest:
+        return SimpleFilter(kinds, None, [])
     if len(rest) != 1:
         return None
     key, values = rest[0]
-    if not values or key in _COLUMNS or key.startswith("relations.") or is_map_key(key):
+    if not values:
         return None
-    return key, values, kinds
+    if _is_search_key(key, values) or (key in _COLUMNS and key in COUNTED_KEYS):
+        return SimpleFilter(kinds, key, values)
+    return None
 
 
-def compile_filters(alternatives: list[Conditions]) -> ColumnElement[bool]:
-    """OR of AND-groups; no groups at all matches everything."""
+def compile_filters(alternatives: list[Conditions], *, dense: bool = False) -> ColumnElement[bool]:
+    """OR of AND-groups; no groups at all matches everything.
+
+    Two forms of the same filter, for the two ways to find a page of it in name order:
+
+    - sparse (default): a search-row condition is the set of entities whose rows match
+      (an index range); the page sorts the matches. Cost: the number of matches.
+    - ``dense``: a search-row condition is checked on each entity as the page walks the
+      entities in order (a primary-key probe each). Cost: the page size divided by the
+      share of entities that match -- the right form when most of them do.
+
+    In the sparse form a ``kind`` condition next to a search-row condition with values is
+    left to that condition's index range (search rows carry their entity's kind): as a
+    column condition too, SQLite would walk every entity of the kind.
+    """
     if not alternatives:
         return true()
-    groups = [
-        and_(*[_condition(k, v, group.get("kind")) for k, v in group.items()])
-        for group in alternatives
-    ]
+    groups = []
+    for group in alternatives:
+        kinds = group.get("kind")
+        implied = not dense and bool(kinds) and any(_is_search_key(k, v) for k, v in group.items())
+        conditions = [
+            _condition(k, v, kinds, probe=dense)
+            for k, v in group.items()
+            if not (k == "kind" and implied)
+        ]
+        groups.append(and_(true(), *conditions))
     return or_(*groups) if groups else false()
+
+
+def is_column_key(key: str) -> bool:
+    """A key answered from a catalog_entities column (kind, namespace, name, uid)."""
+    return key in _COLUMNS
+
+
+def _is_search_key(key: str, values: list[str] | None) -> bool:
+    """A condition with values answered from the search rows."""
+    return bool(values) and not (key in _COLUMNS or key.startswith("relations.") or is_map_key(key))
 
 
 def full_text_matches(term: str, fields: Sequence[str]) -> Select[tuple[str]]:

@@ -12,15 +12,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, or_, select, union
 from sqlalchemy.orm import Session
 
-from catalog.bulk import any_of, chunks
+from catalog.bulk import any_of, chunks, fetch_tuples
 from catalog.relations import REVERSE
 from catalog.tables import CatalogEntity, CatalogRelation
 
 # Per ref, the (type, target ref) relations a writer just stored for it.
 Forward = Mapping[str, list[tuple[str, str]]]
+
+
+# The type a relation row has as its target entity sees it (``relations.REVERSE``).
+_TYPE_SEEN_BY_TARGET = case(REVERSE, value=CatalogRelation.type, else_=CatalogRelation.type)
 
 
 def relation_pairs(
@@ -29,25 +33,29 @@ def relation_pairs(
     """Per ref, its sorted (type, target) relations, in both directions.
 
     ``forward``: refs whose own rows the caller knows (it just wrote them); only their
-    reverse direction is read.
+    reverse direction is read. One query per chunk of refs reads both directions, each
+    pair once (UNION: ``a dependsOn b`` and ``b dependencyOf a`` give ``a`` one pair).
     """
     forward = forward or {}
-    found: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    connection = session.connection()
-    columns = (CatalogRelation.source_ref, CatalogRelation.type, CatalogRelation.target_ref)
-    for ref in refs:
-        if ref in forward:
-            found[ref].update(forward[ref])
-    for chunk in chunks([ref for ref in refs if ref not in forward]):
-        for source, type_, target in connection.execute(
-            select(*columns).where(any_of(session, CatalogRelation.source_ref, chunk))
-        ):
-            found[source].add((type_, target))
+    found: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    source, type_, target = (
+        CatalogRelation.source_ref,
+        CatalogRelation.type,
+        CatalogRelation.target_ref,
+    )
     for chunk in chunks(list(refs)):
-        for source, type_, target in connection.execute(
-            select(*columns).where(any_of(session, CatalogRelation.target_ref, chunk))
-        ):
-            found[target].add((REVERSE.get(type_, type_), source))
+        reads = [select(target, _TYPE_SEEN_BY_TARGET, source).where(any_of(session, target, chunk))]
+        outgoing = [ref for ref in chunk if ref not in forward]
+        if outgoing:
+            reads.append(select(source, type_, target).where(any_of(session, source, outgoing)))
+        query = union(*reads) if len(reads) > 1 else reads[0].distinct()
+        for me, seen_type, other in fetch_tuples(session, query):
+            found[me].append((seen_type, other))
+    for ref, pairs in forward.items():
+        if ref in found:
+            found[ref] = list(set(found[ref]) | set(pairs))
+        else:
+            found[ref] = list(pairs)
     return {ref: sorted(pairs) for ref, pairs in found.items()}
 
 

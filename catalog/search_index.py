@@ -1,8 +1,8 @@
 """Writing and deleting an entity's search rows (``catalog_search``).
 
 The rows are what ``catalog.search.search_rows`` makes of a stored document; every
-search row goes in and out through here, with the facet-count deltas that go with them
-(``catalog.facet_counts``) on PostgreSQL.
+search row goes in and out through here, with the facet-count deltas that count them
+(``catalog.facet_counts``) in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy.orm import Session
 
 from catalog.bulk import copy_text, delete_search_rows, escape_copy, insert_rows
-from catalog.facet_counts import inserted_deltas
+from catalog.facet_counts import deltas
 from catalog.search import search_rows
 from catalog.tables import COUNTED_KEYS, CatalogFacetCount, CatalogSearch
 
@@ -27,12 +27,22 @@ def search_tuples(uid: str, body: dict) -> list[tuple[str, ...]]:
     return [(k, v, kind, uid, o) for k, v, o in search_rows(body)]
 
 
+def _append_deltas(session: Session, rows: Iterable[tuple[str, str, str, int]]) -> None:
+    insert_rows(
+        session,
+        CatalogFacetCount.__table__,  # type: ignore[attr-defined]
+        ("key", "value", "kind", "n"),
+        rows,
+    )
+
+
 def delete_search(session: Session, stored: Iterable[tuple[str, str]]) -> None:
     """Delete the search rows of (uid, stored JSON text) pairs: the rows ``search_rows``
-    makes of each document, by primary key (``bulk.delete_search_rows``)."""
-    delete_search_rows(
-        session, [row[:4] for uid, text in stored for row in search_tuples(uid, json.loads(text))]
-    )
+    makes of each document, by primary key (``bulk.delete_search_rows``), and count
+    them out of the facet counts."""
+    rows = [row[:4] for uid, text in stored for row in search_tuples(uid, json.loads(text))]
+    delete_search_rows(session, rows)
+    _append_deltas(session, deltas(rows, -1))
 
 
 def insert_search(session: Session, entities: Sequence[tuple[str, dict]]) -> int:
@@ -40,12 +50,13 @@ def insert_search(session: Session, entities: Sequence[tuple[str, dict]]) -> int
 
     On PostgreSQL the COPY text is built per entity in one pass (values are checked for
     COPY's special characters per entity, not per value), and the facet-count deltas go
-    in the same transaction (no insert trigger counts them; see ``inserted_deltas``).
+    in the same transaction.
     """
     table = CatalogSearch.__table__  # type: ignore[attr-defined]
     if session.get_bind().dialect.name != "postgresql":
         rows = [row for uid, body in entities for row in search_tuples(uid, body)]
         insert_rows(session, table, SEARCH_COLUMNS, rows)
+        _append_deltas(session, deltas(rows))
         return len(rows)
     chunks: list[str] = []
     counted: list[tuple[str, str, str]] = []
@@ -71,10 +82,5 @@ def insert_search(session: Session, entities: Sequence[tuple[str, dict]]) -> int
         counted.extend((k, v, kind) for k, v, _ in rows if k in _COUNTED)
     if chunks:
         copy_text(session, table, SEARCH_COLUMNS, "\n".join(chunks) + "\n")
-        insert_rows(
-            session,
-            CatalogFacetCount.__table__,  # type: ignore[attr-defined]
-            ("key", "value", "kind", "n"),
-            inserted_deltas(counted),
-        )
+        _append_deltas(session, deltas(counted))
     return total

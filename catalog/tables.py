@@ -122,9 +122,9 @@ class CatalogSearch(SQLModel, table=True):
     original_value: str = Field(max_length=200)
 
 
-# Keys whose facet counts PostgreSQL keeps running totals of: the facets Backstage's
-# catalog UI asks for (kind, type, lifecycle, tags, namespace; owner is a relation).
-# Also in migration 0007's triggers: changing this list needs a migration.
+# Keys whose facet counts are kept as running totals: the facets Backstage's catalog UI
+# asks for (kind, type, lifecycle, tags, namespace; owner is a relation). A change to this
+# list needs a migration that recounts.
 COUNTED_KEYS = ("kind", "metadata.namespace", "metadata.tags", "spec.lifecycle", "spec.type")
 
 
@@ -133,13 +133,14 @@ class CatalogFacetCount(SQLModel, table=True):
 
     Counting a facet over the search index reads one index entry per entity (100k
     entities: ~280k entries for type + tags, 60-100 ms); these rows answer it from a
-    few hundred. Writers append one delta row per (key, value, kind) they insert
-    (``facet_counts.inserted_deltas``), statement triggers on ``catalog_search``
-    (PostgreSQL) one per group a statement removes or updates -- appends, never
-    updates, so parallel writers never wait on each other's counters -- and writers
-    periodically fold the deltas into one row per group (``bulk.compact_counts``).
-    Readers sum the deltas of a key: MVCC makes the sum exactly what the search rows
-    in their snapshot say. SQLite (one writer, small catalogs) counts on the index.
+    few hundred, and they give by-query the exact total of ``kind=X`` and of ``kind=X``
+    plus one counted condition, and how many entities a filter's kinds hold (how it
+    plans a page). Every writer of search rows appends one delta row per (key, value,
+    kind) it inserts or deletes (``facet_counts.deltas``, in its transaction) --
+    appends, never updates, so parallel writers never wait on each other's counters --
+    and writers periodically fold the deltas into one row per group
+    (``facet_counts.compact_counts``). Readers sum the deltas of a group: MVCC makes the
+    sum exactly what the search rows in their snapshot say.
     """
 
     __tablename__ = "catalog_facet_counts"

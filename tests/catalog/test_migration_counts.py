@@ -1,0 +1,129 @@
+"""Migration 0013 on both databases: the running facet counts, kept by the writers from
+then on, are exact after the upgrade, and downgrade gives 0012's way back."""
+
+from __future__ import annotations
+
+import psycopg
+from sqlalchemy import text
+
+from catalog.service import CatalogService
+from catalog.tables import COUNTED_KEYS
+from portal_backend.db import (
+    downgrade_database,
+    make_engine,
+    make_session_factory,
+    session_scope,
+    upgrade_database,
+)
+from tests.catalog.factories import component, group, resource
+from tests.conftest import POSTGRES_URL, make_settings
+
+BEFORE = "0012_sla_adapter_usage"
+KEYS = ", ".join(f"'{k}'" for k in COUNTED_KEYS)
+
+
+def _counts(connection) -> list[tuple]:  # type: ignore[no-untyped-def]
+    return sorted(
+        tuple(r)
+        for r in connection.execute(
+            text(
+                "SELECT key, value, kind, sum(n) FROM catalog_facet_counts "
+                "GROUP BY key, value, kind HAVING sum(n) <> 0"
+            )
+        )
+    )
+
+
+def _search_counts(connection) -> list[tuple]:  # type: ignore[no-untyped-def]
+    return sorted(
+        tuple(r)
+        for r in connection.execute(
+            text(
+                "SELECT key, value, kind, count(*) FROM catalog_search "
+                f"WHERE key IN ({KEYS}) GROUP BY key, value, kind"
+            )
+        )
+    )
+
+
+def _triggers(connection) -> set[str]:  # type: ignore[no-untyped-def]
+    return set(
+        connection.execute(
+            text(
+                "SELECT tgname FROM pg_trigger "
+                "WHERE tgrelid = to_regclass('catalog_search') AND NOT tgisinternal"
+            )
+        ).scalars()
+    )
+
+
+def test_0013_counts_are_exact_after_upgrade_and_downgrade_restores_0012(
+    backend: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    schema = "t_counts0013_" + tmp_path.name[-8:].replace("-", "_").lower()
+    if backend == "postgresql":
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        settings = make_settings(backend, tmp_path, schema)
+        upgrade_database(settings, BEFORE)
+        engine = make_engine(settings.database_url)
+        factory = make_session_factory(engine)
+        entities = [
+            component("web", tags=["python", "web"]),
+            component("api", type="website", tags=["python"]),
+            component("batch", lifecycle="experimental"),
+            group("team-a"),
+            resource("db", type="database", owner="team-a"),
+        ]
+        with engine.begin() as connection:
+            # What 0012 kept: PostgreSQL's triggers counted deletes; SQLite kept no counts.
+            if backend == "postgresql":
+                assert _triggers(connection) == {
+                    "catalog_search_count_delete",
+                    "catalog_search_count_update",
+                }
+        with session_scope(factory) as session:
+            CatalogService(session).upsert_entities(entities)
+        with engine.begin() as connection:
+            # 0012-era rows: SQLite's table held nothing; its writers appended no deltas.
+            if backend != "postgresql":
+                connection.execute(text("DELETE FROM catalog_facet_counts"))
+
+        upgrade_database(settings)
+        with engine.begin() as connection:
+            assert _counts(connection) == _search_counts(connection)
+            assert len(_counts(connection)) > 10
+            if backend == "postgresql":
+                assert _triggers(connection) == set()
+        with session_scope(factory) as session:
+            # Writers keep the counts from now on: a delete and a changed entity.
+            service = CatalogService(session)
+            assert service.delete_by_ref("component:default/api")
+            service.upsert_entities([component("web", type="website", tags=["go"])])
+        with engine.begin() as connection:
+            assert _counts(connection) == _search_counts(connection)
+        with session_scope(factory) as session:
+            got = CatalogService(session).facets(["spec.type"])["facets"]["spec.type"]
+            assert got == [
+                {"value": "database", "count": 1},
+                {"value": "service", "count": 1},
+                {"value": "team", "count": 1},
+                {"value": "website", "count": 1},
+            ]
+
+        downgrade_database(settings, BEFORE)
+        with engine.begin() as connection:
+            if backend == "postgresql":
+                # The triggers are back and count a delete on their own, as in 0012.
+                assert len(_triggers(connection)) == 2
+                connection.execute(text("DELETE FROM catalog_search WHERE key = 'spec.type'"))
+                assert _counts(connection) == _search_counts(connection)
+            else:
+                assert _counts(connection) == []
+        engine.dispose()
+    finally:
+        if backend == "postgresql":
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
