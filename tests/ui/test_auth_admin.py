@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import sessionmaker
 
 from portal_backend.settings import Settings
@@ -97,16 +97,19 @@ def _push(portal: LiveServer, token: str, service: str) -> int:
 
 
 def test_a_token_revoked_on_the_admin_page_is_refused_at_once(
-    page: Page, ui_settings: Settings, ui_db: sessionmaker
+    browser: Browser, ui_settings: Settings, ui_db: sessionmaker
 ) -> None:
     """The usage push keeps verified tokens in a cache (an hour on this portal): revoking
     on the admin page forgets the token there, as the API's revoke does, so the very next
     push is refused instead of being accepted until the cache entry expires."""
     cached = ui_settings.model_copy(update={"sla_ingest_token_cache_s": 3600})
     portal, server, thread = start_live_server(cached)
+    context = browser.new_context(base_url=portal.url)
+    context.set_default_timeout(15_000)
     try:
         seed(ui_db, rag_service("pushed-bot"))
-        page.goto(f"{portal.url}/login?next=/admin")
+        page = context.new_page()
+        page.goto("/login?next=/admin")
         page.get_by_label("API token").fill(BOOTSTRAP_TOKEN)
         page.get_by_role("button", name="Sign in").click()
         expect(page).to_have_url(f"{portal.url}/admin")
@@ -124,5 +127,7 @@ def test_a_token_revoked_on_the_admin_page_is_refused_at_once(
         snap(page, "admin-token-revoked")
         assert _push(portal, token, "pushed-bot") == 401
     finally:
+        context.close()  # its keep-alive connections would hold the server's shutdown
         server.should_exit = True
         thread.join(timeout=10)
+    assert not thread.is_alive(), "the test's portal did not stop"
