@@ -19,7 +19,7 @@ from catalog.bulk import any_of, chunks, fetch_tuples
 from catalog.cursor import Cursor
 from catalog.documents import project
 from catalog.errors import ErrorDetail, InputError
-from catalog.facet_counts import count_value, is_counted
+from catalog.facet_counts import count_value, count_values, is_counted
 from catalog.facets import entity_facets
 from catalog.filters import (
     Conditions,
@@ -66,6 +66,13 @@ class Row:
     @property
     def position(self) -> list[str]:
         return [*self.sort_values, self.uid]
+
+
+@dataclass(frozen=True)
+class FoundPage:
+    rows: list[Row]
+    total: int | None  # None when the caller asked for no total
+    page_info: dict[str, str]
 
 
 def _order_list(order_by: Sequence[tuple[str, str]] | None) -> list[list[str]] | None:
@@ -159,6 +166,55 @@ class EntityReads:
 
         ``offset`` only applies to the first page; later pages follow the cursor's keyset.
         """
+        found = self._query_page(
+            filters=filters,
+            order_field=order_field,
+            order=order,
+            term=term,
+            term_fields=term_fields,
+            cursor=cursor,
+            limit=limit,
+            offset=offset,
+            include_total=include_total,
+            query=query,
+            order_by=order_by,
+        )
+        stored = ((r.uid, r.entity_ref, r.body) for r in found.rows)
+        entities = with_relations(self.session, stored)
+        result: dict[str, Any] = {
+            "items": [project(e, fields) for e in entities],
+            "pageInfo": found.page_info,
+        }
+        if found.total is not None:
+            result["totalItems"] = found.total
+        return result
+
+    def query_entities_json(self, *, fields: Sequence[str] = (), **query: Any) -> str:
+        """``query_entities``' answer as JSON text (what the HTTP API sends): the stored
+        documents are spliced in as they are, not parsed and serialised again."""
+        found = self._query_page(**query)
+        parts = ['{"items":[', ",".join(self._entity_texts(found.rows, fields)), "],"]
+        parts.append('"pageInfo":' + json.dumps(found.page_info, separators=(",", ":")))
+        if found.total is not None:
+            parts.append(f',"totalItems":{found.total}')
+        parts.append("}")
+        return "".join(parts)
+
+    def _query_page(
+        self,
+        *,
+        filters: Sequence[str] = (),
+        order_field: str | None = None,
+        order: str = "asc",
+        term: str | None = None,
+        term_fields: Sequence[str] = (),
+        cursor: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include_total: bool = True,
+        query: Any = None,
+        order_by: Sequence[tuple[str, str]] | None = None,
+    ) -> FoundPage:
         size = check_limit(limit, default=DEFAULT_LIMIT) or 0
         if cursor:
             state = Cursor.decode(cursor)
@@ -179,19 +235,30 @@ class EntityReads:
         alternatives = parse_filters(state.filters)
         simple = None if state.term or state.query is not None else simple_filter(alternatives)
         order_by = state.sort_spec()
-        where = self._where(alternatives, state.term, state.term_fields)
+        where = compile_filters(alternatives)
+        term_matches = None
+        if state.term and state.term.strip():
+            text_condition, term_matches = self._full_text(state.term, state.term_fields)
+            where = where & text_condition
         if state.query is not None:
             where = where & compile_predicate(state.query)
         total = state.total
-        matches = total
+        matches, population = total, None
+        if (
+            matches is None
+            and term_matches is not None
+            and not alternatives
+            and state.query is None
+        ):
+            matches = term_matches  # the full-text matches are the answer's entities
         if matches is None and (include_total or simple is not None):
             # Exact, and cheap for the common shapes (simple filters): the plan below
             # needs it even when the caller does not.
-            matches = count(self.session, where, simple)
+            matches, population = count(self.session, where, simple)
         if total is None and include_total:
             total = matches
-        if self._dense(alternatives, simple, matches, size + 1, order_by):
-            where = self._where(alternatives, None, (), dense=True)
+        if self._dense(alternatives, simple, matches, population, size + 1, order_by):
+            where = compile_filters(alternatives, dense=True)
         rows = page(
             self.session,
             where,
@@ -224,20 +291,33 @@ class EntityReads:
                 page_info["nextCursor"] = at(rows[-1], "next")
             if has_prev:
                 page_info["prevCursor"] = at(rows[0], "prev")
-        entities = with_relations(self.session, ((r.uid, r.entity_ref, r.body) for r in rows))
-        result: dict[str, Any] = {
-            "items": [project(e, fields) for e in entities],
-            "pageInfo": page_info,
-        }
-        if total is not None:
-            result["totalItems"] = total
-        return result
+        return FoundPage(rows, total, page_info)
+
+    def _entity_texts(self, rows: Sequence[Row], fields: Sequence[str]) -> list[str]:
+        """The JSON texts of rows' entities with their relations (only ``fields``)."""
+        if fields:
+            stored = ((r.uid, r.entity_ref, r.body) for r in rows)
+            return [
+                json.dumps(project(entity, fields), ensure_ascii=False, separators=(",", ":"))
+                for entity in with_relations(self.session, stored)
+            ]
+        pairs = relation_pairs(self.session, [r.entity_ref for r in rows])
+        texts = []
+        for row in rows:
+            # Types and refs are validated names (no quotes or backslashes).
+            listed = ",".join(
+                f'{{"type":"{t}","targetRef":"{target}"}}'
+                for t, target in pairs.get(row.entity_ref, ())
+            )
+            texts.append(f'{row.body[:-1]},"relations":[{listed}]}}')
+        return texts
 
     def _dense(
         self,
         alternatives: list[Conditions],
         simple: SimpleFilter | None,
         total: int | None,
+        population: int | None,
         size: int,
         order_by: Sequence[tuple[str, str]],
     ) -> bool:
@@ -248,44 +328,38 @@ class EntityReads:
         ``total`` rows; the walk wins when ``total`` is above ``sqrt(size * population)``
         (1M entities, 21 rows: 0.5 % of the catalog), so neither ever costs more than
         that many steps. Only for one AND-group in the default order (an index order);
-        ``population`` is what the group's kinds hold, from the running counts.
+        ``population`` is what the group's kinds hold, from the running counts (read
+        here unless the count brought it).
         """
         if total is None or len(alternatives) != 1 or len(order_by) != 1:
             return False
         if order_by[0][0].lower() != "metadata.name":
             return False
-        kinds = alternatives[0].get("kind") or None
         if simple is not None and simple.key is None:
             return False  # no search-row condition: both forms are the same SQL
-        population = count_value(self.session, "kind", kinds, None)
+        if population is None:
+            kinds = alternatives[0].get("kind") or None
+            population = count_value(self.session, "kind", kinds, None)
         return total * total >= size * population
 
-    def _where(
-        self,
-        alternatives: list[Conditions],
-        term: str | None,
-        fields: Sequence[str],
-        *,
-        dense: bool = False,
-    ) -> Any:
-        where = compile_filters(alternatives, dense=dense)
-        if term and term.strip():
-            fields = fields or FULL_TEXT_KEYS
-            # Find the matches first (one scan of those keys' index ranges). Few matches
-            # become a uid list, so sorting and counting them is cheap; as a subquery,
-            # the planner would walk the whole name index looking for them.
-            matches = list(
-                self.session.connection()
-                .execute(
-                    full_text_matches(term.strip(), fields).distinct().limit(_FULL_TEXT_LIST + 1)
-                )
-                .scalars()
-            )
-            if len(matches) <= _FULL_TEXT_LIST:
-                where = where & any_of(self.session, CatalogEntity.uid, matches)
-            else:  # a broad term: matches are dense, the subquery form finds a page fast
-                where = where & full_text_condition(term.strip(), fields)
-        return where
+    def _full_text(self, term: str, fields: Sequence[str]) -> tuple[Any, int | None]:
+        """The condition of a full-text term, and how many entities match it when that
+        is known (a short list of matches).
+
+        The matches are found first (one scan of those keys' rows through the trigram
+        index). A few thousand become a uid list, so sorting and counting them is cheap;
+        as a subquery, the planner would walk the whole name index looking for them.
+        """
+        fields = fields or FULL_TEXT_KEYS
+        matches = list(
+            self.session.connection()
+            .execute(full_text_matches(term.strip(), fields).distinct().limit(_FULL_TEXT_LIST + 1))
+            .scalars()
+        )
+        if len(matches) <= _FULL_TEXT_LIST:
+            return any_of(self.session, CatalogEntity.uid, matches), len(matches)
+        # A broad term: matches are dense, the subquery form finds a page fast.
+        return full_text_condition(term.strip(), fields), None
 
     # -- whole listings (GET /entities) --------------------------------------------------
 
@@ -309,10 +383,10 @@ class EntityReads:
             position = state.position
         alternatives = parse_filters(filters)
         simple = simple_filter(alternatives)
-        where = self._where(alternatives, None, ())
-        total = count(self.session, where, simple) if simple is not None else None
-        if self._dense(alternatives, simple, total, batch, order_by):
-            where = self._where(alternatives, None, (), dense=True)
+        where = compile_filters(alternatives)
+        total = count(self.session, where, simple)[0] if simple is not None else None
+        if self._dense(alternatives, simple, total, None, batch, order_by):
+            where = compile_filters(alternatives, dense=True)
         remaining = limit
         first = True
         while remaining is None or remaining > 0:
@@ -416,23 +490,7 @@ class EntityReads:
             batch=batch,
             first_batch=first_batch,
         ):
-            if fields:
-                stored = ((r.uid, r.entity_ref, r.body) for r in rows)
-                yield [
-                    json.dumps(project(entity, fields), ensure_ascii=False)
-                    for entity in with_relations(self.session, stored)
-                ]
-                continue
-            pairs = relation_pairs(self.session, [r.entity_ref for r in rows])
-            texts = []
-            for row in rows:
-                # Types and refs are validated names (no quotes or backslashes).
-                listed = ",".join(
-                    f'{{"type":"{t}","targetRef":"{target}"}}'
-                    for t, target in pairs.get(row.entity_ref, ())
-                )
-                texts.append(f'{row.body[:-1]},"relations":[{listed}]}}')
-            yield texts
+            yield self._entity_texts(rows, fields)
 
     def next_cursor_after(
         self,
@@ -599,16 +657,23 @@ def page(
     return rows
 
 
-def count(session: Session, where: ColumnElement[bool], simple: SimpleFilter | None) -> int:
+def count(
+    session: Session, where: ColumnElement[bool], simple: SimpleFilter | None
+) -> tuple[int, int | None]:
     """How many entities match: from the running facet counts or one index range for
-    simple filters (see ``SimpleFilter``), else by counting the matching entities."""
+    simple filters (see ``SimpleFilter``), else by counting the matching entities. With
+    it, when the running counts answered, how many entities the filter's kinds hold (what
+    ``EntityReads._dense`` weighs it against), read in the same statement."""
     if simple is not None:
         kinds = simple.kinds or None
         if simple.key is None:
-            return count_value(session, "kind", kinds, None)  # a kind's entities
+            return count_value(session, "kind", kinds, None), None  # a kind's entities
         if len(simple.values) == 1 and is_counted(simple.key):
             # An entity holds a (key, value) once: rows of one value are entities.
-            return count_value(session, simple.key, simple.values, kinds)
+            matches, population = count_values(
+                session, [(simple.key, simple.values, kinds), ("kind", kinds, None)]
+            )
+            return matches, population
         if not is_column_key(simple.key):
             # One (key, value[, kind]) index range; distinct when an entity can hold
             # several of the values (two of the tags asked for).
@@ -622,5 +687,6 @@ def count(session: Session, where: ColumnElement[bool], simple: SimpleFilter | N
             )
             if kinds:
                 query = query.where(CatalogSearch.kind.in_(kinds))
-            return int(session.scalar(query) or 0)
-    return int(session.scalar(select(func.count()).select_from(CatalogEntity).where(where)) or 0)
+            return int(session.scalar(query) or 0), None
+    counted_all = select(func.count()).select_from(CatalogEntity).where(where)
+    return int(session.scalar(counted_all) or 0), None

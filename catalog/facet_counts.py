@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, and_, case, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from catalog.tables import COUNTED_KEYS, CatalogFacetCount
@@ -36,20 +36,38 @@ def count_groups(key: str, kinds: Sequence[str] | None) -> Select[tuple[str, int
     return query.group_by(CatalogFacetCount.value).having(total > 0)
 
 
+# A group of search rows to count: (key, values or None for any, kinds or None for any).
+Group = tuple[str, Sequence[str] | None, Sequence[str] | None]
+
+
+def count_values(session: Session, groups: Sequence[Group]) -> list[int]:
+    """Per group, how many search rows (of its kinds) have one of its values (any value:
+    None) under its key, summed from the running counts; all groups in one statement.
+
+    These are entities when an entity can hold only one of the values (one value asked
+    for, or a key that holds one value per entity such as ``kind``).
+    """
+    conditions = []
+    for key, values, kinds in groups:
+        condition = CatalogFacetCount.key == key
+        if values is not None:
+            condition = and_(condition, CatalogFacetCount.value.in_(values))
+        if kinds:
+            condition = and_(condition, CatalogFacetCount.kind.in_(kinds))
+        conditions.append(condition)
+    sums = [
+        func.coalesce(func.sum(case((condition, CatalogFacetCount.n), else_=0)), 0)
+        for condition in conditions
+    ]
+    row = session.connection().execute(select(*sums).where(or_(*conditions))).one()
+    return [int(value) for value in row]
+
+
 def count_value(
     session: Session, key: str, values: Sequence[str] | None, kinds: Sequence[str] | None
 ) -> int:
-    """How many search rows (of ``kinds``) have one of ``values`` (any value: None) under
-    ``key``: entities, when an entity can hold only one of them (one value asked for, or a
-    key that holds one value per entity such as ``kind``)."""
-    query = select(func.coalesce(func.sum(CatalogFacetCount.n), 0)).where(
-        CatalogFacetCount.key == key
-    )
-    if values is not None:
-        query = query.where(CatalogFacetCount.value.in_(values))
-    if kinds:
-        query = query.where(CatalogFacetCount.kind.in_(kinds))
-    return int(session.connection().execute(query).scalar_one())
+    """``count_values`` of one group."""
+    return count_values(session, [(key, values, kinds)])[0]
 
 
 def deltas(rows: Iterable[Sequence[str]], sign: int = 1) -> list[tuple[str, str, str, int]]:

@@ -9,6 +9,8 @@ entries it would writing both directions).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from catalog.refs import RefError, parse_ref, ref_of
 
 # kind -> [(spec field, default target kind, relation, reverse relation)]
@@ -62,6 +64,16 @@ def reference_fields(kind: str) -> list[tuple[str, str | None]]:
     return [(field, default) for field, default, _, _ in RULES.get(kind.lower(), [])]
 
 
+@lru_cache(maxsize=65536)
+def _target(item: str, default_kind: str | None, namespace: str) -> str | None:
+    """The canonical ref a spec value names (None when it does not parse). Imports
+    resolve the same owners, systems and dependencies over and over."""
+    try:
+        return str(parse_ref(item, default_kind=default_kind, default_namespace=namespace))
+    except RefError:
+        return None
+
+
 def forward_relations(entity: dict) -> list[tuple[str, str, str]]:
     """(source ref, type, target ref) rows named by ``entity``'s spec; source is the entity.
 
@@ -79,16 +91,12 @@ def forward_relations(entity: dict) -> list[tuple[str, str, str]]:
         value = spec.get(field)
         if value is None:
             continue
-        for item in value if isinstance(value, list) else [value]:
-            if not isinstance(item, str) or not item:
+        for item in value if isinstance(value, list) else (value,):
+            if type(item) is not str or not item:
                 continue
-            try:
-                target = str(
-                    parse_ref(item, default_kind=default_kind, default_namespace=namespace)
-                )
-            except RefError:
-                continue
-            rows.add((me, relation, target))
+            target = _target(item, default_kind, str(namespace))
+            if target is not None:
+                rows.add((me, relation, target))
     return sorted(rows)
 
 

@@ -168,14 +168,14 @@ def get_entities_by_query(
     fullTextFilterTerm: str | None = None,  # noqa: N803
     fullTextFilterFields: list[str] = Query(default=[]),  # noqa: N803
     _: Principal = ReadPrincipal,
-) -> JSONResponse:
+) -> Response:
     if cursor is None:
         _check_filters(filter)
     order_by = _order_fields(orderField, separator=",", param="orderField")
     if totalItems not in (None, "include", "exclude"):
         raise InputError("totalItems must be 'include' or 'exclude'")
     with _session(request) as session:
-        result = EntityReads(session).query_entities(
+        text = EntityReads(session).query_entities_json(
             filters=filter,
             order_by=order_by,
             term=fullTextFilterTerm,
@@ -186,7 +186,7 @@ def get_entities_by_query(
             fields=_split(fields),
             include_total=totalItems != "exclude",
         )
-    return JSONResponse(result)
+    return Response(text, media_type="application/json")
 
 
 def _body_list(payload: dict, name: str) -> list[str]:
@@ -230,7 +230,7 @@ def _body_order(payload: dict) -> list[tuple[str, str]]:
 @router.post("/entities/by-query")
 def query_entities_by_predicate(
     request: Request, payload: Any = Body(default=None), _: Principal = ReadPrincipal
-) -> JSONResponse:
+) -> Response:
     """``GET /entities/by-query`` with a predicate ``query`` object in a JSON body."""
     payload = {} if payload is None else payload
     if not isinstance(payload, dict):
@@ -258,7 +258,7 @@ def query_entities_by_predicate(
     if cursor is None and query is not None:
         compile_predicate(query)  # 400 naming the bad path before any work
     with _session(request) as session:
-        result = EntityReads(session).query_entities(
+        text = EntityReads(session).query_entities_json(
             query=query,
             order_by=order_by,
             term=full_text.get("term") or None,
@@ -269,7 +269,7 @@ def query_entities_by_predicate(
             fields=_body_list(payload, "fields"),
             include_total=total_items != "exclude",
         )
-    return JSONResponse(result)
+    return Response(text, media_type="application/json")
 
 
 @router.post("/entities/by-refs")

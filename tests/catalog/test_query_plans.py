@@ -154,3 +154,33 @@ def test_a_common_value_walks_the_name_order_and_a_rare_one_sorts_its_matches(
         ),
     )
     assert not any("EXISTS" in s for s in statements)
+
+
+def test_full_text_totals_count_each_entity_once_and_follow_the_filter(
+    session_factory,
+) -> None:  # type: ignore[no-untyped-def]
+    entities = [
+        # "gate" in the name and the title: one entity.
+        component("gateway", title="Gateway", description="the edge"),
+        component("billing", description="behind the gateway"),
+        component("ledger", type="website", title="Gate keeper"),
+        component("search"),
+        resource("gate-db", type="database", owner="team-a"),
+    ]
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities(entities)
+    with session_scope(session_factory) as session:
+        reads = EntityReads(session)
+        page = reads.query_entities(term="GATE", limit=2)
+        assert page["totalItems"] == 4
+        assert [e["metadata"]["name"] for e in page["items"]] == ["billing", "gate-db"]
+        rest = reads.query_entities(cursor=page["pageInfo"]["nextCursor"], limit=2)
+        assert [e["metadata"]["name"] for e in rest["items"]] == ["gateway", "ledger"]
+        assert rest["totalItems"] == 4
+        filtered = reads.query_entities(term="gate", filters=["kind=component"], limit=10)
+        assert filtered["totalItems"] == 3
+        typed = reads.query_entities(
+            term="gate", filters=["kind=component,spec.type=service"], limit=10
+        )
+        assert [e["metadata"]["name"] for e in typed["items"]] == ["billing", "gateway"]
+        assert typed["totalItems"] == 2
