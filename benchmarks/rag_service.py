@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+HERE_QUALITY = ROOT / "benchmarks" / "rag_quality"
 VENV_PYTHON = ROOT / "build" / "generated-venv" / "bin" / "python"
 
 STUB_LLM = r"""
@@ -220,11 +221,45 @@ def inner_ingestion(repo: Path, chunks: int) -> dict:
     }
 
 
-def load_points(client, collection: str, points: int, dimension: int, lexical=None) -> float:
+def corpus_chunks(repo: Path) -> tuple[list[str], list[str]]:
+    """Chunk texts and golden questions of the answer-quality corpora (Debian's PostgreSQL
+    manual and Docker reference, prepared by benchmarks/rag_quality.py into
+    build/rag-quality/), chunked by the repository's own loaders and chunker; empty when
+    they are not there."""
+    from app.settings import Settings
+    from ingestion.chunking import Chunker
+    from ingestion.sources import SourcesConfig, enumerate_sources
+
+    cache = ROOT / "build" / "rag-quality"
+    folders = [str(cache / c / "docs") for c in ("postgresql", "docker")]
+    if not all(Path(f).is_dir() for f in folders):
+        return [], []
+    settings = Settings(_env_file=None)
+    items, _ = enumerate_sources(
+        SourcesConfig(folders, [], [], []),
+        base_dir=cache,
+        cache_dir=cache / "sources",
+        max_bytes=settings.max_document_bytes,
+    )
+    chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
+    texts = [c.text for item in items for c in chunker.split(item.load().documents, "local")]
+    questions = [
+        json.loads(line)["question"]
+        for name in ("postgresql", "docker")
+        for line in (HERE_QUALITY / f"{name}.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    return texts, questions
+
+
+def load_points(
+    client, collection: str, points: int, dimension: int, lexical=None, corpus=None
+) -> float:
     """`points` random unit vectors with chunk-like payloads, in batches; returns seconds.
     With `lexical` (the repository's LexicalEncoder; the collection has its sparse
-    vector), each point also gets the BM25 vector of 40 random words, as hybrid ranking
-    searches them."""
+    vector), each point also gets the BM25 vector of its text, as hybrid ranking searches
+    them: a chunk of `corpus` (real documentation, so BM25's posting lists are as long as
+    in use), else 40 random words of a 30-word vocabulary (BM25's worst case)."""
     import numpy as np
     from qdrant_client.http import models as qm
 
@@ -235,7 +270,11 @@ def load_points(client, collection: str, points: int, dimension: int, lexical=No
         n = min(batch, points - start)
         vectors = rng.standard_normal((n, dimension)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        texts = [" ".join(rng.choice(WORDS, 40)) for _ in range(n)]
+        texts = (
+            [corpus[int(i)] for i in rng.integers(0, len(corpus), n)]
+            if corpus
+            else [" ".join(rng.choice(WORDS, 40)) for _ in range(n)]
+        )
         batch_vectors = vectors.tolist()
         if lexical is not None:
             batch_vectors = {"": batch_vectors, "lexical": [lexical.document(t) for t in texts]}
@@ -308,6 +347,7 @@ def inner_query(
     qdrant_url: str,
     thread_settings: list[int],
     backends: list[str],
+    rankings: list[str] | None = None,
 ) -> dict:
     """POST /query of the API run as in production (`uvicorn app.main:app` in its own
     process, settings from the environment) over Qdrant holding `points` points: the
@@ -351,13 +391,16 @@ def inner_query(
         from app.lexical import LexicalEncoder
 
         lexical = LexicalEncoder(settings.chunk_size)
+    corpus, golden_questions = corpus_chunks(repo) if lexical is not None else ([], [])
     load_s = load_points(
-        client, settings.collection_name, points, settings.embedding_dimension, lexical
+        client, settings.collection_name, points, settings.embedding_dimension, lexical, corpus
     )
     index_s = wait_indexed(client, settings.collection_name) if qdrant_url else 0.0
     info = client.get_collection(settings.collection_name)
     embeddings = make_embeddings(settings)
-    questions = [f"How do I rotate the {w} key for {v}?" for w in WORDS for v in WORDS]
+    questions = golden_questions * 20 or [
+        f"How do I rotate the {w} key for {v}?" for w in WORDS for v in WORDS
+    ]
 
     # The Qdrant search alone (over REST in server mode), and its recall@k against an
     # exact search of the same collection.
@@ -387,14 +430,18 @@ def inner_query(
     runs = []
     try:
         _wait_up(f"http://127.0.0.1:{stub_port}/v1/models", stub, stub_log)
-        for backend in backends or [None]:
-            for threads in thread_settings or [None]:
-                run_env = dict(env)
-                if backend is not None:
-                    run_env["QUERY_EMBEDDING_BACKEND"] = backend
-                if threads is not None:
-                    run_env["QUERY_EMBEDDING_THREADS"] = str(threads)
-                runs.append(_measure_api(repo, work, run_env, questions, requests))
+        for ranking in rankings or [None]:
+            for backend in backends or [None]:
+                for threads in thread_settings or [None]:
+                    run_env = dict(env)
+                    if ranking is not None:
+                        run_env["RETRIEVAL_RANKING"] = ranking
+                    if backend is not None:
+                        run_env["QUERY_EMBEDDING_BACKEND"] = backend
+                    if threads is not None:
+                        run_env["QUERY_EMBEDDING_THREADS"] = str(threads)
+                    run = _measure_api(repo, work, run_env, questions, requests)
+                    runs.append({**run, "ranking": ranking or "default"})
     finally:
         _stop(stub)
     return {
@@ -558,7 +605,7 @@ def query_rows(q: dict) -> list[tuple[str, str, str]]:
                 f"{where}: /query minus LLM, p50 / p95 ({q['points']} points, "
                 f"{run['requests']} requests, question embedding on "
                 f"{run.get('backend', 'torch')}, QUERY_EMBEDDING_THREADS={run['setting']}: "
-                f"{run['torch_threads']} threads)",
+                f"{run['torch_threads']} threads, ranking {run.get('ranking', 'default')})",
                 f"{run['p50_ms']:.1f} / {run['p95_ms']:.1f} ms",
                 "p95 <= 25 ms",
             ),
@@ -611,6 +658,13 @@ def main() -> None:
         help="comma-separated QUERY_EMBEDDING_BACKEND values to measure the API with, "
         "e.g. onnx,torch (empty: the app's default)",
     )
+    parser.add_argument(
+        "--rankings",
+        default="",
+        help="comma-separated RETRIEVAL_RANKING values to measure the API with, e.g. "
+        "hybrid,dense (empty: the app's default). The synthetic points are BM25's worst "
+        "case: 30 words, each in nearly every point",
+    )
     parser.add_argument("--inner", choices=["ingestion", "query"])
     parser.add_argument("--repo", type=Path)
     parser.add_argument("--qdrant-url", default="")
@@ -621,8 +675,9 @@ def main() -> None:
     if args.inner == "query":
         threads = [int(t) for t in args.embedding_threads.split(",") if t.strip()]
         backends = [b.strip() for b in args.embedding_backends.split(",") if b.strip()]
+        rankings = [r.strip() for r in args.rankings.split(",") if r.strip()]
         result = inner_query(
-            args.repo, args.points, args.requests, args.qdrant_url, threads, backends
+            args.repo, args.points, args.requests, args.qdrant_url, threads, backends, rankings
         )
         print(json.dumps(result))
         return
@@ -637,6 +692,8 @@ def main() -> None:
         query_args += ["--embedding-threads", args.embedding_threads]
     if args.embedding_backends:
         query_args += ["--embedding-backends", args.embedding_backends]
+    if args.rankings:
+        query_args += ["--rankings", args.rankings]
     rows: list[tuple[str, str, str]] = []
     results: dict[str, dict] = {}
     print(f"load average before: {load_average()}", file=sys.stderr)
