@@ -190,6 +190,23 @@ def test_create_ask_survive_a_kill_and_a_portal_restart_then_tear_down(
         before = _requests(client)
         _wait(lambda: _requests(client) > before, "the new answer's usage")
 
+        # Stop keeps the service (and costs nothing); Deploy starts it again, as a task.
+        running = [_process(settings, role) for role in ("llm", "api")]
+        stopped = client.post(f"/api/rag/services/default/{NAME}/stop")
+        assert stopped.status_code == 200, stopped.text
+        assert _deployment(client)["state"] == "Stopped"
+        assert not any(processes.is_alive(p.pid, p.started_ts) for p in running)
+        deploy = client.post(f"/api/rag/services/default/{NAME}/deploy", json={"target": "local"})
+        assert deploy.status_code == 202, deploy.text
+        redeployed = deploy.json()["taskId"]
+        _wait(
+            lambda: client.get(f"{API}/tasks/{redeployed}").json()["status"] == "completed",
+            "the deploy task",
+            timeout=300,
+        )
+        assert _deployment(client)["state"] == "Healthy"
+        _ask(client)
+
         # Teardown: no process, port or file is left.
         final = [_process(settings, role) for role in ("llm", "api")]
         deleted = client.delete(f"/api/rag/services/default/{NAME}")
