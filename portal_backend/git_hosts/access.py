@@ -217,11 +217,15 @@ def failure_hint(stderr: str, url: str, credentials: Credentials) -> str:
     host = credentials.host or remote_host(url)
     text = stderr.strip()
     if is_ssh(url) and "Host key verification failed" in text:
+        name, _, port = host.partition(":")
+        scan = f"ssh-keyscan -p {port} {name}" if port else f"ssh-keyscan {name}"
         return (
             f"{text} (store the host's key: ragportal secrets set {known_hosts_secret(host)} "
-            f'--value "$(ssh-keyscan {host.split(":")[0]})")'
+            f'--value "$({scan})")'
         )
-    if re.search(r"\b(401|403)\b|Authentication failed|could not read Username", text):
+    if re.search(
+        r"\b(401|403)\b|Authentication failed|could not read Username|Permission denied", text
+    ):
         secret = ssh_key_secret(host) if is_ssh(url) else token_secret(host)
         state = "is refused" if credentials.token or credentials.ssh_key else "is not set"
         return f"{text} (the secret {secret} {state}: ragportal secrets set {secret})"
