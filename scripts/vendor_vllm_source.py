@@ -1,17 +1,19 @@
-"""Copy the vLLM source files the serving tests read, verbatim, from vLLM's PyPI sdist.
+"""Fetch the vLLM source files the serving tests read, verbatim, from vLLM's PyPI sdist.
 
 vLLM cannot be installed here (CUDA wheels, no GPU), yet the generated vLLM arguments
 must match what the pinned vLLM accepts. The tests read vLLM's own argument
 definitions from these files (tests/deploy_bundle/vllm_source.py) instead of a
 hand-typed list. This script fetches the sdist through PyPI's simple index (PEP 691
-JSON, the API pip uses), checks the archive's sha256 against the index, extracts the
-files unchanged and records every file's sha256 in MANIFEST.json; the tests re-hash
-the files, so an edit to them fails.
+JSON, the API pip uses), checks the archive's sha256 against the index and extracts the
+files unchanged into build/vllm-source/vllm-<version>/ (not part of the repository:
+vLLM's code is not ours to commit). The repository keeps only the manifest,
+tests/fixtures/vllm-<version>.manifest.json (the sdist's and every file's sha256): a
+fetch whose files differ from it fails, and the tests re-hash the files.
 
     .venv/bin/python scripts/vendor_vllm_source.py            # the pinned version
-    .venv/bin/python scripts/vendor_vllm_source.py 0.10.2     # when the pin moves
+    .venv/bin/python scripts/vendor_vllm_source.py 0.10.2 --record   # when the pin moves
 
-Run it again whenever the skeleton's vllm pin (pyproject's gpu extra) changes.
+scripts/setup.d/25-vllm-source.sh runs it when the files are missing.
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ FILES = (
 
 
 def destination(version: str) -> Path:
-    return ROOT / "tests" / "fixtures" / f"vllm-{version}"
+    return ROOT / "build" / "vllm-source" / f"vllm-{version}"
+
+
+def manifest_path(version: str) -> Path:
+    return ROOT / "tests" / "fixtures" / f"vllm-{version}.manifest.json"
 
 
 def sdist_entry(client: httpx.Client, version: str) -> dict:
@@ -63,7 +69,7 @@ def sdist_entry(client: httpx.Client, version: str) -> dict:
     raise SystemExit(f"{wanted} is not on PyPI")
 
 
-def main(version: str) -> int:
+def main(version: str, record: bool = False) -> int:
     with httpx.Client(timeout=300, follow_redirects=True) as client:
         entry = sdist_entry(client, version)
         archive = client.get(entry["url"])
@@ -94,10 +100,20 @@ def main(version: str) -> int:
         "url": entry["url"],
         "files": hashes,
     }
-    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    recorded = manifest_path(version)
+    if record:
+        recorded.write_text(json.dumps(manifest, indent=2) + "\n")
+    elif not recorded.exists():
+        raise SystemExit(f"{recorded.relative_to(ROOT)} is missing: run with --record")
+    elif json.loads(recorded.read_text())["files"] != hashes:
+        shutil.rmtree(out)
+        raise SystemExit(f"the files of {entry['filename']} differ from {recorded.name}")
     print(f"{len(hashes)} files of {entry['filename']} ({digest}) in {out.relative_to(ROOT)}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_VERSION))
+    arguments = [a for a in sys.argv[1:] if a != "--record"]
+    raise SystemExit(
+        main(arguments[0] if arguments else DEFAULT_VERSION, record="--record" in sys.argv)
+    )

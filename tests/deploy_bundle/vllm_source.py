@@ -1,4 +1,4 @@
-"""vLLM's own definitions, read from its source (tests/fixtures/vllm-<version>/, copied
+"""vLLM's own definitions, read from its source (build/vllm-source/vllm-<version>/, fetched
 verbatim from the PyPI sdist by scripts/vendor_vllm_source.py), never retyped here.
 
 vLLM cannot be installed on these machines (CUDA wheels) and could not load a model
@@ -31,14 +31,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = "0.10.1.1"
-SOURCE = ROOT / "tests" / "fixtures" / f"vllm-{VERSION}"
+# Fetched from PyPI by scripts/setup.d/25-vllm-source.sh; only the manifest is ours.
+SOURCE = ROOT / "build" / "vllm-source" / f"vllm-{VERSION}"
+MANIFEST = ROOT / "tests" / "fixtures" / f"vllm-{VERSION}.manifest.json"
 QUANT = "vllm/model_executor/layers/quantization"
 # Modules holding the config dataclasses whose fields become CLI flags.
 CONFIG_MODULES = ("vllm/config/__init__.py", "vllm/config/cache.py", "vllm/config/parallel.py")
 
 
 def manifest() -> dict[str, Any]:
-    return json.loads((SOURCE / "MANIFEST.json").read_text())
+    return json.loads(MANIFEST.read_text())
 
 
 def tampered_files() -> list[str]:
