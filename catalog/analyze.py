@@ -27,7 +27,7 @@ from catalog.validation import NAME_RE
 DEFAULT_CATALOG_FILENAME = "catalog-info.yaml"
 
 
-def _location_spec(body: dict) -> tuple[str, str]:
+def _location_spec(body: dict[str, Any]) -> tuple[str, str]:
     location = body.get("location")
     if not isinstance(location, dict):
         raise InputError(
@@ -48,7 +48,7 @@ def _location_spec(body: dict) -> tuple[str, str]:
     return location_type, target.strip()
 
 
-def _catalog_filename(body: dict) -> str:
+def _catalog_filename(body: dict[str, Any]) -> str:
     name = body.get("catalogFilename") or DEFAULT_CATALOG_FILENAME
     if not isinstance(name, str) or "/" in name or "\\" in name or name in (".", ".."):
         raise InputError(
@@ -81,7 +81,7 @@ def suggested_name(target: str) -> str | None:
     return segment if segment and NAME_RE.match(segment) else None
 
 
-def analyze_location(registry: LocationRegistry, body: Any) -> dict:
+def analyze_location(registry: LocationRegistry, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InputError("body must be an object", [ErrorDetail("", "an object")])
     location_type, target = _location_spec(body)
@@ -116,7 +116,7 @@ def analyze_location(registry: LocationRegistry, body: Any) -> dict:
     return {"existingEntityFiles": files, "generateEntities": []}
 
 
-def _generated(location_type: str, target: str, filename: str) -> dict:
+def _generated(location_type: str, target: str, filename: str) -> dict[str, Any]:
     name = suggested_name(target)
     fields: list[dict[str, Any]] = [
         {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 from collections import deque
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -30,7 +31,7 @@ from catalog.tables import CatalogEntity
 MAX_ANCESTORS = 100  # location trees are at most a few levels deep (LocationPolicy.max_depth)
 
 
-def _names(parent: dict, read_from: str, wanted: str) -> bool:
+def _names(parent: dict[str, Any], read_from: str, wanted: str) -> bool:
     """Whether Location entity ``parent`` (read from ``read_from``) names ``wanted``."""
     parent_type, _, parent_target = read_from.partition(":")
     spec = parent.get("spec") or {}
@@ -51,7 +52,7 @@ def _names(parent: dict, read_from: str, wanted: str) -> bool:
     return False
 
 
-def _location_entities(reads: EntityReads, origin: str) -> list[dict]:
+def _location_entities(reads: EntityReads, origin: str) -> list[dict[str, Any]]:
     """The Location entities of the registration ``origin``."""
     rows = reads.session.scalars(
         select(CatalogEntity.entity_ref).where(
@@ -61,7 +62,9 @@ def _location_entities(reads: EntityReads, origin: str) -> list[dict]:
     return [parent for parent in reads.get_by_refs(list(rows)) if parent is not None]
 
 
-def _parents(reads: EntityReads, entity: dict, read: dict[str, list[dict]]) -> list[dict]:
+def _parents(
+    reads: EntityReads, entity: dict[str, Any], read: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     """``entity``'s parent Location entities; ``read``: those of each registration so far
     (an entity and its ancestors share one, read once)."""
     annotations = entity.get("metadata", {}).get("annotations") or {}
@@ -79,15 +82,15 @@ def _parents(reads: EntityReads, entity: dict, read: dict[str, list[dict]]) -> l
     return found
 
 
-def ancestry(reads: EntityReads, ref: str) -> dict | None:
+def ancestry(reads: EntityReads, ref: str) -> dict[str, Any] | None:
     """``{rootEntityRef, items: [{entity, parentEntityRefs}]}``, the entity first; None
     when there is no such entity."""
     root = reads.get_by_ref(ref)
     if root is None:
         return None
-    items = []
+    items: list[dict[str, Any]] = []
     queue, seen = deque([root]), {ref_of(root)}
-    read: dict[str, list[dict]] = {}
+    read: dict[str, list[dict[str, Any]]] = {}
     while queue and len(items) < MAX_ANCESTORS:
         entity = queue.popleft()
         parents = _parents(reads, entity, read)

@@ -12,14 +12,15 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-# COPY runs on the raw psycopg connection, so its errors are psycopg's, not SQLAlchemy's.
-from psycopg import Copy
-from psycopg import IntegrityError as DatabaseIntegrityError  # noqa: F401 (re-exported)
+from psycopg import Copy, IntegrityError
 from sqlalchemy import String, Table, any_, func, insert, literal, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from catalog.facet_counts import compact_counts
+
+# COPY runs on the raw psycopg connection, so its errors are psycopg's, not SQLAlchemy's.
+DatabaseIntegrityError = IntegrityError
 
 
 def insert_rows(
@@ -75,7 +76,8 @@ def _copy(session: Session, table: Table, columns: Sequence[str]) -> Iterator[Co
     """A ``COPY table (columns) FROM STDIN`` on the session's connection and transaction."""
     driver = session.connection().connection.driver_connection
     column_list = ", ".join(f'"{c}"' for c in columns)
-    with driver.cursor() as cursor:  # type: ignore[union-attr]
+    # driver_connection is typed Optional; a checked-out connection always has one.
+    with driver.cursor() as cursor:  # type: ignore[union-attr]  # see above
         with cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:
             yield copy
 
@@ -112,7 +114,7 @@ def _copy_text(rows: list[Sequence[Any]]) -> str | None:
             values = [value if type(value) is str else _copy_value(value) for value in row]
             if any(value is None for value in values):
                 return None
-            line = "\t".join(values)  # type: ignore[arg-type]
+            line = "\t".join(values)  # type: ignore[arg-type]  # no None left (checked above)
         if line.count("\t") != len(row) - 1 or "\\" in line or "\n" in line or "\r" in line:
             line = "\t".join(_escaped(value) for value in row)
         lines.append(line.replace("\0", "\\N"))

@@ -17,7 +17,7 @@ MANAGED_BY_ORIGIN_LOCATION = "backstage.io/managed-by-origin-location"
 ORPHAN = "backstage.io/orphan"
 
 
-def encode(body: dict, uid: str) -> tuple[str, str]:
+def encode(body: dict[str, Any], uid: str) -> tuple[str, str]:
     """The stored JSON text of an entity and its etag (a hash of everything but uid/etag).
 
     The document is serialised once; uid and etag are spliced into ``metadata`` after
@@ -39,7 +39,7 @@ def encode(body: dict, uid: str) -> tuple[str, str]:
     return text[:at] + stamp + text[at:], etag
 
 
-def stored_document(body: dict, uid: str, etag: str) -> dict:
+def stored_document(body: dict[str, Any], uid: str, etag: str) -> dict[str, Any]:
     """What ``encode(body, uid)`` stores, as a new dict (its nested values are shared
     with ``body``): an import answers with the documents it wrote without parsing
     their JSON text back (~20 us an entity)."""
@@ -57,11 +57,11 @@ def stored_document(body: dict, uid: str, etag: str) -> dict:
 _MISSING = object()
 
 
-def project(entity: dict, fields: Sequence[str] | None) -> dict:
+def project(entity: dict[str, Any], fields: Sequence[str] | None) -> dict[str, Any]:
     """Only the dotted ``fields`` of ``entity`` (all of it when none are given)."""
     if not fields:
         return entity
-    result: dict = {}
+    result: dict[str, Any] = {}
     for path in fields:
         parts = path.split(".")
         source: Any = entity

@@ -12,7 +12,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, and_, func, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Label,
+    SQLColumnExpression,
+    Subquery,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from catalog.bulk import any_of, chunks, fetch_tuples
@@ -88,13 +99,13 @@ class EntityReads:
 
     # -- one entity, or a list of refs ---------------------------------------------------
 
-    def get_by_ref(self, ref: str) -> dict | None:
+    def get_by_ref(self, ref: str) -> dict[str, Any] | None:
         return read_one(self.session, CatalogEntity.entity_ref == canonical_ref(ref))
 
-    def get_by_name(self, kind: str, namespace: str, name: str) -> dict | None:
+    def get_by_name(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get_by_ref(f"{kind}:{namespace}/{name}")
 
-    def get_by_uid(self, uid: str) -> dict | None:
+    def get_by_uid(self, uid: str) -> dict[str, Any] | None:
         return read_one(self.session, CatalogEntity.uid == uid)
 
     def get_by_refs(
@@ -104,7 +115,7 @@ class EntityReads:
         filters: Sequence[str] = (),
         fields: Sequence[str] = (),
         query: Any = None,
-    ) -> list[dict | None]:
+    ) -> list[dict[str, Any] | None]:
         """Entities in the order of ``refs``; None where missing or not matching ``filters``
         (ORed alternatives) and the predicate ``query``."""
         canonical: list[str | None] = []
@@ -124,7 +135,7 @@ class EntityReads:
                     any_of(self.session, CatalogEntity.entity_ref, chunk), where
                 )
             ):
-                rows[row.entity_ref] = tuple(row)  # type: ignore[assignment]
+                rows[row.entity_ref] = tuple(row)
         entities = with_relations(self.session, rows.values())
         hydrated = dict(zip(rows, entities, strict=True))
         return [project(hydrated[c], fields) if c in hydrated else None for c in canonical]
@@ -423,11 +434,11 @@ class EntityReads:
         after: str | None = None,
         batch: int = 500,
         order_by: Sequence[tuple[str, str]] | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[dict[str, Any]]:
         """Every matching entity in order, read in keyset batches."""
         for rows in self._iter_rows(
             filters=filters,
-            order_by=_order_list(order_by) or [(order_field or "metadata.name", order)],
+            order_by=order_by or [(order_field or "metadata.name", order)],
             offset=offset,
             limit=limit,
             after=after,
@@ -483,7 +494,7 @@ class EntityReads:
         """
         for rows in self._iter_rows(
             filters=filters,
-            order_by=_order_list(order_by) or [(order_field or "metadata.name", order)],
+            order_by=order_by or [(order_field or "metadata.name", order)],
             offset=offset,
             limit=None,
             after=after,
@@ -494,7 +505,7 @@ class EntityReads:
 
     def next_cursor_after(
         self,
-        entity: dict,
+        entity: dict[str, Any],
         *,
         filters: Sequence[str],
         order_field: str | None = None,
@@ -542,7 +553,7 @@ def check_limit(limit: int | None, *, default: int | None, param: str = "limit")
     return min(limit, MAX_LIMIT)
 
 
-def _own_row_sort(key: str) -> ColumnElement[str] | None:
+def _own_row_sort(key: str) -> SQLColumnExpression[str] | None:
     """The sort expression of a field the entity's own row holds (a column, or an
     annotation or label in metadata_maps); None for fields read from search rows."""
     column = _SORT_COLUMNS.get(key)
@@ -553,7 +564,7 @@ def _own_row_sort(key: str) -> ColumnElement[str] | None:
     return None
 
 
-def sort_expression(order_field: str | None) -> ColumnElement[str]:
+def sort_expression(order_field: str | None) -> SQLColumnExpression[str]:
     if order_field is None:
         return CatalogEntity.name
     key = order_field.lower()
@@ -569,7 +580,7 @@ def sort_expression(order_field: str | None) -> ColumnElement[str]:
     return func.coalesce(smallest, "")
 
 
-def _sort_key(field: str, joins: list[Subquery]) -> ColumnElement[str]:
+def _sort_key(field: str, joins: list[Subquery]) -> SQLColumnExpression[str]:
     """The expression a page sorts ``field`` by; search-row fields add a join to ``joins``.
 
     A page needs the sort value of every matching entity. As one grouped read of the
@@ -596,12 +607,12 @@ def _sort_key(field: str, joins: list[Subquery]) -> ColumnElement[str]:
 
 
 def _keyset_condition(
-    keys: Sequence[tuple[ColumnElement[str], bool]], values: Sequence[str]
+    keys: Sequence[tuple[SQLColumnExpression[str], bool]], values: Sequence[str]
 ) -> ColumnElement[bool]:
     """Rows strictly after ``values`` in the order ``keys`` (expression, ascending)."""
     if len({ascending for _, ascending in keys}) == 1:
         # One direction: a row-value comparison, which an index on the columns can serve.
-        left, right = tuple_(*(k for k, _ in keys)), tuple_(*values)
+        left, right = tuple_(*(k for k, _ in keys)), tuple_(*(literal(v) for v in values))
         return left > right if keys[0][1] else left < right
     # Mixed directions: (a > x) OR (a = x AND b < y) OR (a = x AND b = y AND uid > u).
     alternatives = []
@@ -630,12 +641,14 @@ def page(
     order_by = list(order_by) or list(DEFAULT_ORDER)
     flip = direction != "next"
     joins: list[Subquery] = []
-    keys: list[tuple[ColumnElement[str], bool]] = [
+    keys: list[tuple[SQLColumnExpression[str], bool]] = [
         (_sort_key(field, joins), (order == "asc") != flip) for field, order in order_by
     ]
     keys.append((CatalogEntity.uid, keys[-1][1]))
-    labels = [key.label(f"sort_value_{i}") for i, (key, _) in enumerate(keys[:-1])]
-    source: Any = CatalogEntity.__table__  # type: ignore[attr-defined]
+    labels: list[Label[str]] = [
+        key.label(f"sort_value_{i}") for i, (key, _) in enumerate(keys[:-1])
+    ]
+    source: Any = CatalogEntity.__table__
     for values in joins:
         source = source.outerjoin(values, values.c.uid == CatalogEntity.uid)
     query = (

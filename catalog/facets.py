@@ -105,6 +105,6 @@ def facet_counts(
             )
             query = select(original, grouped.c.n)
         values = [{"value": v, "count": int(c)} for v, c in session.connection().execute(query)]
-        values.sort(key=lambda item: (-int(item["count"]), str(item["value"])))  # type: ignore[call-overload]
+        values.sort(key=lambda item: (-int(item["count"]), str(item["value"])))
         result[requested] = values
     return result

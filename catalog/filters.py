@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     CompoundSelect,
     Select,
@@ -131,7 +132,9 @@ def relation_directions(relation: str) -> list[tuple[Any, Any, str]]:
     return directions
 
 
-def related(relation: str, targets: list[str] | None) -> CompoundSelect | Select[tuple[str]]:
+def related(
+    relation: str, targets: list[str] | None
+) -> CompoundSelect[tuple[str]] | Select[tuple[str]]:
     """Refs of the entities with a ``relation`` (lowercase type) to any of ``targets``
     (to anything when None)."""
     selects = []
@@ -230,7 +233,7 @@ def full_text_matches(term: str, fields: Sequence[str]) -> Select[tuple[str]]:
     map_keys = [key for key in lowered if is_map_key(key)]
     parts: list[Select[tuple[str]]] = []
     if row_keys or not map_keys:
-        keys = bindparam("full_text_keys", row_keys, literal_execute=True)
+        keys: BindParameter[list[str]] = bindparam("full_text_keys", row_keys, literal_execute=True)
         parts.append(
             select(CatalogSearch.entity_uid.label("uid")).where(
                 CatalogSearch.key.in_(keys),

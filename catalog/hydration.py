@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import literal_column, or_, select, union
+from sqlalchemy import ColumnClause, literal_column, or_, select, union
 from sqlalchemy.orm import Session
 
 from catalog.bulk import any_of, chunks, fetch_tuples
@@ -27,7 +27,7 @@ Forward = Mapping[str, list[tuple[str, str]]]
 # SQL text: the types are fixed names, and a CASE of bound literals would cost every
 # statement a walk of its ~30 parameters to build the cache key (a third of a by-query's
 # Python time).
-_TYPE_SEEN_BY_TARGET = literal_column(
+_TYPE_SEEN_BY_TARGET: ColumnClause[str] = literal_column(
     "CASE type "
     + " ".join(f"WHEN '{stored}' THEN '{seen}'" for stored, seen in sorted(REVERSE.items()))
     + " ELSE type END"
@@ -68,9 +68,9 @@ def relation_pairs(
 
 def with_relations(
     session: Session,
-    rows: Iterable[tuple[str, str, str | dict]],
+    rows: Iterable[tuple[str, str, str | dict[str, Any]]],
     forward: Forward | None = None,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The entities of (uid, ref, stored JSON text or document) rows, with relations."""
     rows = list(rows)
     pairs = relation_pairs(session, [ref for _, ref, _ in rows], forward)
@@ -82,7 +82,7 @@ def with_relations(
     return result
 
 
-def read_one(session: Session, where: Any) -> dict | None:
+def read_one(session: Session, where: Any) -> dict[str, Any] | None:
     """One entity with its relations in a single query (one round trip, not two).
 
     The body repeats on each of the entity's relation rows; for one entity with a
@@ -111,7 +111,7 @@ def read_one(session: Session, where: Any) -> dict | None:
     )
     if not rows:
         return None
-    entity = json.loads(rows[0].body)
+    entity: dict[str, Any] = json.loads(rows[0].body)
     ref = rows[0].entity_ref
     pairs: set[tuple[str, str]] = set()
     for row in rows:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, not_, select, true, tuple_
+from sqlalchemy import ColumnElement, func, literal, not_, select, true, tuple_
 from sqlalchemy.orm import Session
 
 from catalog.cursor import DECODE_ERRORS, pack, unpack
@@ -76,7 +76,7 @@ def compile_location_predicate(query: Any, path: str = "query") -> ColumnElement
     return compile_predicate(query, path, _leaf)
 
 
-def _decode_cursor(text: Any) -> dict:
+def _decode_cursor(text: Any) -> dict[str, Any]:
     problem = "cursor is not one this server issued; start again without it"
     if not isinstance(text, str) or not text:
         raise InputError(problem, [ErrorDetail("cursor", "malformed")])
@@ -113,7 +113,7 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def query_locations(session: Session, request: Any) -> dict:
+def query_locations(session: Session, request: Any) -> dict[str, Any]:
     """``{items, totalItems, pageInfo: {nextCursor?}}`` for a by-query body."""
     if request is None:
         request = {}
@@ -138,9 +138,9 @@ def query_locations(session: Session, request: Any) -> dict:
         moment = _utc(datetime.fromisoformat(after[0]))
         if session.get_bind().dialect.name == "sqlite":
             moment = moment.replace(tzinfo=None)  # stored as naive UTC text
-        position = (moment, after[1])
         statement = statement.where(
-            tuple_(CatalogLocation.created_at, CatalogLocation.id) > tuple_(*position)
+            tuple_(CatalogLocation.created_at, CatalogLocation.id)
+            > tuple_(literal(moment), literal(after[1]))
         )
     rows = list(
         session.scalars(

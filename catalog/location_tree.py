@@ -169,7 +169,7 @@ def _matches(pattern: TreeLocation, policy: LocationPolicy) -> list[TreeLocation
 
 def _child(
     parent: TreeLocation,
-    document: dict,
+    document: dict[str, Any],
     written: Any,
     field: str,
     context: str,

@@ -20,7 +20,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from catalog.tables import CatalogEntity
 
-_COLUMN = CatalogEntity.__table__.c.metadata_maps  # type: ignore[attr-defined]
+_COLUMN = CatalogEntity.__table__.c.metadata_maps
 
 
 def _sqlite_path(key: str, index: int | None = None) -> str | None:
@@ -37,7 +37,7 @@ class _MapElement:
 
     @property
     def _from_objects(self) -> list[Any]:
-        return [CatalogEntity.__table__]  # type: ignore[attr-defined]
+        return [CatalogEntity.__table__]
 
 
 class MapValue(_MapElement, ColumnElement[str]):
@@ -46,6 +46,7 @@ class MapValue(_MapElement, ColumnElement[str]):
 
     type = String()
     inherit_cache = False  # parameters are made at compile time: never cache
+    key: str  # ColumnElement's is str | None; these always name a map key
 
     def __init__(self, key: str, index: int = 0) -> None:
         self.key = key
@@ -57,6 +58,7 @@ class MapHasKey(_MapElement, ColumnElement[bool]):
 
     type = Boolean()
     inherit_cache = False
+    key: str
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -68,6 +70,7 @@ class MapContains(_MapElement, ColumnElement[bool]):
 
     type = Boolean()
     inherit_cache = False
+    key: str
 
     def __init__(self, key: str, value: str) -> None:
         self.key = key
@@ -97,7 +100,7 @@ def _sqlite_matching(compiler: SQLCompiler, condition: str, **kw: Any) -> str:
     a kubernetes-id filter. As a list subquery it scans the table once in storage order
     and sorts the few matches: ~13 ms.
     """
-    uid = compiler.process(CatalogEntity.__table__.c.uid, **kw)  # type: ignore[attr-defined]
+    uid = compiler.process(CatalogEntity.__table__.c.uid, **kw)
     return f"({uid} IN (SELECT map_scan.uid FROM catalog_entities AS map_scan WHERE {condition}))"
 
 

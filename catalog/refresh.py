@@ -129,7 +129,7 @@ def _record(factory: sessionmaker[Session], location_id: str, error: str | None)
     with factory.begin() as session:
         session.execute(
             update(CatalogLocation)
-            .where(CatalogLocation.id == location_id)  # type: ignore[arg-type]
+            .where(CatalogLocation.id == location_id)
             .values(
                 refreshed_at=datetime.now(UTC),
                 last_error=error[:ERROR_LIMIT] if error else None,
@@ -191,7 +191,7 @@ def due_locations(session: Session, interval_s: float, now: datetime) -> list[st
     due = now - timedelta(seconds=interval_s)
     rows = session.scalars(
         select(CatalogLocation.id)
-        .where(or_(CatalogLocation.refreshed_at.is_(None), CatalogLocation.refreshed_at <= due))  # type: ignore[union-attr]
+        .where(or_(CatalogLocation.refreshed_at.is_(None), CatalogLocation.refreshed_at <= due))
         .order_by(CatalogLocation.refreshed_at, CatalogLocation.id)
     )
     return list(rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from catalog.errors import InputError
 
@@ -79,7 +80,7 @@ def _parse(ref: str, default_kind: str | None, default_namespace: str) -> Entity
     return EntityRef(kind.lower(), namespace.lower(), name.lower())
 
 
-def ref_of(entity: dict) -> str:
+def ref_of(entity: dict[str, Any]) -> str:
     """The canonical ref of an entity dict."""
     metadata = entity.get("metadata") or {}
     return str(

@@ -10,6 +10,7 @@ entries it would writing both directions).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from catalog.refs import RefError, parse_ref, ref_of
 
@@ -74,7 +75,7 @@ def _target(item: str, default_kind: str | None, namespace: str) -> str | None:
         return None
 
 
-def forward_relations(entity: dict) -> list[tuple[str, str, str]]:
+def forward_relations(entity: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(source ref, type, target ref) rows named by ``entity``'s spec; source is the entity.
 
     The entity must be valid (see ``validate_entity``); unparsable refs are skipped.
@@ -100,7 +101,7 @@ def forward_relations(entity: dict) -> list[tuple[str, str, str]]:
     return sorted(rows)
 
 
-def compute_relations(entity: dict) -> list[tuple[str, str, str]]:
+def compute_relations(entity: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``forward_relations`` and their reverses: every relation the entity takes part in
     because of its own spec, as readers see them."""
     rows = set(forward_relations(entity))

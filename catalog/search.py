@@ -39,7 +39,7 @@ def _scalar(value: Any) -> str | None:
     return None
 
 
-def search_rows(entity: dict) -> list[tuple[str, str, str]]:
+def search_rows(entity: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(key, lowercase value, original value) rows, de-duplicated.
 
     Every imported entity passes through here (~20 leaves each): a path is lowercased
@@ -91,7 +91,7 @@ def is_map_key(key: str) -> bool:
     return key.startswith(MAP_KEY_PREFIXES)
 
 
-def map_fields(entity: dict) -> str | None:
+def map_fields(entity: dict[str, Any]) -> str | None:
     """The entity's annotations and labels as the JSON text stored in ``metadata_maps``.
 
     ``{"metadata.annotations.<key>": [value, Original Value, ...]}``: lowercase path ->

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -21,7 +22,7 @@ SEARCH_COLUMNS = ("key", "value", "kind", "entity_uid", "original_value")
 _COUNTED = frozenset(COUNTED_KEYS)
 
 
-def search_tuples(uid: str, body: dict) -> list[tuple[str, ...]]:
+def search_tuples(uid: str, body: dict[str, Any]) -> list[tuple[str, ...]]:
     """The ``SEARCH_COLUMNS`` rows of one document."""
     kind = str(body.get("kind", "")).lower()
     return [(k, v, kind, uid, o) for k, v, o in search_rows(body)]
@@ -30,7 +31,7 @@ def search_tuples(uid: str, body: dict) -> list[tuple[str, ...]]:
 def _append_deltas(session: Session, rows: Iterable[tuple[str, str, str, int]]) -> None:
     insert_rows(
         session,
-        CatalogFacetCount.__table__,  # type: ignore[attr-defined]
+        CatalogFacetCount.__table__,
         ("key", "value", "kind", "n"),
         rows,
     )
@@ -45,19 +46,19 @@ def delete_search(session: Session, stored: Iterable[tuple[str, str]]) -> None:
     _append_deltas(session, deltas(rows, -1))
 
 
-def insert_search(session: Session, entities: Sequence[tuple[str, dict]]) -> int:
+def insert_search(session: Session, entities: Sequence[tuple[str, dict[str, Any]]]) -> int:
     """Write the search rows of (uid, document) pairs; returns how many rows.
 
     On PostgreSQL the COPY text is built per entity in one pass (values are checked for
     COPY's special characters per entity, not per value), and the facet-count deltas go
     in the same transaction.
     """
-    table = CatalogSearch.__table__  # type: ignore[attr-defined]
+    table = CatalogSearch.__table__
     if session.get_bind().dialect.name != "postgresql":
-        rows = [row for uid, body in entities for row in search_tuples(uid, body)]
-        insert_rows(session, table, SEARCH_COLUMNS, rows)
-        _append_deltas(session, deltas(rows))
-        return len(rows)
+        tuples = [row for uid, body in entities for row in search_tuples(uid, body)]
+        insert_rows(session, table, SEARCH_COLUMNS, tuples)
+        _append_deltas(session, deltas(tuples))
+        return len(tuples)
     chunks: list[str] = []
     counted: list[tuple[str, str, str]] = []
     total = 0

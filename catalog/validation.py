@@ -100,7 +100,7 @@ def _check_key(path: str, key: Any, problems: list[ErrorDetail]) -> None:
 
 
 def _string_map(
-    metadata: dict, field: str, problems: list[ErrorDetail], *, label_values: bool
+    metadata: dict[str, Any], field: str, problems: list[ErrorDetail], *, label_values: bool
 ) -> None:
     value = metadata.get(field)
     if value is None:

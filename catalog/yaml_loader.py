@@ -55,9 +55,9 @@ def _refuse_tags(text: str) -> None:
         tag = getattr(event, "tag", None)
         if tag not in _CORE_TAGS:
             mark = event.start_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise yaml_rs.YAMLDecodeError(
-                f"tag {tag!r} at line {mark.line + 1}, column {mark.column + 1} is not allowed "
-                "in catalog files (only plain YAML 1.2 values)"
+                f"tag {tag!r}{where} is not allowed in catalog files (only plain YAML 1.2 values)"
             )
 
 
