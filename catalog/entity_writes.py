@@ -55,10 +55,13 @@ _ENTITY_COLUMNS = (
 )
 
 
-def check_owner(entity: dict, owner_group: str, path: str) -> None:
-    """NotAllowedError (naming ``path``) unless ``entity`` is owned by ``owner_group``:
-    what a group-scoped token may write or delete."""
-    group = normalize_ref(owner_group, "group")
+def check_owner(entity: dict, owner_group: str | Sequence[str], path: str) -> None:
+    """NotAllowedError (naming ``path``) unless ``entity`` is owned by ``owner_group``
+    (one ref, or several: a user and its groups): what a caller bound to owners may
+    write or delete."""
+    owners = [owner_group] if isinstance(owner_group, str) else list(owner_group)
+    allowed = sorted({normalize_ref(o, "group") for o in owners})
+    group = ", ".join(allowed) or "nobody"
     owner = (entity.get("spec") or {}).get("owner")
     namespace = (entity.get("metadata") or {}).get("namespace") or "default"
     actual = None
@@ -67,11 +70,11 @@ def check_owner(entity: dict, owner_group: str, path: str) -> None:
             actual = str(parse_ref(owner, default_kind="group", default_namespace=namespace))
         except RefError:
             actual = None
-    if actual != group:
+    if actual not in allowed:
         raise NotAllowedError(
-            f"this token may only write entities owned by {group}; "
+            f"this caller may only write entities owned by {group}; "
             f"{ref_of(entity)} is owned by {actual or 'nobody'}",
-            [ErrorDetail(path, f"spec.owner must be {group}")],
+            [ErrorDetail(path, f"spec.owner must be one of {group}")],
         )
 
 
@@ -120,7 +123,7 @@ class EntityWrites:
         entities: list[dict],
         *,
         location_key: str | None = None,
-        owner_group: str | None = None,
+        owner_group: str | Sequence[str] | None = None,
         _validated: bool = False,
         _sources: Sequence[str] | None = None,
     ) -> list[dict]:
@@ -162,7 +165,7 @@ class EntityWrites:
         entities: Sequence[dict],
         *,
         location_key: str | None,
-        owner_group: str | None,
+        owner_group: str | Sequence[str] | None,
         sources: Sequence[str] | None = None,
     ) -> list[str]:
         """Insert or update already validated entities (``validate_batch`` or
@@ -176,7 +179,7 @@ class EntityWrites:
         now = datetime.now(UTC)
         refs = [ref_of(e) for e in entities]
         existing = self._existing(refs)
-        if owner_group:
+        if owner_group is not None:
             for index, entity in enumerate(entities):
                 check_owner(entity, owner_group, f"entities[{index}].spec.owner")
                 if refs[index] in existing:
@@ -332,24 +335,24 @@ class EntityWrites:
                 delete(CatalogEntity).where(any_of(self.session, CatalogEntity.uid, chunk))
             )
 
-    def _uid_for_delete(self, where: Any, owner_group: str | None) -> str | None:
+    def _uid_for_delete(self, where: Any, owner_group: str | Sequence[str] | None) -> str | None:
         row = self.session.execute(
             select(CatalogEntity.uid, CatalogEntity.body).where(where)
         ).first()
         if row is None:
             return None
-        if owner_group:
+        if owner_group is not None:
             check_owner(json.loads(row.body), owner_group, "entity")
         return str(row.uid)
 
-    def delete_by_ref(self, ref: str, *, owner_group: str | None = None) -> bool:
+    def delete_by_ref(self, ref: str, *, owner_group: str | Sequence[str] | None = None) -> bool:
         uid = self._uid_for_delete(CatalogEntity.entity_ref == canonical_ref(ref), owner_group)
         if uid is None:
             return False
         self.delete_uids([uid])
         return True
 
-    def delete_by_uid(self, uid: str, *, owner_group: str | None = None) -> bool:
+    def delete_by_uid(self, uid: str, *, owner_group: str | Sequence[str] | None = None) -> bool:
         found = self._uid_for_delete(CatalogEntity.uid == uid, owner_group)
         if found is None:
             return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,7 +119,7 @@ class LocationRegistry:
         *,
         dry_run: bool = False,
         managed_by: str | None = None,
-        owner_group: str | None = None,
+        owner_group: str | Sequence[str] | None = None,
     ) -> dict:
         """Register a location and import its entities (or, with dry_run, only check)."""
         check_target(type, target, self.policy)
@@ -130,7 +131,7 @@ class LocationRegistry:
             raise ConflictError(f"location {key} is already registered (id {existing.id})")
         entities, sources = self.read_location_tree(type, target, registered=False)
         if dry_run:
-            if owner_group:
+            if owner_group is not None:
                 for index, entity in enumerate(entities):
                     check_owner(entity, owner_group, f"documents[{index}].spec.owner")
             view = (
@@ -230,7 +231,9 @@ class LocationRegistry:
             # The orphan flag is an annotation: metadata_maps, not search rows, changes.
         return sorted(ref_of(e) for e in orphans)
 
-    def delete_location(self, location_id: str, *, owner_group: str | None = None) -> None:
+    def delete_location(
+        self, location_id: str, *, owner_group: str | Sequence[str] | None = None
+    ) -> None:
         """Remove a location and the entities it manages."""
         location = self._location(location_id)
         rows = self.session.execute(
@@ -238,7 +241,7 @@ class LocationRegistry:
                 CatalogEntity.location_key == location.location_key
             )
         ).all()
-        if owner_group:
+        if owner_group is not None:
             for row in rows:
                 check_owner(json.loads(row.body), owner_group, "location")
         self.writes.delete_uids([r.uid for r in rows])

@@ -12,6 +12,7 @@ leaves the location and its entities as they were.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -32,7 +33,7 @@ def update_location(
     target: str,
     policy: LocationPolicy,
     *,
-    owner_group: str | None = None,
+    owner_group: str | Sequence[str] | None = None,
 ) -> dict:
     """The updated location ``{id, type, target}``; raises a 4xx PortalError otherwise."""
     check_target(location_type, target, policy)
@@ -54,7 +55,7 @@ def update_location(
             raise ConflictError(f"location {new_key} is already registered (id {other})")
         registry = LocationRegistry(session, policy=policy)
         old_key = location.location_key
-        if owner_group:
+        if owner_group is not None:
             # As for DELETE: a group token changes only a location whose entities it owns.
             for (body,) in session.execute(
                 select(CatalogEntity.body).where(CatalogEntity.location_key == old_key)

@@ -10,13 +10,16 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_backend import __version__
+from portal_backend.audit_trail import AuditTrail
+from portal_backend.auth import oidc
+from portal_backend.auth.identity import AccessPolicy
 from portal_backend.auth.token_cache import TokenCache
 from portal_backend.db import make_engine, make_session_factory
 from portal_backend.errors import error_response, install_error_handlers
 from portal_backend.logging import get_logger
 from portal_backend.metrics import MetricsMiddleware
 from portal_backend.routers import catalog as catalog_router
-from portal_backend.routers import health, tokens
+from portal_backend.routers import health, identity, tokens
 from portal_backend.routers import rag_services as rag_services_router
 from portal_backend.routers import rag_sizing as rag_sizing_router
 from portal_backend.routers import scaffolder as scaffolder_router
@@ -77,15 +80,19 @@ def create_app(settings: Settings | None = None, task_queue: TaskQueue | None = 
     # App-wide objects: built here once, read by the HTTP adapters (portal_backend.deps).
     app.state.scaffolder_dispatch = task_queue.dispatch()
     app.state.token_cache = TokenCache(settings.sla_ingest_token_cache_s)
+    app.state.access_policy = AccessPolicy(admin_group=settings.admin_group)
+    app.state.oidc = oidc.client_from_settings(settings)  # None: token sign-in only
     app.state.usage_push = UsagePush(settings, app.state.session_factory)
     app.state.ingest_limiter = ingest_limiter(settings)
 
     install_error_handlers(app)
+    app.add_middleware(AuditTrail)  # every write, with the principal the request resolved
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(BodySizeLimit, settings=settings)
 
     app.include_router(health.router)
     app.include_router(tokens.router)
+    app.include_router(identity.router)
     app.include_router(rag_sizing_router.router)
     app.include_router(rag_services_router.router)
     app.include_router(catalog_router.router)

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 
 from catalog.errors import AuthenticationError, NotAllowedError
+from portal_backend.auth.identity import AccessPolicy
 from portal_backend.auth.service import ANONYMOUS, Principal, authenticate
+from portal_backend.auth.sessions import session_principal
 from portal_backend.auth.token_cache import TokenCache
 from portal_backend.db import session_scope
 from portal_backend.scaffolder.engine import Dispatch
@@ -29,12 +31,22 @@ def token_cache(request: Request) -> TokenCache:
     return cache
 
 
+def access_policy(request: Request) -> AccessPolicy:
+    """Site-wide rules that turn a user's groups into rights (the admin group)."""
+    policy: AccessPolicy = request.app.state.access_policy
+    return policy
+
+
 def usage_push(request: Request) -> UsagePush:
     push: UsagePush = request.app.state.usage_push
     return push
 
 
 # -- the caller ------------------------------------------------------------------------
+
+
+SESSION_TOKEN_KEY = "token"  # the web UI's pasted API token, in the signed cookie
+SESSION_ID_KEY = "sid"  # a session signed in through the identity provider
 
 
 def _bearer(request: Request) -> str | None:
@@ -44,26 +56,36 @@ def _bearer(request: Request) -> str | None:
         if kind.lower() != "bearer" or not value.strip():
             raise AuthenticationError("Authorization header must be 'Bearer <token>'")
         return value.strip()
-    # The web UI keeps the same token in its session cookie.
-    session = request.scope.get("session")
-    if session:
-        return session.get("token")
     return None
 
 
 def current_principal(request: Request) -> Principal | None:
-    """The caller, or None when no credentials were presented."""
+    """The caller, or None when no credentials were presented: a bearer token, else the
+    web UI's session cookie (a pasted token or a signed-in session). One model for both,
+    so every rule below applies to people and automation alike."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
     token = _bearer(request)
+    cookie = request.scope.get("session") or {}
     if token is None:
+        token = cookie.get(SESSION_TOKEN_KEY)
+    session_id = None if token is not None else cookie.get(SESSION_ID_KEY)
+    if token is None and session_id is None:
         return None
     settings = request.app.state.settings
+    policy = access_policy(request)
     with session_scope(request.app.state.session_factory) as session:
-        principal = authenticate(session, token, settings.bootstrap_token)
+        if token is not None:
+            principal = authenticate(session, token, settings.bootstrap_token, policy)
+        else:
+            principal = session_principal(session, str(session_id), policy)
     if principal is None:
-        raise AuthenticationError("invalid, expired or revoked token")
+        raise AuthenticationError(
+            "invalid, expired or revoked token"
+            if token is not None
+            else "your session has ended; sign in again"
+        )
     request.state.principal = principal
     return principal
 

@@ -42,6 +42,24 @@ class Settings(BaseSettings):
     # Signs the web UI's session cookie; generated and kept in the data folder when unset.
     session_secret: str | None = None
 
+    # Sign-in with the company's identity provider (OpenID Connect, docs/auth.md). With no
+    # issuer the portal signs people in with a pasted API token.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    # Sign-in resolution: the ID token claim matched against a field of User entities.
+    oidc_user_claim: str = "email"
+    oidc_user_entity_field: str = "spec.profile.email"
+    # A claim listing group names/refs, added to the User's memberOf (unset = memberOf only).
+    oidc_groups_claim: str | None = None
+    # No matching User entity: sign in as a read-only guest instead of refusing.
+    oidc_guest: bool = False
+    oidc_clock_skew_s: int = Field(default=60, ge=0, le=600)
+    # Members of this group (e.g. group:default/platform) are admins.
+    admin_group: str | None = None
+    user_session_hours: float = Field(default=8.0, gt=0)
+
     host: str = "127.0.0.1"
     port: int = 7007
     # Public base URL of the portal, used in links it hands out (task output, repo URLs).

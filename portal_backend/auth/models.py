@@ -1,9 +1,12 @@
-"""API tokens, stored as SHA-256 hashes: the plain token is shown once, at creation."""
+"""Credentials and their trail: API tokens (stored as SHA-256 hashes, the plain token shown
+once), signed-in sessions, and the audit log of every write."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 
@@ -21,9 +24,48 @@ class ApiToken(SQLModel, table=True):
     purpose: str = Field(default="api", max_length=16)
     subject: str = Field(max_length=255)  # entity ref of the user, e.g. user:default/alice
     owner_group: str | None = Field(default=None, max_length=255)
+    # Issued to a user: carries that user's rights (groups from the catalog, admin through
+    # the admin group), looked up at each use, within the token's scope.
+    acts_as_user: bool = Field(default=False)
     service_ref: str | None = Field(default=None, max_length=255, index=True)
     created_by: str | None = Field(default=None, max_length=255)
     created_at: datetime
     expires_at: datetime | None = None
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class UserSession(SQLModel, table=True):
+    """A person signed in through the identity provider. The browser holds the id in the
+    signed session cookie; signing out (or expiry) ends it here, so a copied cookie stops
+    working too."""
+
+    __tablename__ = "user_sessions"
+
+    id: str = Field(primary_key=True, max_length=36)
+    subject: str = Field(max_length=255, index=True)  # user:default/alice (or the guest)
+    # Groups named by the ID token's groups claim (when configured), added to memberOf.
+    claim_groups: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    issuer: str = Field(max_length=500)
+    external_subject: str = Field(max_length=255)  # the ID token's `sub`
+    guest: bool = Field(default=False)
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """One write: who (subject, groups), through what (token or session), what (the
+    operation and its target), when, and how it ended (HTTP status)."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str = Field(max_length=255, index=True)
+    # "token:<id>", "session:<id>", "bootstrap-token" (never the secret itself).
+    credential: str = Field(max_length=80)
+    action: str = Field(max_length=300)  # e.g. "DELETE /api/rag-services/{namespace}/{name}"
+    target: str = Field(default="", max_length=500)  # e.g. "namespace=default name=docs-qa"
+    status: int
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,5 +1,6 @@
-"""Who may change a RAG service (deploy, evaluate, tear down): an admin, a token bound
-to no group, or a write token of the group that owns the service's Component."""
+"""Who may change a RAG service (deploy, evaluate, stop, tear down, upgrade): the members
+of the group that owns its Component (or the owning user), admins, and unrestricted write
+tokens (see ``Principal``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from catalog.errors import NotAllowedError
-from catalog.refs import RefError, normalize_ref, parse_ref
+from catalog.refs import RefError, parse_ref
 from catalog.service import CatalogService
 from portal_backend.auth.service import Principal
 
 
-def _owner(entity: dict[str, Any]) -> str | None:
+def owner_of(entity: dict[str, Any]) -> str | None:
+    """The entity's ``spec.owner`` as a canonical ref (no kind = a group)."""
     namespace = (entity.get("metadata") or {}).get("namespace") or "default"
     owner = (entity.get("spec") or {}).get("owner")
     try:
@@ -23,15 +25,7 @@ def _owner(entity: dict[str, Any]) -> str | None:
 
 
 def may_change(principal: Principal, entity: dict[str, Any]) -> bool:
-    if not principal.has_scope("write"):
-        return False
-    if principal.is_admin or not principal.group:
-        return True
-    try:
-        group = normalize_ref(principal.group, "group")
-    except RefError:
-        return False  # a token bound to a malformed group owns nothing
-    return _owner(entity) == group
+    return principal.may_change_owned_by(owner_of(entity))
 
 
 def check_may_change(
@@ -39,12 +33,15 @@ def check_may_change(
 ) -> None:
     """Raises NotAllowedError unless ``principal`` may ``action`` the service (a service
     with no catalog entity left is anyone's with write scope to clean up)."""
-    if principal.is_admin or not principal.group:
+    if not principal.has_scope("write"):
+        raise NotAllowedError(f"to {action} a service you need write scope")
+    if principal.is_admin or principal.unrestricted:
         return
     entity = CatalogService(session).get_by_ref(f"component:{namespace}/{name}")
     if entity is None or may_change(principal, entity):
         return
     raise NotAllowedError(
-        f"this token may only {action} services owned by {principal.group}; "
-        f"component:{namespace}/{name} is owned by {_owner(entity) or 'nobody'}"
+        f"only members of the owner ({owner_of(entity) or 'nobody'}) or an admin may "
+        f"{action} component:{namespace}/{name}; {principal.subject} is in "
+        f"{', '.join(principal.groups) or 'no group'}"
     )

@@ -336,7 +336,7 @@ def get_entity_by_uid(uid: str, request: Request, _: Principal = ReadPrincipal) 
 @router.delete("/entities/by-uid/{uid}", status_code=204)
 def delete_entity_by_uid(uid: str, request: Request, principal: Principal = WritePrincipal) -> None:
     with _session(request) as session:
-        if not EntityWrites(session).delete_by_uid(uid, owner_group=principal.group):
+        if not EntityWrites(session).delete_by_uid(uid, owner_group=principal.write_owners):
             raise NotFoundError(f"No entity with uid {uid}")
 
 
@@ -437,7 +437,7 @@ def create_location(
             target,
             dry_run=dry_run,
             managed_by=principal.subject,
-            owner_group=principal.group,
+            owner_group=principal.write_owners,
         )
 
 
@@ -487,7 +487,7 @@ def update_location_route(
         location_type,
         target,
         policy_for(request.app.state.settings),
-        owner_group=principal.group,
+        owner_group=principal.write_owners,
     )
 
 
@@ -509,7 +509,7 @@ def delete_location(
     location_id: str, request: Request, principal: Principal = WritePrincipal
 ) -> None:
     with _session(request) as session:
-        LocationRegistry(session).delete_location(location_id, owner_group=principal.group)
+        LocationRegistry(session).delete_location(location_id, owner_group=principal.write_owners)
 
 
 @router.post("/refresh")

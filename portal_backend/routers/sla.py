@@ -24,7 +24,11 @@ from portal_backend.deps import (
     usage_push,
 )
 from portal_backend.sla import budgets, costs, evaluations, ingest_tokens, reports, services
-from portal_backend.sla.access import check_may_post_evaluation, check_owner
+from portal_backend.sla.access import (
+    check_may_post_evaluation,
+    check_may_set_budget,
+    check_owner,
+)
 from portal_backend.sla.alerts import list_alerts
 from portal_backend.sla.clock import utcnow
 from portal_backend.sla.refs import normalize_ref
@@ -285,19 +289,22 @@ def put_budget(
     name: str,
     body: BudgetSet,
     request: Request,
-    principal: Principal = AdminPrincipal,
+    principal: Principal = WritePrincipal,
 ) -> dict:
     """Sets the monthly budget of an owner group (kind ``group``: alerts on the sum of its
-    services' spend) or of a service (overrides its annotation)."""
+    services' spend; admins) or of a service (overrides its annotation; its owner's
+    members or admins)."""
     ref = budgets.budget_ref(kind, namespace, name)
     with session_scope(_factory(request)) as session:
+        check_may_set_budget(session, principal, ref)
         return budgets.set_budget(session, ref, body.monthlyUsd, by=principal.subject, now=utcnow())
 
 
 @router.delete("/budgets/{kind}/{namespace}/{name}", status_code=204)
 def delete_budget(
-    kind: str, namespace: str, name: str, request: Request, _: Principal = AdminPrincipal
+    kind: str, namespace: str, name: str, request: Request, principal: Principal = WritePrincipal
 ) -> None:
     ref = budgets.budget_ref(kind, namespace, name)
     with session_scope(_factory(request)) as session:
+        check_may_set_budget(session, principal, ref)
         budgets.delete_budget(session, ref)

@@ -22,6 +22,11 @@ class TokenCreate(BaseModel):
     subject: str | None = Field(default=None, description="user entity ref the token acts as")
     owner_group: str | None = None
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    acts_as_user: bool = Field(
+        default=False,
+        description="issued to the user named by subject: carries that user's rights "
+        "(groups from the catalog, looked up at each use), within scope",
+    )
 
 
 class TokenView(BaseModel):
@@ -32,6 +37,7 @@ class TokenView(BaseModel):
     purpose: str
     subject: str
     owner_group: str | None
+    acts_as_user: bool
     service_ref: str | None
     created_at: datetime
     expires_at: datetime | None
@@ -53,6 +59,7 @@ def create(body: TokenCreate, request: Request, principal: Principal = AdminPrin
             owner_group=body.owner_group,
             created_by=principal.subject,
             expires_in_days=body.expires_in_days,
+            acts_as_user=body.acts_as_user,
         )
         view = TokenView.of(created.record).model_dump(mode="json")
     return {**view, "token": created.token}

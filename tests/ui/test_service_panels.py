@@ -111,7 +111,7 @@ def test_sla_and_cost_panels_with_ingested_usage(
     # Home, signed in as a member of the owning group: the group's service and the fleet.
     page.context.clear_cookies()
     login(page, token=ui_token("write", group="group:default/team-a"))
-    group = page.get_by_role("region", name=re.compile("My group's services"))
+    group = page.get_by_role("region", name="My services")
     expect(group.get_by_role("link", name="chat-bot")).to_be_visible()
     expect(page.locator("#fleet-total")).to_have_text("1")
     expect(page.locator("#fleet-spend")).to_have_text(re.compile(r"\$[1-9]"))

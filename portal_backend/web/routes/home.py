@@ -1,4 +1,5 @@
-"""Home: my services and my group's, fleet summary, recent tasks."""
+"""Home: my services (owned by me or my groups, or created by me), fleet summary, recent
+tasks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from catalog.refs import RefError, normalize_ref
 from catalog.service import CatalogService
 from portal_backend import metadata_keys
 from portal_backend.auth.service import Principal
@@ -22,7 +22,7 @@ router = APIRouter()
 RAG_FILTER = f"kind=component,spec.type={metadata_keys.RAG_SERVICE_TYPE}"
 
 
-def _my_service_refs(request: Request, principal: Principal) -> list[str]:
+def _created_service_refs(request: Request, principal: Principal) -> list[str]:
     """Services this user created: the catalog entities their completed tasks produced."""
     if principal.is_anonymous:
         return []
@@ -62,35 +62,30 @@ def _fleet(session: Any) -> dict[str, Any]:
     }
 
 
+def _owned_services(session: Any, principal: Principal) -> list[dict[str, Any]]:
+    """RAG services owned by the user or one of their groups (repeated filters are ORed)."""
+    owners = [] if principal.is_anonymous else principal.owner_refs
+    if not owners:
+        return []
+    filters = [f"{RAG_FILTER},relations.ownedby={ref}" for ref in owners]
+    return list(CatalogService(session).query_entities(filters=filters, limit=50)["items"])
+
+
 @router.get("/")
 def home(request: Request) -> Response:
     principal = require_page(request, "read")
-    my_refs = _my_service_refs(request, principal)
+    created_refs = _created_service_refs(request, principal)
     recent = tasks.list_tasks(request.app.state.session_factory, limit=8)["tasks"]
     with session_scope(request.app.state.session_factory) as session:
-        catalog = CatalogService(session)
-        mine = [e for e in catalog.get_by_refs(my_refs) if e is not None]
-        group_services: list[dict[str, Any]] = []
-        group_ref = None
-        if principal.group:
-            try:
-                group_ref = normalize_ref(principal.group, "group")
-            except RefError:
-                group_ref = None
-        if group_ref:
-            group_services = catalog.query_entities(
-                filters=[f"{RAG_FILTER},relations.ownedby={group_ref}"], limit=50
-            )["items"]
+        mine = _owned_services(session, principal)
+        known = {(e["metadata"]["namespace"], e["metadata"]["name"]) for e in mine}
+        for entity in CatalogService(session).get_by_refs(created_refs):
+            key = (entity or {}).get("metadata", {})
+            if entity is not None and (key["namespace"], key["name"]) not in known:
+                mine.append(entity)
         fleet = _fleet(session)
     return render(
         request,
         "home.html",
-        {
-            "me": principal,
-            "mine": mine,
-            "group_ref": group_ref,
-            "group_services": group_services,
-            "fleet": fleet,
-            "recent": recent,
-        },
+        {"me": principal, "mine": mine, "fleet": fleet, "recent": recent},
     )
