@@ -80,7 +80,9 @@ def record_batch(session: Session, batch: ParsedBatch, service_map: dict[str, st
     return counted
 
 
-def usage_by_adapter(session: Session, service_ref: str, start: float, end: float) -> list[dict]:
+def usage_by_adapter(
+    session: Session, service_ref: str, start: float, end: float
+) -> list[dict[str, Any]]:
     """Each adapter's requests, errors, tokens and mean latency in [start, end) (whole
     hours overlapping the range), most requests first."""
     rows = session.execute(

@@ -70,7 +70,9 @@ def set_budget(
 ) -> dict[str, Any]:
     """Sets the monthly budget of an owner group (``group:`` ref) or of a service."""
     is_group = ref.startswith("group:")
-    row = session.get(GroupBudget if is_group else Budget, ref)
+    row: GroupBudget | Budget | None = (
+        session.get(GroupBudget, ref) if is_group else session.get(Budget, ref)
+    )
     if row is None:
         row = (
             GroupBudget(group_ref=ref, monthly_usd=monthly_usd, updated_at=now)

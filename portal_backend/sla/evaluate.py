@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,7 +42,7 @@ def budget_conditions(
         whose = f"monthly budget of {group_ref} (sum of its services)"
     out = []
     for percent, severity in BUDGET_THRESHOLDS:
-        firing = bool(budget) and mtd >= budget * percent / 100  # type: ignore[operator]
+        firing = mtd >= budget * percent / 100 if budget else False
         out.append(
             Condition(
                 f"{prefix}BudgetThreshold",
@@ -63,7 +64,7 @@ def budget_conditions(
             f"{prefix}BudgetForecast",
             service_ref,
             "warning",
-            bool(budget) and projected > budget,  # type: ignore[operator]
+            projected > budget if budget else False,
             dict(labels),
             {
                 "summary": f"projected month-end spend ${projected:.2f} exceeds the "
@@ -162,8 +163,8 @@ def slo_conditions(service: SlaService, rows: stats.RollupRows, now_ts: int) -> 
 @dataclass
 class ServiceEvaluation:
     service_ref: str
-    slo: dict
-    cost: dict
+    slo: dict[str, Any]
+    cost: dict[str, Any]
     conditions: list[Condition] = field(default_factory=list)
     owner: str | None = None
 
@@ -231,8 +232,8 @@ def evaluate_all(
     return evaluations, transitions
 
 
-def _same(old: dict | None, new: dict) -> bool:
-    def strip(d: dict) -> dict:
+def _same(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in d.items() if k != "updatedAt"}
 
     return old is not None and strip(old) == strip(new)

@@ -30,7 +30,8 @@ def bucket_indexes(values_ms: np.ndarray) -> np.ndarray:
     """Bucket index of each value (vectorised)."""
     clipped = np.clip(values_ms, MIN_VALUE_MS, MAX_VALUE_MS)
     idx = np.ceil(np.log(clipped / MIN_VALUE_MS) / _LOG_GAMMA - 1e-9).astype(np.int64)
-    return np.clip(idx, 0, BUCKETS - 1)
+    indexes: np.ndarray = np.clip(idx, 0, BUCKETS - 1)
+    return indexes
 
 
 def bucket_value(index: int | np.ndarray) -> float | np.ndarray:

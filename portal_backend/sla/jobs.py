@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, Delete, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal_backend.db import session_scope
@@ -30,7 +31,9 @@ log = get_logger(__name__)
 Factory = sessionmaker[Session]
 
 
-def collect(settings: Settings, factory: Factory, client: httpx.Client, now: datetime) -> dict:
+def collect(
+    settings: Settings, factory: Factory, client: httpx.Client, now: datetime
+) -> dict[str, Any]:
     """Prometheus pull for every tracked service in a cluster with a Prometheus URL."""
     with session_scope(factory) as session:
         services.sync_from_catalog(session, now)
@@ -58,7 +61,7 @@ def collect(settings: Settings, factory: Factory, client: httpx.Client, now: dat
 
 def account_costs(
     settings: Settings, factory: Factory, client: httpx.Client, now: datetime
-) -> dict:
+) -> dict[str, Any]:
     """OpenCost for services in clusters that have it; the provisioned model for the rest.
 
     The catalog is read first, so a service torn down since the last run stops accruing."""
@@ -66,7 +69,7 @@ def account_costs(
         services.sync_from_catalog(session, now)
         tracked = session.scalars(select(SlaService)).all()
         by_opencost: dict[str, list[SlaService]] = defaultdict(list)
-        modelled = []
+        modelled: list[SlaService] = []
         for service in tracked:
             url = prometheus.prometheus_url(settings.sla_opencost_urls, service.cluster)
             (by_opencost[url] if url else modelled).append(service)
@@ -81,7 +84,7 @@ def account_costs(
     return {"modelled": len(modelled), "opencostHours": written}
 
 
-def evaluate_all(settings: Settings, factory: Factory, now: datetime) -> dict:
+def evaluate_all(settings: Settings, factory: Factory, now: datetime) -> dict[str, Any]:
     with session_scope(factory) as session:
         services.sync_from_catalog(session, now)
         evaluations, transitions = evaluate.evaluate_all(
@@ -94,7 +97,9 @@ def evaluate_all(settings: Settings, factory: Factory, now: datetime) -> dict:
     }
 
 
-def deliver(settings: Settings, factory: Factory, client: httpx.Client, now: datetime) -> dict:
+def deliver(
+    settings: Settings, factory: Factory, client: httpx.Client, now: datetime
+) -> dict[str, Any]:
     with session_scope(factory) as session:
         return webhooks.deliver_due(
             session,
@@ -106,42 +111,55 @@ def deliver(settings: Settings, factory: Factory, client: httpx.Client, now: dat
         )
 
 
+def _deleted(session: Session, statement: Delete) -> int:
+    # A DELETE's result is a CursorResult (Session.execute is typed for any statement).
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
 def retention(settings: Settings, factory: Factory, now: datetime) -> dict[str, int]:
     """Drops raw records, minute/hour rollups and batch ids past their retention."""
     ts = now.timestamp()
     with session_scope(factory) as session:
-        raw = session.execute(
-            delete(UsageRecord).where(UsageRecord.ts < ts - settings.sla_raw_retention_hours * 3600)
-        ).rowcount
-        minutes = session.execute(
+        raw = _deleted(
+            session,
+            delete(UsageRecord).where(
+                UsageRecord.ts < ts - settings.sla_raw_retention_hours * 3600
+            ),
+        )
+        minutes = _deleted(
+            session,
             delete(T).where(
                 T.c.resolution == "1m",
                 T.c.bucket_ts < ts - settings.sla_minute_rollup_retention_days * 86400,
-            )
-        ).rowcount
-        hours = session.execute(
+            ),
+        )
+        hours = _deleted(
+            session,
             delete(T).where(
                 T.c.resolution.in_(("1h", "1d")),
                 T.c.bucket_ts < ts - settings.sla_hour_rollup_retention_days * 86400,
-            )
-        ).rowcount
+            ),
+        )
         # Per-adapter hours live as long as the hour rollups they break down.
-        hours += session.execute(
+        hours += _deleted(
+            session,
             delete(AdapterUsage).where(
                 AdapterUsage.bucket_ts < ts - settings.sla_hour_rollup_retention_days * 86400
-            )
-        ).rowcount
-        batches = session.execute(
+            ),
+        )
+        batches = _deleted(
+            session,
             delete(IngestBatch).where(
                 IngestBatch.received_at < now - timedelta(days=settings.sla_batch_id_retention_days)
-            )
-        ).rowcount
-        notes = session.execute(
+            ),
+        )
+        notes = _deleted(
+            session,
             delete(Notification).where(
                 Notification.state != "pending",
                 Notification.next_attempt_at < now - timedelta(days=30),
-            )
-        ).rowcount
+            ),
+        )
     return {
         "rawRecords": raw,
         "minuteRollups": minutes,

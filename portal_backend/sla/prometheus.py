@@ -82,7 +82,8 @@ def query_samples(
         raise PrometheusError(f"{base_url}: {exc}") from exc
     if response.status_code != 200 or body.get("status") != "success":
         raise PrometheusError(f"{base_url}: {body.get('error', response.status_code)}")
-    return body["data"]["result"]
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
 
 
 def _series_key(metric: dict[str, str]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from operator import itemgetter
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -24,7 +25,7 @@ COST_WINDOWS = {"7d": 7, "30d": 30, "90d": 90}
 SERIES_STEP = {"1h": 60, "24h": HOUR, "7d": HOUR, "30d": DAY}
 
 
-def parse_window(value: str, allowed: dict) -> str:
+def parse_window(value: str, allowed: dict[str, Any]) -> str:
     if value not in allowed:
         raise InputError(
             f"window must be one of {', '.join(allowed)}, got {value!r}",
@@ -37,7 +38,9 @@ def _day(ts: int) -> str:
     return from_ts(ts).strftime("%Y-%m-%d")
 
 
-def service_report(session: Session, service: SlaService, window: str, now: datetime) -> dict:
+def service_report(
+    session: Session, service: SlaService, window: str, now: datetime
+) -> dict[str, Any]:
     parse_window(window, slo.WINDOWS)
     now_ts = int(now.timestamp())
     end = window_end(now_ts)
@@ -106,7 +109,7 @@ def service_report(session: Session, service: SlaService, window: str, now: date
     }
 
 
-def cost_summary(session: Session, group_by: str, window: str, now: datetime) -> dict:
+def cost_summary(session: Session, group_by: str, window: str, now: datetime) -> dict[str, Any]:
     """Daily cost per service or owner group over the window, with change vs the window
     before it, month-to-date, and a least-squares trendline (x = day start, epoch s).
 

@@ -50,7 +50,9 @@ class Rate:
     # One entry per (class, price item, source): which GPUs were priced how.
     gpu_classes: list[dict[str, Any]] = field(default_factory=list)
 
-    def add_gpus(self, gpus: float, gpu_class: str | None, source: str, prices: dict) -> None:
+    def add_gpus(
+        self, gpus: float, gpu_class: str | None, source: str, prices: dict[str, float]
+    ) -> None:
         item, price = gpu_price(prices, gpu_class)
         self.gpu += gpus * price
         self.gpus += gpus
@@ -70,7 +72,7 @@ class Rate:
     def total(self) -> float:
         return self.gpu + self.cpu + self.memory + self.storage + self.local
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "gpuUsdPerHour": round(self.gpu, 6),
             "cpuUsdPerHour": round(self.cpu, 6),
@@ -128,7 +130,11 @@ def _requests(container: dict[str, Any]) -> dict[str, Any]:
     return {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
 
 
-def _live_replicas(detail: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+# Workloads by (kind, name) as the documents spell them (None where one is missing).
+Workload = tuple[str | None, str | None]
+
+
+def _live_replicas(detail: list[dict[str, Any]]) -> dict[Workload, float]:
     out = {}
     for item in detail or []:
         live = item.get("replicas")
@@ -137,7 +143,7 @@ def _live_replicas(detail: list[dict[str, Any]]) -> dict[tuple[str, str], float]
     return out
 
 
-def _hpa_min(objects: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+def _hpa_min(objects: list[dict[str, Any]]) -> dict[Workload, float]:
     out = {}
     for obj in objects:
         if obj.get("kind") == "HorizontalPodAutoscaler":

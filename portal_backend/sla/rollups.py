@@ -10,11 +10,14 @@ the same key serialise on the row lock instead of losing counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import psycopg
-from sqlalchemy import bindparam, false, select, tuple_, update
+from sqlalchemy import RowMapping, Table, bindparam, false, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -130,15 +133,14 @@ def with_hours(deltas: dict[Key, RollupDelta]) -> dict[Key, RollupDelta]:
     return out
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
+def _insert(session: Session) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:
+    """The dialect's INSERT, which has ON CONFLICT (both spell it the same)."""
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+        return postgresql.insert
+    return sqlite.insert
 
 
-def insert_ignore(session: Session, table, rows: list[dict]) -> int:  # type: ignore[no-untyped-def]
+def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) -> int:
     """INSERT ... ON CONFLICT DO NOTHING; returns how many rows were new."""
     if not rows:
         return 0
@@ -165,7 +167,9 @@ COUNTERS = (
 )
 
 
-def _row_values(key: Key, delta: RollupDelta, row: dict | None) -> dict:
+def _row_values(
+    key: Key, delta: RollupDelta, row: RowMapping | dict[str, Any] | None
+) -> dict[str, Any]:
     values = {c: getattr(delta, c) + (row[c] if row else 0) for c in COUNTERS}
     latency, ttft = delta.latency, delta.ttft
     if row:
@@ -194,7 +198,7 @@ def apply_deltas(session: Session, deltas: dict[Key, RollupDelta]) -> None:
         # now, so the rows read next cannot change before they are written back.
         connection.execute(update(T).where(false()).values(requests=T.c.requests))
     pending = sorted(deltas)  # a fixed order: concurrent writers lock rows the same way
-    updates: list[dict] = []
+    updates: list[dict[str, Any]] = []
     for _attempt in range(5):
         # ORDER BY puts PostgreSQL's row locks in key order (LockRows sits above the
         # sort): writers sharing hour/day rows queue up instead of deadlocking.
@@ -228,7 +232,7 @@ def apply_deltas(session: Session, deltas: dict[Key, RollupDelta]) -> None:
         raise RuntimeError("rollup rows kept changing under a concurrent writer")
     if not updates:
         return
-    statement = (
+    write = (
         update(T)
         .where(
             T.c.service_ref == bindparam("k_service"),
@@ -238,7 +242,7 @@ def apply_deltas(session: Session, deltas: dict[Key, RollupDelta]) -> None:
         )
         .values({c: bindparam(f"n_{c}") for c in (*COUNTERS, "latency_hist", "ttft_hist")})
     )
-    connection.execute(statement, updates)
+    connection.execute(write, updates)
 
 
 # -- PostgreSQL hot path: batch-id claim and rollup merge in two statements --------------
@@ -306,10 +310,10 @@ RETURNING service_ref, resolution, bucket_ts, source
 """
 
 
-def claim_and_apply(  # type: ignore[no-untyped-def]
+def claim_and_apply(
     session: Session,
-    claim_table,
-    claim_row: dict,
+    claim_table: Table,
+    claim_row: dict[str, Any],
     deltas: dict[Key, RollupDelta],
     *,
     synchronous_commit: bool = True,
@@ -338,7 +342,9 @@ def claim_and_apply(  # type: ignore[no-untyped-def]
     )
     key_columns = [list(column) for column in zip(*keys, strict=True)]
     params = (*(claim_row[c] for c in claim_cols), *key_columns)
-    driver = connection.connection.driver_connection  # psycopg.Connection, in SA's transaction
+    # The psycopg connection under SQLAlchemy's (typed Optional: a checked-out one has it),
+    # in SQLAlchemy's transaction.
+    driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
     try:
         with driver.cursor() as cursor:
             with driver.pipeline():
@@ -354,7 +360,7 @@ def claim_and_apply(  # type: ignore[no-untyped-def]
                 for row in result
                 if row[1] is not None
             }
-            columns: dict[str, list] = {c: [] for c in names}
+            columns: dict[str, list[Any]] = {c: [] for c in names}
             is_new = []
             for key in keys:
                 row = existing.get(key)

@@ -31,7 +31,7 @@ def _number(annotations: dict[str, Any], key: str) -> float | None:
         return None  # a malformed annotation is reported by the catalog validation, not here
 
 
-def service_from_entity(entity: dict, now: datetime) -> dict[str, Any]:
+def service_from_entity(entity: dict[str, Any], now: datetime) -> dict[str, Any]:
     metadata = entity.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
     deployment = (entity.get("status") or {}).get("deployment") or {}
@@ -127,7 +127,7 @@ def budget_of(session: Session, service: SlaService) -> float | None:
     return override.monthly_usd if override else service.monthly_budget_usd
 
 
-def write_status(session: Session, ref: str, section: str, value: dict) -> bool:
+def write_status(session: Session, ref: str, section: str, value: dict[str, Any]) -> bool:
     """Writes ``status.<section>`` on the entity; False when the entity is gone."""
     from catalog.errors import NotFoundError
 

@@ -14,6 +14,7 @@ page when 1h and 5m both burn > 14.4 or 6h and 30m > 6; ticket when 1d and 2h > 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from portal_backend.sla.stats import RollupRows, WindowStats
 
@@ -90,10 +91,10 @@ def burn_rate(stats: WindowStats, sli: str, targets: Targets) -> float:
     return (bad / stats.requests) / allowed if allowed > 0 else float("inf") if bad else 0.0
 
 
-def window_report(stats: WindowStats, targets: Targets) -> dict:
+def window_report(stats: WindowStats, targets: Targets) -> dict[str, Any]:
     """What the API shows for one window."""
     p95 = stats.latency_quantile(0.95)
-    report: dict = {
+    report: dict[str, Any] = {
         "requests": stats.requests,
         "successes": stats.successes,
         "errors": stats.errors,
@@ -170,7 +171,7 @@ def burn_windows(now_ts: int) -> list[tuple[int, int]]:
     return [(end - s, end) for s in sorted(spans)]
 
 
-def slo_state(conditions: list[BurnCondition], compliance: dict, targets: Targets) -> str:
+def slo_state(conditions: list[BurnCondition], compliance: dict[str, Any], targets: Targets) -> str:
     """ok | warning | breached | unknown, for the catalog summary (status.slo.state)."""
     if not targets.any or not compliance.get("requests"):
         return "unknown"

@@ -7,7 +7,9 @@ histogram's relative error (histogram.RELATIVE_ERROR).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, or_, select
@@ -80,7 +82,7 @@ class WindowStats:
 class RollupRows:
     """Rollup rows of one service, fetched once, aggregated per window."""
 
-    def __init__(self, rows: list) -> None:  # type: ignore[type-arg]
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
         # Columns at once: rows are (resolution, bucket_ts, *COUNTERS, latency, ttft).
         # Indexing rows is C-fast; unpacking SQLAlchemy Rows (zip(*rows)) is not.
         columns = [[r[i] for r in rows] for i in range(len(COUNTERS) + 4)]
@@ -143,7 +145,9 @@ def window_stats(session: Session, service_ref: str, start: int, end: int) -> Wi
     return fetch(session, service_ref, [(start, end)]).window(start, end)
 
 
-def series(session: Session, service_ref: str, start: int, end: int, step: int) -> list[dict]:
+def series(
+    session: Session, service_ref: str, start: int, end: int, step: int
+) -> list[dict[str, Any]]:
     """Chart points: requests, success rate, p95 latency and tokens per step."""
     resolution, unit = (
         ("1m", MINUTE) if step < HOUR else ("1h", HOUR) if step < DAY else ("1d", DAY)
