@@ -55,7 +55,7 @@ _ENTITY_COLUMNS = (
 )
 
 
-def check_owner(entity: dict, owner_group: str | Sequence[str], path: str) -> None:
+def check_owner(entity: dict[str, Any], owner_group: str | Sequence[str], path: str) -> None:
     """NotAllowedError (naming ``path``) unless ``entity`` is owned by ``owner_group``
     (one ref, or several: a user and its groups): what a caller bound to owners may
     write or delete."""
@@ -79,11 +79,11 @@ def check_owner(entity: dict, owner_group: str | Sequence[str], path: str) -> No
 
 
 def prepare(
-    entity: dict,
+    entity: dict[str, Any],
     previous: dict[str, Any] | None,
     location: str | None,
     source: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The document as stored. ``location`` is the registered location (the origin),
     ``source`` the location of its tree the entity was read from (default: the origin);
     ``previous``: the stored row it replaces (its status sections are kept)."""
@@ -113,20 +113,20 @@ class EntityWrites:
     def __init__(self, session: Session) -> None:
         self.session = session
         # What the last write_validated stored: (uid, ref, JSON text or the document itself).
-        self._stored: list[tuple[str, str, str | dict]] = []
+        self._stored: list[tuple[str, str, str | dict[str, Any]]] = []
         # Per ref the last write_validated wrote: the relations its spec names (its stored rows).
         self._forward: dict[str, list[tuple[str, str]]] = {}
 
     @collector_paused()
     def upsert_entities(
         self,
-        entities: list[dict],
+        entities: list[dict[str, Any]],
         *,
         location_key: str | None = None,
         owner_group: str | Sequence[str] | None = None,
         _validated: bool = False,
         _sources: Sequence[str] | None = None,
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """Validate all, then insert or update them in one go; returns the stored entities."""
         if not _validated:
             validate_batch(entities, "entities")
@@ -162,7 +162,7 @@ class EntityWrites:
 
     def write_validated(
         self,
-        entities: Sequence[dict],
+        entities: Sequence[dict[str, Any]],
         *,
         location_key: str | None,
         owner_group: str | Sequence[str] | None,
@@ -209,10 +209,10 @@ class EntityWrites:
         changed: list[dict[str, Any]] = []
         # (uid, ref, stored JSON text) of the entities being replaced: what to delete.
         replaced: list[tuple[str, str, str]] = []
-        written: list[tuple[str, str, dict]] = []
+        written: list[tuple[str, str, dict[str, Any]]] = []
         # (uid, ref, stored JSON text or document) of every entity, for upsert_entities'
         # answer.
-        stored: list[tuple[str, str, str | dict]] = []
+        stored: list[tuple[str, str, str | dict[str, Any]]] = []
         for index, (entity, ref) in enumerate(zip(entities, refs, strict=True)):
             previous = existing.get(ref)
             body = prepare(entity, previous, location_key, sources[index] if sources else None)
@@ -261,10 +261,10 @@ class EntityWrites:
         self,
         new_rows: list[tuple[Any, ...]],
         changed: list[dict[str, Any]],
-        written: list[tuple[str, str, dict]],
+        written: list[tuple[str, str, dict[str, Any]]],
         replaced: Sequence[tuple[str, str, str]] = (),
     ) -> None:
-        table = CatalogEntity.__table__  # type: ignore[attr-defined]
+        table = CatalogEntity.__table__
         if changed:
             for chunk in chunks(replaced):
                 self._delete_index_rows(chunk)
@@ -297,7 +297,7 @@ class EntityWrites:
         refresh_statistics(self.session, written_rows)
         insert_rows(
             self.session,
-            CatalogRelation.__table__,  # type: ignore[attr-defined]
+            CatalogRelation.__table__,
             ("originating_uid", "source_ref", "type", "target_ref"),
             relations,
         )
@@ -359,7 +359,7 @@ class EntityWrites:
         self.delete_uids([found])
         return True
 
-    def set_status(self, ref: str, section: str, value: dict) -> dict:
+    def set_status(self, ref: str, section: str, value: dict[str, Any]) -> dict[str, Any]:
         """Replace ``status.<section>`` of an entity (filterable as ``status.<section>.*``)."""
         if not isinstance(section, str) or not section or "." in section:
             raise InputError("status section must be a non-empty name without dots")

@@ -120,7 +120,7 @@ class LocationRegistry:
         dry_run: bool = False,
         managed_by: str | None = None,
         owner_group: str | Sequence[str] | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Register a location and import its entities (or, with dry_run, only check)."""
         check_target(type, target, self.policy)
         key = location_key(type, target)
@@ -163,21 +163,21 @@ class LocationRegistry:
             raise NotFoundError(f"no location with id {location_id}")
         return location
 
-    def get_location(self, location_id: str) -> dict:
+    def get_location(self, location_id: str) -> dict[str, Any]:
         return location_view(self._location(location_id))
 
-    def list_locations(self) -> list[dict]:
+    def list_locations(self) -> list[dict[str, Any]]:
         rows = self.session.scalars(select(CatalogLocation).order_by(CatalogLocation.created_at))
         return [location_view(r) for r in rows]
 
-    def list_locations_with_status(self) -> list[dict]:
+    def list_locations_with_status(self) -> list[dict[str, Any]]:
         """``[{data: location, status: {...}}]``: GET /locations with each location's
         refresh record (Backstage's clients read ``data`` and ignore the rest)."""
         rows = self.session.scalars(select(CatalogLocation).order_by(CatalogLocation.created_at))
         return [{"data": location_view(r), "status": location_status(r)} for r in rows]
 
     @collector_paused()
-    def refresh_location(self, location_id: str) -> dict:
+    def refresh_location(self, location_id: str) -> dict[str, Any]:
         """Re-read a location: upsert what is there, flag what disappeared as orphan.
 
         A location that no longer reads or validates keeps its entities as they were,
@@ -203,7 +203,7 @@ class LocationRegistry:
                 CatalogEntity.location_key == key
             )
         ).all()
-        orphans: list[dict] = []
+        orphans: list[dict[str, Any]] = []
         for ref, body in rows:
             if ref in present:
                 continue
@@ -262,7 +262,7 @@ class LocationRegistry:
             select(CatalogLocation.id).where(CatalogLocation.location_key == row.location_key)
         )
 
-    def find_location(self, location_type: str, target: str) -> dict | None:
+    def find_location(self, location_type: str, target: str) -> dict[str, Any] | None:
         location = self.session.scalars(
             select(CatalogLocation).where(
                 CatalogLocation.location_key == location_key(location_type, target)
@@ -270,7 +270,7 @@ class LocationRegistry:
         ).first()
         return location_view(location) if location else None
 
-    def location_of(self, ref: str) -> dict | None:
+    def location_of(self, ref: str) -> dict[str, Any] | None:
         """The location that manages an entity, if any."""
         key = self.session.scalar(
             select(CatalogEntity.location_key).where(CatalogEntity.entity_ref == canonical_ref(ref))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,7 +35,7 @@ def update_location(
     policy: LocationPolicy,
     *,
     owner_group: str | Sequence[str] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The updated location ``{id, type, target}``; raises a 4xx PortalError otherwise."""
     check_target(location_type, target, policy)
     new_key = location_key(location_type, target)
@@ -66,7 +67,7 @@ def update_location(
         # them in place (same uid) instead of refusing them as another location's.
         session.execute(
             update(CatalogEntity)
-            .where(CatalogEntity.location_key == old_key)  # type: ignore[arg-type]
+            .where(CatalogEntity.location_key == old_key)
             .values(location_key=new_key)
         )
         location.type, location.target, location.location_key = location_type, target, new_key
