@@ -49,6 +49,13 @@ def group_ref(value: str, namespace: str = "default") -> str | None:
         return None
 
 
+def owner_ref(entity: dict[str, Any]) -> str | None:
+    """An entity's ``spec.owner`` as a canonical ref (no kind = a group), or None."""
+    owner = (entity.get("spec") or {}).get("owner")
+    namespace = (entity.get("metadata") or {}).get("namespace") or "default"
+    return group_ref(owner, namespace) if isinstance(owner, str) else None
+
+
 def user_ref(value: str) -> str | None:
     try:
         return str(parse_ref(value, default_kind="user"))

@@ -5,7 +5,8 @@ fresh ``state`` (ties the answer to this browser), ``nonce`` (ties the ID token 
 request) and PKCE ``code_verifier`` (the code is useless to whoever intercepts it);
 ``finish`` trades the code for tokens and validates the ID token: signature against the
 provider's published keys, issuer, audience (this portal's client id), expiry, nonce and
-``at_hash``. Any failure is a ``SignInError`` whose message says what went wrong.
+``at_hash``; claims the ID token leaves out (email, groups) come from UserInfo, for the
+same subject. Any failure is a ``SignInError`` whose message says what went wrong.
 """
 
 from __future__ import annotations
@@ -184,7 +185,30 @@ class OidcClient:
         if not id_token:
             raise SignInError("the identity provider sent no ID token (is 'openid' a scope?)")
         claims = self._validate(id_token, nonce, token.get("access_token"))
+        if token.get("access_token"):
+            claims = {**self._userinfo(token["access_token"], claims["sub"]), **claims}
         return SignedIn(claims=claims, id_token=id_token)
+
+    def _userinfo(self, access_token: str, subject: str) -> dict[str, Any]:
+        """The UserInfo claims (providers often keep email and groups out of the ID
+        token when an access token can fetch them); only if they are about ``subject``."""
+        endpoint = self.metadata().get("userinfo_endpoint")
+        if not endpoint:
+            return {}
+        try:
+            response = httpx.get(
+                endpoint,
+                headers={"Authorization": f"Bearer {access_token}"},
+                timeout=self.config.timeout_s,
+            )
+            response.raise_for_status()
+            info = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ProviderUnavailableError(f"the provider's UserInfo failed: {exc}") from None
+        # OpenID Connect Core 5.3.2: a UserInfo answer about someone else is not used.
+        if not isinstance(info, dict) or info.get("sub") != subject:
+            raise SignInError("the provider's UserInfo is about another subject than the ID token")
+        return info
 
     def _validate(self, id_token: str, nonce: str, access_token: str | None) -> dict[str, Any]:
         metadata = self.metadata()

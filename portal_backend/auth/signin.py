@@ -74,7 +74,7 @@ def resolve_user(session: Session, claims: dict[str, Any], rules: SignInRules) -
         if rules.guest:
             return None
         raise SignInRefused(
-            f"you signed in as {value!r}, but no User entity in the portal's catalog has "
+            f"You signed in as {value!r}, but no User entity in the portal's catalog has "
             f"{rules.entity_field} = {value!r}. Ask the platform team to add you to the "
             "catalog (a User entity, with the groups you belong to in spec.memberOf)."
         )

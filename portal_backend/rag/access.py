@@ -9,23 +9,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from catalog.errors import NotAllowedError
-from catalog.refs import RefError, parse_ref
 from catalog.service import CatalogService
+from portal_backend.auth.identity import owner_ref
 from portal_backend.auth.service import Principal
 
 
-def owner_of(entity: dict[str, Any]) -> str | None:
-    """The entity's ``spec.owner`` as a canonical ref (no kind = a group)."""
-    namespace = (entity.get("metadata") or {}).get("namespace") or "default"
-    owner = (entity.get("spec") or {}).get("owner")
-    try:
-        return str(parse_ref(str(owner), default_kind="group", default_namespace=namespace))
-    except RefError:
-        return None
-
-
 def may_change(principal: Principal, entity: dict[str, Any]) -> bool:
-    return principal.may_change_owned_by(owner_of(entity))
+    return principal.may_change_owned_by(owner_ref(entity))
 
 
 def check_may_change(
@@ -41,7 +31,7 @@ def check_may_change(
     if entity is None or may_change(principal, entity):
         return
     raise NotAllowedError(
-        f"only members of the owner ({owner_of(entity) or 'nobody'}) or an admin may "
+        f"only members of the owner ({owner_ref(entity) or 'nobody'}) or an admin may "
         f"{action} component:{namespace}/{name}; {principal.subject} is in "
         f"{', '.join(principal.groups) or 'no group'}"
     )

@@ -73,6 +73,7 @@ def reconcile(
 ) -> dict[str, Any]:
     """Compare the live objects with the desired bundle now, instead of at the next beat."""
     _check_name(namespace, name)
+    _check_owner(request, principal, namespace, name, "reconcile")
     provisioner = _provisioner(request)
     if provisioner.record(name) is None:
         raise NotFoundError(f"RAG service {namespace}/{name} was never provisioned or planned")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from catalog.errors import NotAllowedError
+from catalog.service import CatalogService
+from portal_backend.auth.identity import owner_ref
 from portal_backend.auth.service import Principal
 from portal_backend.sla.refs import group_ref, normalize_ref
 from portal_backend.sla.tables import SlaService
@@ -27,10 +29,14 @@ def check_may_set_budget(session: Session, principal: Principal, ref: str) -> No
         return
     if ref.startswith("group:"):
         raise NotAllowedError(f"only an admin may set the budget of {ref}")
+    # The catalog says who owns it (the SLA domain's copy may lag behind a re-import).
+    entity = CatalogService(session).get_by_ref(ref)
     service = session.get(SlaService, ref)
-    if service is None:
-        raise NotAllowedError(f"only an admin may set the budget of {ref} (no owner known)")
-    check_owner(principal, service)
+    owner = owner_ref(entity) if entity is not None else service.owner if service else None
+    if not principal.may_change_owned_by(owner):
+        raise NotAllowedError(
+            f"only members of {owner or 'the owner group'} or an admin may set the budget of {ref}"
+        )
 
 
 def check_may_post_evaluation(principal: Principal, service: SlaService) -> None:
