@@ -31,6 +31,12 @@ MONTHLY_BUDGET_USD = PREFIX + "monthly-budget-usd"
 # Template annotation: the registry the generated CI pushes images to.
 IMAGE_REGISTRY = PREFIX + "image-registry"
 
+# Component annotations of a generated repository: the template it came from (Backstage's
+# own key, spelled here too) and the template version its default branch is on (from its
+# .rag-portal/answers.yml).
+SOURCE_TEMPLATE = "backstage.io/source-template"
+TEMPLATE_VERSION = PREFIX + "template-version"
+
 # Workload annotation: how long provisioning waits for it to become ready.
 READY_TIMEOUT_SECONDS = PREFIX + "ready-timeout-seconds"
 

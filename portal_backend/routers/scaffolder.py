@@ -10,14 +10,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
 from portal_backend.auth.service import Principal
-from portal_backend.deps import ReadPrincipal, WritePrincipal, scaffolder_dispatch
-from portal_backend.scaffolder import engine, store, tasks
+from portal_backend.deps import AdminPrincipal, ReadPrincipal, WritePrincipal, scaffolder_dispatch
+from portal_backend.scaffolder import engine, fleet, registration, store, tasks, upgrades
 from portal_backend.scaffolder.actions import load_actions
 from portal_backend.scaffolder.actions.base import all_actions
 
@@ -163,3 +163,114 @@ def dry_run(body: DryRun, request: Request, principal: Principal = WritePrincipa
         secrets=body.secrets,
         user_ref=principal.subject,
     )
+
+
+class UpgradeRequest(BaseModel):
+    entityRef: str = Field(min_length=1)  # noqa: N815
+    toVersion: str | None = None  # noqa: N815
+    fromVersion: str | None = Field(  # noqa: N815
+        default=None, description="for a repository without an answers file (adoption)"
+    )
+    values: dict[str, Any] | None = None
+
+
+class FleetUpgradeRequest(BaseModel):
+    toVersion: str | None = None  # noqa: N815
+    values: dict[str, Any] | None = None
+
+
+@router.post("/upgrades", status_code=201)
+def create_upgrade(
+    body: UpgradeRequest,
+    request: Request,
+    response: Response,
+    principal: Principal = WritePrincipal,
+) -> dict[str, Any]:
+    """Upgrade one service's repository to a newer template version (a task; 200 with
+    status up-to-date and no task when it already is on it)."""
+    answer = upgrades.submit_upgrade(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        entity_ref=body.entityRef,
+        to_version=body.toVersion,
+        from_version=body.fromVersion,
+        values=body.values,
+        user_ref=principal.subject,
+        dispatch=scaffolder_dispatch(request),
+    )
+    if answer["id"] is None:
+        response.status_code = 200
+    return answer
+
+
+@router.get("/templates/{namespace}/{kind}/{name}/versions")
+def template_versions(
+    namespace: str, kind: str, name: str, request: Request, principal: Principal = ReadPrincipal
+) -> dict[str, Any]:
+    """The template's recorded versions and which services are on each (drift)."""
+    return fleet.drift(
+        request.app.state.session_factory, fleet.template_ref_of(namespace, kind, name)
+    )
+
+
+@router.post("/templates/{namespace}/{kind}/{name}/versions", status_code=201)
+def register_template_version(
+    namespace: str,
+    kind: str,
+    name: str,
+    request: Request,
+    response: Response,
+    principal: Principal = AdminPrincipal,
+) -> dict[str, Any]:
+    """Record the template's folder as its spec.version (409 if it changed under a
+    version already recorded)."""
+    answer = registration.register_template_version(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        fleet.template_ref_of(namespace, kind, name),
+    )
+    if not answer["created"]:
+        response.status_code = 200
+    return answer
+
+
+@router.post("/templates/{namespace}/{kind}/{name}/versions/refresh")
+def refresh_template_versions(
+    namespace: str, kind: str, name: str, request: Request, principal: Principal = WritePrincipal
+) -> dict[str, Any]:
+    """Re-read each service's answers file on its default branch into the catalog."""
+    return fleet.refresh(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        fleet.template_ref_of(namespace, kind, name),
+    )
+
+
+@router.post("/templates/{namespace}/{kind}/{name}/upgrades", status_code=202)
+def create_fleet_upgrade(
+    namespace: str,
+    kind: str,
+    name: str,
+    request: Request,
+    body: FleetUpgradeRequest | None = None,
+    principal: Principal = AdminPrincipal,
+) -> dict[str, Any]:
+    """Upgrade every service behind on the template: one task each."""
+    body = body or FleetUpgradeRequest()
+    return fleet.submit_fleet(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        template_ref=fleet.template_ref_of(namespace, kind, name),
+        to_version=body.toVersion,
+        values=body.values,
+        user_ref=principal.subject,
+        dispatch=scaffolder_dispatch(request),
+    )
+
+
+@router.get("/fleet-upgrades/{fleet_id}")
+def get_fleet_upgrade(
+    fleet_id: str, request: Request, principal: Principal = ReadPrincipal
+) -> dict[str, Any]:
+    """A fleet upgrade's summary: merged clean, conflicts, failed, running."""
+    return fleet.get_fleet(request.app.state.session_factory, fleet_id)

@@ -42,6 +42,19 @@ def refs_of_kind(session: Any, kind: str) -> list[str]:
     return _service(session).query_refs({"kind": kind})
 
 
+def query_refs(session: Any, conditions: dict[str, str]) -> list[str]:
+    """Refs of the entities matching every condition (the catalog API's filter keys)."""
+    if not catalog_available():
+        return []
+    return _service(session).query_refs(conditions)
+
+
+def get_by_refs(session: Any, refs: list[str]) -> list[dict[str, Any]]:
+    if not catalog_available() or not refs:
+        return []
+    return [e for e in _service(session).get_by_refs(refs) if e]
+
+
 def upsert(session: Any, entities: list[dict[str, Any]], location_key: str) -> list[dict[str, Any]]:
     return _service(session).upsert_entities(entities, location_key=location_key)
 

@@ -25,7 +25,7 @@ from catalog.errors import ConflictError, ErrorDetail, InputError, NotFoundError
 from portal_backend import metadata_keys
 from portal_backend.db import session_scope
 from portal_backend.logging import get_logger
-from portal_backend.scaffolder import store, workspace_store
+from portal_backend.scaffolder import answers, store, version_store, versions, workspace_store
 from portal_backend.scaffolder.actions import load_actions
 from portal_backend.scaffolder.actions.base import (
     ActionContext,
@@ -34,6 +34,7 @@ from portal_backend.scaffolder.actions.base import (
     TaskCancelled,
     get_action,
 )
+from portal_backend.scaffolder.answers import Answers
 from portal_backend.scaffolder.expressions import (
     ExpressionError,
     is_truthy,
@@ -181,6 +182,16 @@ def submit_template(
     """Submits a task of ``template`` (one found in the catalog, or one the portal builds
     for an operation such as deploying an existing service)."""
     _check_steps(template)
+    # A versioned template's folder must be what its version recorded (recorded now if
+    # it is new), so the answers file's version names exactly what was rendered.
+    recorded = version_store.record_template(factory, template, with_history=False)
+    version = versions.version_of(template.entity)
+    if recorded != version:
+        raise ConflictError(
+            f"the catalog holds version {version} of {template.ref} but its folder "
+            f"is at {recorded}: register the template again (POST /api/scaffolder/v2/"
+            "templates/<namespace>/template/<name>/versions, or restart the portal)"
+        )
     if isinstance(values, dict):
         values = with_defaults(template, values)
     validate_values(template, values)
@@ -193,7 +204,8 @@ def submit_template(
         task = store.create_task(
             session,
             template_ref=template.ref,
-            spec=template.snapshot(),
+            # spec.version of a versioned template: what the answers file records.
+            spec={**template.snapshot(), "version": version},
             values=values,
             secrets=seal(settings, secrets),
             created_by=user_ref,
@@ -295,6 +307,16 @@ def _context(
     }
 
 
+def task_answers(spec: dict[str, Any], values: dict[str, Any], secrets: dict[str, str]) -> Answers:
+    """The answers file of what a task publishes: its template, version and values, less
+    the fields marked secret and any value that holds one of the task's secrets."""
+    kept = answers.recordable(spec.get("parameters"), values)
+    if secrets:
+        redactor = Redactor(secrets)
+        kept = {k: v for k, v in kept.items() if redactor.redact_obj(v) == v}
+    return Answers(str(spec.get("ref") or ""), spec.get("version"), kept)
+
+
 def _validate_input(action: Any, data: dict[str, Any]) -> None:
     errors = sorted(Draft7Validator(action.input_schema).iter_errors(data), key=str)
     if errors:
@@ -375,6 +397,7 @@ def run_next_step(
                 template_dir=Path(task.spec["directory"]) if task.spec.get("directory") else None,
                 is_cancelled=beat.cancelled.is_set,
                 template_trusted=bool(task.spec.get("trusted")),
+                answers=task_answers(task.spec, task.values, secrets),
             )
             output = action.run(ctx, data) or {}
             # Saved before the step counts as completed: the next step may run elsewhere.
@@ -431,6 +454,92 @@ def _complete(
     return "completed"
 
 
+@dataclass
+class DryRunSteps:
+    """What running a template's steps with ``dry_run`` set left behind."""
+
+    logs: list[dict[str, Any]]
+    outputs: dict[str, dict[str, Any]]
+    results: list[dict[str, Any]]
+    context: dict[str, Any]
+    failed: str | None = None
+    # The input of the step the run stopped before (``stop_before``), rendered.
+    stopped_at: dict[str, Any] | None = None
+
+
+def run_steps_dry(
+    settings: Settings,
+    factory: sessionmaker,
+    *,
+    template: Template,
+    values: dict[str, Any],
+    secrets: dict[str, str] | None,
+    user_ref: str,
+    workspace: Path,
+    stop_before: Callable[[dict[str, Any]], bool] | None = None,
+) -> DryRunSteps:
+    """Run the template's steps in order into ``workspace`` with ``dry_run`` set (no
+    repository, catalog or cluster change), until one fails or ``stop_before`` says the
+    next one must not run (its rendered input is kept: e.g. a publish step's sourcePath)."""
+    redactor = Redactor(secrets or {})
+    run = DryRunSteps(
+        logs=[],
+        outputs={},
+        results=[],
+        context={
+            "parameters": values,
+            "user": _user_context(user_ref),
+            "steps": {},
+            "secrets": secrets or {},
+            "portal": portal_context(settings, _annotations(template)),
+        },
+    )
+    context = run.context
+    for spec in template.steps:
+        step_id = str(spec["id"])
+
+        def emit(message: str, step_id: str = step_id) -> None:
+            run.logs.append({"body": {"message": redactor.redact(str(message)), "stepId": step_id}})
+
+        context["steps"] = {k: {"output": v} for k, v in run.outputs.items()}
+        try:
+            if "if" in spec and not is_truthy(render_value(spec["if"], context)):
+                emit(f"Skipping step {spec.get('name', step_id)}: its condition is false")
+                run.outputs[step_id] = {}
+                run.results.append({"id": step_id, "status": "skipped"})
+                continue
+            action = get_action(spec["action"])
+            assert action is not None
+            data = render_value(spec.get("input") or {}, context)
+            if stop_before is not None and stop_before(spec):
+                run.stopped_at = data
+                break
+            _validate_input(action, data)
+            emit(f"Beginning step {spec.get('name', step_id)}")
+            ctx = ActionContext(
+                task_id="dry-run",
+                step_id=step_id,
+                workspace=workspace,
+                settings=settings,
+                session_factory=factory,
+                user_ref=user_ref,
+                log=emit,
+                secrets=dict(secrets or {}),
+                template_dir=template.directory,
+                dry_run=True,
+                template_trusted=template.trusted,
+            )
+            run.outputs[step_id] = action.run(ctx, data) or {}
+            run.results.append({"id": step_id, "status": "completed"})
+        except Exception as exc:
+            run.failed = redactor.redact(str(exc))
+            emit(f"Step {step_id} failed: {run.failed}")
+            run.results.append({"id": step_id, "status": "failed", "error": run.failed})
+            break
+    context["steps"] = {k: {"output": v} for k, v in run.outputs.items()}
+    return run
+
+
 def dry_run(
     settings: Settings,
     factory: sessionmaker,
@@ -446,59 +555,18 @@ def dry_run(
     if isinstance(values, dict):
         values = with_defaults(template, values)
     validate_values(template, values)
-    redactor = Redactor(secrets or {})
-    logs: list[dict[str, Any]] = []
-    outputs: dict[str, dict[str, Any]] = {}
-    step_results = []
-    context = {
-        "parameters": values,
-        "user": _user_context(user_ref),
-        "steps": {},
-        "secrets": secrets or {},
-        "portal": portal_context(settings, _annotations(template)),
-    }
     with tempfile.TemporaryDirectory(prefix="ragportal-dry-run-") as scratch:
         workspace = Path(scratch) / "workspace"
         workspace.mkdir()
-        failed = None
-        for spec in template.steps:
-            step_id = str(spec["id"])
-
-            def emit(message: str, step_id: str = step_id) -> None:
-                logs.append({"body": {"message": redactor.redact(str(message)), "stepId": step_id}})
-
-            context["steps"] = {k: {"output": v} for k, v in outputs.items()}
-            try:
-                if "if" in spec and not is_truthy(render_value(spec["if"], context)):
-                    emit(f"Skipping step {spec.get('name', step_id)}: its condition is false")
-                    outputs[step_id] = {}
-                    step_results.append({"id": step_id, "status": "skipped"})
-                    continue
-                action = get_action(spec["action"])
-                assert action is not None
-                data = render_value(spec.get("input") or {}, context)
-                _validate_input(action, data)
-                emit(f"Beginning step {spec.get('name', step_id)}")
-                ctx = ActionContext(
-                    task_id="dry-run",
-                    step_id=step_id,
-                    workspace=workspace,
-                    settings=settings,
-                    session_factory=factory,
-                    user_ref=user_ref,
-                    log=emit,
-                    secrets=dict(secrets or {}),
-                    template_dir=template.directory,
-                    dry_run=True,
-                    template_trusted=template.trusted,
-                )
-                outputs[step_id] = action.run(ctx, data) or {}
-                step_results.append({"id": step_id, "status": "completed"})
-            except Exception as exc:
-                failed = redactor.redact(str(exc))
-                emit(f"Step {step_id} failed: {failed}")
-                step_results.append({"id": step_id, "status": "failed", "error": failed})
-                break
+        run = run_steps_dry(
+            settings,
+            factory,
+            template=template,
+            values=values,
+            secrets=secrets,
+            user_ref=user_ref,
+            workspace=workspace,
+        )
         files = []
         for path in sorted(p for p in workspace.rglob("*") if p.is_file()):
             files.append(
@@ -508,19 +576,18 @@ def dry_run(
                     "executable": os.access(path, os.X_OK),
                 }
             )
-    context["steps"] = {k: {"output": v} for k, v in outputs.items()}
     output: dict[str, Any] = {}
-    if failed is None:
+    if run.failed is None:
         try:
-            output = render_value(template.spec.get("output") or {}, context)
+            output = render_value(template.spec.get("output") or {}, run.context)
         except ExpressionError as exc:
             output = {"error": str(exc)}
     return {
-        "log": logs,
+        "log": run.logs,
         "directoryContents": files,
         "output": output,
-        "steps": step_results,
-        "status": "failed" if failed else "completed",
+        "steps": run.results,
+        "status": "failed" if run.failed else "completed",
     }
 
 

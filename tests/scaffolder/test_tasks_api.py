@@ -48,6 +48,7 @@ def test_happy_path_renders_publishes_and_registers(portal: httpx.Client, scaffo
         "bootstrap <bootstrap@users.rag-portal.local>"
     )
     assert sorted(git(repo, "ls-tree", "-r", "--name-only", "main").split()) == [
+        ".rag-portal/answers.yml",
         "README.md",
         "catalog-info.yaml",
         "docs/NOTES.md",

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from sqlalchemy.orm import sessionmaker
 
 from catalog.errors import ConflictError  # noqa: F401  (precheck raises it: 409)
+from portal_backend.scaffolder.answers import Answers
 from portal_backend.settings import Settings
 
 
@@ -50,6 +51,9 @@ class ActionContext:
     # True for templates the operator trusts (under templates_dir or an allow-listed root):
     # only their cookiecutter hooks may run.
     template_trusted: bool = False
+    # What the task's template and answers were, for the repository's answers file
+    # (.rag-portal/answers.yml, written by publish:*); None where nothing is published.
+    answers: Answers | None = None
 
 
 class TaskCancelled(Exception):

@@ -47,6 +47,7 @@ from portal_backend.git_hosts.hosts import (
     git_contents_url,
 )
 from portal_backend.git_hosts.rest import VISIBILITIES, GitHubApi, GitLabApi, HostApiError
+from portal_backend.scaffolder import answers
 from portal_backend.scaffolder.actions.base import (
     Action,
     ActionContext,
@@ -181,6 +182,11 @@ def push_workspace(ctx: ActionContext, url: str, commit: Commit, credentials: Cr
             # Not "empty repository": unreachable, or the credentials were refused.
             hint = failure_hint(fetched.stderr, url, credentials)
             raise ActionError(f"cannot reach {safe_url(url)}: {hint}")
+        if ctx.answers is not None:
+            # What the repository was generated from, for template upgrades.
+            answers_file = commit.source / answers.PATH
+            answers_file.parent.mkdir(parents=True, exist_ok=True)
+            answers_file.write_text(ctx.answers.to_yaml(), encoding="utf-8")
         tree = ["--git-dir", str(git_dir), "--work-tree", str(commit.source)]
         _git(*tree, "add", "--all", ".")
         author = f"--author={commit.author} <{commit.email}>"
