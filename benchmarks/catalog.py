@@ -79,6 +79,9 @@ COMMON_FILTERS = [
     "kind=component,spec.lifecycle=production",  # 56 %
     "spec.lifecycle=production",  # no kind: every kind's range (56 %)
     "kind=component",  # 70 %
+    # Three conditions: its total is counted from the matches (no running count holds
+    # the combination), the slow part of this shape at 1M entities.
+    "kind=component,spec.type=service,spec.lifecycle=production",  # 34 %
 ]
 
 

@@ -362,15 +362,18 @@ class EntityReads:
         as a subquery, the planner would walk the whole name index looking for them.
         """
         fields = fields or FULL_TEXT_KEYS
+        # SQLite's trigram index (migration 0016); PostgreSQL's is an index on the rows.
+        text_index = self.session.get_bind().dialect.name == "sqlite"
+        matching = full_text_matches(term.strip(), fields, text_index=text_index)
         matches = list(
             self.session.connection()
-            .execute(full_text_matches(term.strip(), fields).distinct().limit(_FULL_TEXT_LIST + 1))
+            .execute(matching.distinct().limit(_FULL_TEXT_LIST + 1))
             .scalars()
         )
         if len(matches) <= _FULL_TEXT_LIST:
             return any_of(self.session, CatalogEntity.uid, matches), len(matches)
         # A broad term: matches are dense, the subquery form finds a page fast.
-        return full_text_condition(term.strip(), fields), None
+        return full_text_condition(term.strip(), fields, text_index=text_index), None
 
     # -- whole listings (GET /entities) --------------------------------------------------
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
     Select,
+    String,
     and_,
     bindparam,
     exists,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
     union_all,
 )
@@ -31,7 +33,13 @@ from catalog.errors import ErrorDetail, InputError
 from catalog.map_fields import MapValue, map_condition
 from catalog.relations import CANONICAL_TYPE, REVERSE
 from catalog.search import is_map_key
-from catalog.tables import COUNTED_KEYS, CatalogEntity, CatalogRelation, CatalogSearch
+from catalog.tables import (
+    COUNTED_KEYS,
+    FULL_TEXT_KEYS,
+    CatalogEntity,
+    CatalogRelation,
+    CatalogSearch,
+)
 
 # One AND-group: key -> accepted values (None: the key only has to exist).
 Conditions = dict[str, list[str] | None]
@@ -221,8 +229,14 @@ def _is_search_key(key: str, values: list[str] | None) -> bool:
     return bool(values) and not (key in _COLUMNS or key.startswith("relations.") or is_map_key(key))
 
 
-def full_text_matches(term: str, fields: Sequence[str]) -> Select[tuple[str]]:
-    """Uids of entities where any of ``fields`` contains ``term`` (case-insensitive)."""
+def full_text_matches(
+    term: str, fields: Sequence[str], *, text_index: bool = False
+) -> Select[tuple[str]]:
+    """Uids of entities where any of ``fields`` contains ``term`` (case-insensitive).
+
+    ``text_index``: the database has SQLite's trigram index of the default full-text
+    rows (migration 0016); PostgreSQL's pg_trgm index serves the LIKE below instead.
+    """
     escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     # The keys are rendered into the SQL (quoted by SQLAlchemy) rather than bound: only
     # then can PostgreSQL prove "key IN (...)" implies the trigram index's partial
@@ -232,6 +246,8 @@ def full_text_matches(term: str, fields: Sequence[str]) -> Select[tuple[str]]:
     row_keys = [key for key in lowered if not is_map_key(key)]
     map_keys = [key for key in lowered if is_map_key(key)]
     parts: list[Select[tuple[str]]] = []
+    if text_index and _text_indexed(term, row_keys) and not map_keys:
+        return _text_index_matches(term, row_keys)
     if row_keys or not map_keys:
         keys: BindParameter[list[str]] = bindparam("full_text_keys", row_keys, literal_execute=True)
         parts.append(
@@ -252,5 +268,39 @@ def full_text_matches(term: str, fields: Sequence[str]) -> Select[tuple[str]]:
     return select(both.c.uid)
 
 
-def full_text_condition(term: str, fields: Sequence[str]) -> ColumnElement[bool]:
-    return CatalogEntity.uid.in_(full_text_matches(term, fields))
+def full_text_condition(
+    term: str, fields: Sequence[str], *, text_index: bool = False
+) -> ColumnElement[bool]:
+    return CatalogEntity.uid.in_(full_text_matches(term, fields, text_index=text_index))
+
+
+def _text_indexed(term: str, keys: Sequence[str]) -> bool:
+    """Whether SQLite's trigram index answers ``term`` over ``keys``: it holds the
+    default full-text rows, and a phrase shorter than a trigram matches nothing."""
+    return bool(keys) and set(keys) <= set(FULL_TEXT_KEYS) and len(term) >= 3
+
+
+def _text_index_matches(term: str, keys: Sequence[str]) -> Select[tuple[str]]:
+    """``_text_indexed`` matches through ``catalog_search_text`` (SQLite, FTS5 trigram).
+
+    A quoted FTS5 phrase matches the rows holding the term as a substring (consecutive
+    trigrams, case folded), as ``LIKE '%term%'`` does. CROSS JOIN keeps SQLite reading
+    the index first (it would otherwise scan every row of the keys). ``instr`` checks
+    each found row again: the index is keyed by the search row's rowid, which a VACUUM
+    may renumber (see docs/catalog.md); a stale index can then miss rows, never add
+    wrong ones.
+    """
+    lowered = term.lower()
+    listed = ", ".join(f"'{key}'" for key in keys)  # keys of FULL_TEXT_KEYS: plain names
+    rows = (
+        text(
+            "SELECT s.entity_uid AS uid FROM catalog_search_text AS f "
+            "CROSS JOIN catalog_search AS s ON s.rowid = f.rowid "
+            "WHERE f.catalog_search_text MATCH :text_phrase "
+            f"AND s.key IN ({listed}) AND instr(s.value, :text_term) > 0"
+        )
+        .bindparams(text_phrase='"' + lowered.replace('"', '""') + '"', text_term=lowered)
+        .columns(uid=String)
+        .subquery("text_matches")
+    )
+    return select(rows.c.uid)

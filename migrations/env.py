@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+from catalog.tables import schema_object
 from portal_backend.models import metadata
 
 config = context.config
@@ -31,6 +32,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         # SQLite cannot ALTER most things in place; batch mode rebuilds tables for it.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=schema_object,  # SQLite's FTS5 text index is no model
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -15,6 +15,7 @@ from catalog.documents import encode
 from catalog.relations import compute_relations, forward_relations
 from catalog.search import search_rows
 from catalog.service import CatalogService
+from catalog.tables import schema_object
 from portal_backend.db import (
     alembic_config,
     downgrade_database,
@@ -32,7 +33,9 @@ from tests.conftest import POSTGRES_URL, make_settings, table_names
 def test_models_and_migrations_agree(migrated_settings: Settings) -> None:
     engine = make_engine(migrated_settings.database_url)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_name": schema_object}
+        )
         diff = compare_metadata(context, metadata)
     engine.dispose()
     assert diff == [], f"models and migrations disagree; write a migration for: {diff}"

@@ -184,3 +184,38 @@ def test_full_text_totals_count_each_entity_once_and_follow_the_filter(
         )
         assert [e["metadata"]["name"] for e in typed["items"]] == ["billing", "gateway"]
         assert typed["totalItems"] == 2
+
+
+TEXT_ENTITIES = [
+    component("gateway", title="Edge Gateway", description='says "hi" at 100%_ of calls'),
+    component("ledger", title="Ünïcode Ledger", description="back\\nslash and way edge"),
+    component("search", description="GATE keeper"),
+    component("ga", title="two letters"),
+]
+
+
+@pytest.mark.parametrize(
+    "term", ["gate", "GATEWAY", "way e", 'says "hi"', "100%_", "ga", "\\n", "ünï", "zzz"]
+)
+def test_full_text_finds_every_substring_on_both_databases(session_factory, term: str) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities(TEXT_ENTITIES)
+    expected = sorted(
+        e["metadata"]["name"]
+        for e in TEXT_ENTITIES
+        if any(
+            term.lower() in str(e["metadata"].get(field, "")).lower()
+            for field in ("name", "title", "description")
+        )
+    )
+    statements = _statements(
+        session_factory, lambda reads: reads.query_entities(term=term, limit=10)
+    )
+    with session_scope(session_factory) as session:
+        page = EntityReads(session).query_entities(term=term, limit=10)
+    assert [e["metadata"]["name"] for e in page["items"]] == expected
+    assert page["totalItems"] == len(expected)
+    # SQLite answers terms of a trigram or more from its text index (migration 0016).
+    sqlite = session_factory.kw["bind"].dialect.name == "sqlite"
+    uses_index = any("catalog_search_text" in s for s in statements)
+    assert uses_index == (sqlite and len(term) >= 3)

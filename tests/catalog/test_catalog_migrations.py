@@ -1,5 +1,5 @@
-"""Migration 0013 on both databases: the running facet counts, kept by the writers from
-then on, are exact after the upgrade, and downgrade gives 0012's way back."""
+"""Catalog migrations with data, on both databases: 0013 (running facet counts kept by the
+writers) and 0016 (SQLite's trigram text index)."""
 
 from __future__ import annotations
 
@@ -122,6 +122,69 @@ def test_0013_counts_are_exact_after_upgrade_and_downgrade_restores_0012(
                 assert _counts(connection) == _search_counts(connection)
             else:
                 assert _counts(connection) == []
+        engine.dispose()
+    finally:
+        if backend == "postgresql":
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_0016_indexes_existing_rows_and_keeps_up_with_writes(backend: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    schema = "t_text0016_" + tmp_path.name[-8:].replace("-", "_").lower()
+    if backend == "postgresql":
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        settings = make_settings(backend, tmp_path, schema)
+        upgrade_database(settings, "0015_template_versions_upgrades")
+        engine = make_engine(settings.database_url)
+        factory = make_session_factory(engine)
+        with session_scope(factory) as session:
+            CatalogService(session).upsert_entities(
+                [
+                    component("gateway", title="Edge Gateway"),
+                    component("billing", description="Talks to the GATEWAY"),
+                    component("search"),
+                ]
+            )
+
+        def found(term: str) -> list[str]:
+            with session_scope(factory) as session:
+                page = CatalogService(session).query_entities(term=term, limit=10)
+                return [e["metadata"]["name"] for e in page["items"]]
+
+        upgrade_database(settings)
+        if backend == "sqlite":
+            with engine.connect() as connection:
+                indexed = connection.execute(
+                    text(
+                        "SELECT count(*) FROM catalog_search_text WHERE catalog_search_text "
+                        "MATCH '\"gateway\"'"
+                    )
+                ).scalar()
+            assert indexed == 3  # the name, the title and the description rows
+        assert found("gatew") == ["billing", "gateway"]
+        with session_scope(factory) as session:
+            service = CatalogService(session)
+            service.upsert_entities([component("billing", description="pays")])
+            assert service.delete_by_ref("component:default/gateway")
+            service.upsert_entities([component("edge-gateway-2")])
+        assert found("gatew") == ["edge-gateway-2"]
+        assert found("pays") == ["billing"]
+
+        downgrade_database(settings, "0015_template_versions_upgrades")
+        with engine.connect() as connection:
+            tables = set(
+                connection.execute(
+                    text(
+                        "SELECT name FROM sqlite_master WHERE type = 'table'"
+                        if backend == "sqlite"
+                        else "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                    )
+                ).scalars()
+            )
+        assert not {t for t in tables if t.startswith("catalog_search_text")}
         engine.dispose()
     finally:
         if backend == "postgresql":
