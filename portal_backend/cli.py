@@ -153,6 +153,12 @@ def token_create(
         None, "--group", help="Owning group ref: writes are limited to what it owns."
     ),
     expires_in_days: int | None = typer.Option(None, "--expires-in-days", min=1),
+    as_user: bool = typer.Option(
+        False,
+        "--as-user",
+        help="Issued to the --subject user: carries that user's rights (groups from the "
+        "catalog, looked up at each use), within --scope.",
+    ),
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""
     from catalog.errors import PortalError
@@ -171,6 +177,7 @@ def token_create(
                 owner_group=group,
                 created_by="cli",
                 expires_in_days=expires_in_days,
+                acts_as_user=as_user,
             )
             token_id = created.record.id
     except PortalError as exc:
