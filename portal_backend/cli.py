@@ -485,6 +485,69 @@ def services_deploy(
     typer.echo(outcome["endpoint"])
 
 
+@services_app.command("upgrade")
+def services_upgrade(
+    name: str = typer.Argument(..., help="The service's name (component:default/NAME)."),
+    to_version: str | None = typer.Option(None, "--to", help="Target version (default: latest)."),
+    from_version: str | None = typer.Option(
+        None,
+        "--from",
+        help="The version it was generated from, for a repository without "
+        ".rag-portal/answers.yml (adoption).",
+    ),
+    values: list[str] = typer.Option(
+        [], "--set", help="An answer for the new version: key=value (value read as YAML)."
+    ),
+) -> None:
+    """Upgrade the service's repository to a newer version of its template: merges the
+    template's changes into the branch rag-portal/upgrade-<version>, here, printing the
+    log and each file (merged, added, deleted, conflicted)."""
+    import yaml
+
+    from catalog.errors import PortalError
+    from portal_backend.scaffolder import engine, store, upgrades
+
+    answers: dict[str, object] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise fail(f"--set {item!r}: write key=value")
+        answers[key] = yaml.safe_load(raw) if raw else ""
+    settings = _settings()
+    upgrade_database(settings)
+    factory = _factory(settings)
+    pending: list[str] = []
+    try:
+        answer = upgrades.submit_upgrade(
+            settings,
+            factory,
+            entity_ref=f"component:default/{name}",
+            user_ref="user:default/cli",
+            dispatch=pending.append,
+            to_version=to_version,
+            from_version=from_version,
+            values=answers or None,
+        )
+    except PortalError as exc:
+        for detail in exc.details:
+            err_console.print(f"  {detail.path}: {detail.message}")
+        raise fail(exc.message) from exc
+    if answer["id"] is None:
+        console.print(f"{name} is already on {answer['toVersion']}: nothing to do")
+        return
+    while pending:  # the task's steps, run here (as a worker would)
+        engine.run_next_step(settings, factory, pending.pop(0), "cli", pending.append)
+    with session_scope(factory) as session:
+        task = store.get_task(session, answer["id"])
+        for event in store.list_events(session, answer["id"], None):
+            console.print(f"[dim]{event.body.get('message', '')}[/]")
+        step = store.get_steps(session, answer["id"])[0]
+        status, error, output = task.status if task else "failed", task and task.error, step.output
+    if status != "completed":
+        raise fail(f"upgrade failed: {error}")
+    console.print((output or {}).get("summary", ""))
+
+
 def main() -> None:
     app()
 

@@ -15,8 +15,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
+from catalog.errors import NotAllowedError
 from portal_backend.auth.service import Principal
+from portal_backend.db import session_scope
 from portal_backend.deps import AdminPrincipal, ReadPrincipal, WritePrincipal, scaffolder_dispatch
+from portal_backend.rag import access
 from portal_backend.scaffolder import engine, fleet, registration, store, tasks, upgrades
 from portal_backend.scaffolder.actions import load_actions
 from portal_backend.scaffolder.actions.base import all_actions
@@ -187,7 +190,12 @@ def create_upgrade(
     principal: Principal = WritePrincipal,
 ) -> dict[str, Any]:
     """Upgrade one service's repository to a newer template version (a task; 200 with
-    status up-to-date and no task when it already is on it)."""
+    status up-to-date and no task when it already is on it). Only its owners (or an
+    admin) may."""
+    with session_scope(request.app.state.session_factory) as session:
+        entity = upgrades.entity_of(session, body.entityRef)[1]
+    if not access.may_change(principal, entity):
+        raise NotAllowedError("only the owning group or an admin may upgrade this service")
     answer = upgrades.submit_upgrade(
         request.app.state.settings,
         request.app.state.session_factory,

@@ -108,7 +108,7 @@ def upgrade_template() -> Template:
     return Template(f"template:{NAMESPACE}/upgrade-from-template", entity, None, False)
 
 
-def _entity(session: Session, entity_ref: str) -> tuple[str, dict[str, Any]]:
+def entity_of(session: Session, entity_ref: str) -> tuple[str, dict[str, Any]]:
     try:
         ref = str(parse_ref(entity_ref, default_kind="component"))
     except RefError as exc:
@@ -233,7 +233,7 @@ def plan_upgrade(
     if values is not None and not isinstance(values, dict):
         raise InputError("values must be an object", [ErrorDetail("values", "expected an object")])
     with session_scope(factory) as session:
-        ref, entity = _entity(session, entity_ref)
+        ref, entity = entity_of(session, entity_ref)
     location_url, published = _location(ref, entity, settings)
     recorded = _read_answers(location_url, settings)
     notes = _annotations(entity)

@@ -9,7 +9,10 @@ longer asks replicas.
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +25,14 @@ from portal_backend.db import make_engine, make_session_factory, upgrade_databas
 from portal_backend.scaffolder import upgrades
 from portal_backend.settings import Settings
 from tests.conftest import REDIS_URL, make_settings, start_live_server, truncate_all
-from tests.scaffolder.conftest import FAST, SESSION_QUEUE, Workers, wait_for, wait_status
+from tests.scaffolder.conftest import (
+    FAST,
+    SESSION_QUEUE,
+    Workers,
+    settings_env,
+    wait_for,
+    wait_status,
+)
 from tests.scaffolder.helpers import API
 from tests.scaffolder.upgrade_helpers import (
     TEMPLATE_REF,
@@ -371,3 +381,56 @@ def test_fleet_upgrade_of_five_services(portal: UpgradePortal, tmp_path: Path):
     # The template's page shows the same summary.
     page = portal.client.get(VERSIONS_URL).json()
     assert page["lastFleetUpgrade"]["counts"]["merged clean"] == 4
+
+
+def test_command_line_upgrade(portal: UpgradePortal):
+    create(portal.client, "cli-svc")
+    release(portal.client, portal.templates, "1.1.0")
+
+    def ragportal(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "portal_backend.cli", "services", "upgrade", *args],
+            env=settings_env(portal.settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    wrong = ragportal("cli-svc", "--to", "9.9.9")
+    assert wrong.returncode == 2, wrong.stdout + wrong.stderr
+    assert "toVersion" in wrong.stderr and "9.9.9 is not recorded" in wrong.stderr
+    done = ragportal("cli-svc")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "added      ci/pipeline.yaml" in done.stdout
+    assert f"1.0.0 -> 1.1.0 on {BRANCH_110}" in done.stdout
+    assert show(portal.repo("cli-svc"), BRANCH_110, "ci/pipeline.yaml")
+    assert show(portal.repo("cli-svc"), "main", "ci/pipeline.yaml") is None
+
+
+def test_entity_pages_show_drift_and_upgrade_with_the_button(portal: UpgradePortal):
+    create(portal.client, "paged")
+    release(portal.client, portal.templates, "1.1.0")
+    page = portal.client.get("/catalog/default/component/paged/template-upgrade")
+    assert page.status_code == 200, page.text
+    assert "v1.0.0 → v1.1.0 available" in page.text
+    assert "Requests time out after 60 s instead of 30 s." in page.text  # the changelog
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf, page.text
+    posted = portal.client.post(
+        "/catalog/default/component/paged/upgrade",
+        data={"csrf": csrf.group(1), "to_version": "1.1.0"},
+        follow_redirects=False,
+    )
+    assert posted.status_code == 303, posted.text
+    task_id = posted.headers["location"].rsplit("/", 1)[1]
+    assert wait_status(portal.client, task_id, ("completed", "failed"))["status"] == "completed"
+    assert show(portal.repo("paged"), BRANCH_110, "ci/pipeline.yaml")
+
+    template_page = portal.client.get(
+        "/catalog/default/template/versioned-service/template-upgrade",
+        headers={"HX-Request": "true"},
+    )
+    assert template_page.status_code == 200, template_page.text
+    assert 'id="drift-table"' in template_page.text and "<html" not in template_page.text
+    assert "Latest: <strong>v1.1.0</strong> · 1 service behind" in template_page.text
+    assert "merged clean" in template_page.text  # the paged service's last upgrade
