@@ -126,6 +126,19 @@ def test_sign_in_my_services_ownership_and_sign_out(
     admin.get_by_role("button", name="Filter").click()
     expect(table).not_to_contain_text("user:default/bob")
     snap(admin, "oidc-audit")
+
+    # The admin issues bob a token for his automation: it carries bob's rights.
+    admin.goto("/admin")
+    admin.get_by_label("Name", exact=True).fill("bob's deploy job")
+    admin.get_by_label("Scope").select_option("write")
+    admin.get_by_label("Acts as (user ref)").fill("user:default/bob")
+    admin.get_by_label("Carries this user's rights").check()
+    admin.get_by_role("button", name="Create token").click()
+    token = admin.get_by_label("New token").input_value()
+    with portal.client(token) as api:
+        me = api.get("/api/auth/me").json()
+    assert (me["subject"], me["scope"]) == ("user:default/bob", "write")
+    assert me["groups"] == ["group:default/team-a", "group:default/team-b"]
     admin.context.close()
 
 

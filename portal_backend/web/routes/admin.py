@@ -71,11 +71,18 @@ def create(
     subject: str = Form(""),
     owner_group: str = Form(""),
     expires_in_days: str = Form(""),
+    acts_as_user: str = Form(""),
     csrf: str = Form(""),
 ) -> Response:
     principal = require_page(request, "admin")
     check_csrf(request, csrf)
-    form = {"name": name, "scope": scope, "subject": subject, "owner_group": owner_group}
+    form = {
+        "name": name,
+        "scope": scope,
+        "subject": subject,
+        "owner_group": owner_group,
+        "acts_as_user": bool(acts_as_user),
+    }
     days: int | None = None
     if expires_in_days.strip():
         if not expires_in_days.strip().isdigit() or not 1 <= int(expires_in_days) <= 3650:
@@ -93,6 +100,7 @@ def create(
                 owner_group=owner_group.strip() or None,
                 created_by=principal.subject,
                 expires_in_days=days,
+                acts_as_user=bool(acts_as_user),
             )
             shown = {"name": created.record.name, "scope": scope, "token": created.token}
     except PortalError as exc:
