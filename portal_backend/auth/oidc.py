@@ -133,6 +133,7 @@ class OidcClient:
     def _key_set(self, refresh: bool = False) -> KeySet:
         if self._keys is None or refresh:
             self._keys = self._get_json(self.metadata()["jwks_uri"])
+        # The JWKS document as published (a dict); joserfc types it as its own TypedDict.
         return KeySet.import_key_set(self._keys)  # type: ignore[arg-type]
 
     def _client(self) -> OAuth2Session:
@@ -159,7 +160,14 @@ class OidcClient:
         return AuthorizationStart(url=url, state=state, nonce=nonce, code_verifier=verifier)
 
     def finish(
-        self, *, code: str, state: str, expected_state: str, nonce: str, code_verifier: str
+        self,
+        *,
+        code: str,
+        state: str,
+        expected_state: str,
+        nonce: str,
+        code_verifier: str,
+        issuer: str | None = None,
     ) -> SignedIn:
         # The state must be the one this browser was sent off with: anything else is a
         # forged or replayed answer (login CSRF), refused before the code is used.
@@ -168,6 +176,10 @@ class OidcClient:
                 "the sign-in answer does not belong to this browser's sign-in (state "
                 "mismatch); start again from the sign-in page"
             )
+        # RFC 9207: a provider that names itself in the answer must be the configured one
+        # (an answer from another provider the browser talks to: a mix-up attack).
+        if issuer is not None and issuer != self.config.issuer:
+            raise SignInError(f"the sign-in answer came from {issuer!r}, not the configured issuer")
         if not code:
             raise SignInError("the identity provider sent no authorization code")
         metadata = self.metadata()

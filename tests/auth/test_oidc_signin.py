@@ -132,3 +132,14 @@ def test_logout_ends_the_session_here_and_at_the_provider(
     with portal.client(BOOTSTRAP_TOKEN) as admin:
         actions = [e["action"] for e in admin.get("/api/auth/audit").json()["items"]]
     assert actions[:2] == ["auth.signout", "auth.signin"]
+
+
+def test_an_answer_naming_another_issuer_is_refused(
+    oidc_portal: PortalFactory, session_factory: Any
+) -> None:
+    # The provider names itself in the answer (RFC 9207); another name is a mix-up.
+    portal = oidc_portal()
+    signed = sign_in(portal, "bob", tamper=lambda url: with_query(url, iss="https://evil.test"))
+    assert signed.response.status_code == 401
+    assert "not the configured issuer" in signed.response.text
+    assert _sessions(session_factory) == 0

@@ -127,6 +127,7 @@ def login_oidc_callback(request: Request) -> Response:
             expected_state=pending.get("state", ""),
             nonce=pending.get("nonce", ""),
             code_verifier=pending.get("verifier", ""),
+            issuer=params.get("iss"),
         )
         rules = SignInRules.from_settings(request.app.state.settings)
         with session_scope(factory) as session:
