@@ -242,6 +242,10 @@ def record_template(
             raise TemplateVersionConflict(
                 f"{archive}: a shipped earlier version must be lower than spec.version {version}"
             )
+        with session_scope(factory) as session:
+            row = session.get(TemplateVersion, (template.ref, old))
+            if row is not None and bytes(row.archive) == archive.read_bytes():
+                continue  # recorded from this very archive (archives are deterministic)
         with tempfile.TemporaryDirectory(prefix="ragportal-template-history-") as scratch:
             _extract(archive.read_bytes(), Path(scratch))
             record_archive(
