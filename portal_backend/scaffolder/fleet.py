@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.errors import NotFoundError, PortalError
-from catalog.refs import parse_ref
+from catalog.refs import RefError, parse_ref
 from portal_backend import metadata_keys
 from portal_backend.db import session_scope
 from portal_backend.scaffolder import catalog_port, engine, store, upgrades, version_store, versions
@@ -299,4 +299,7 @@ def latest_fleets(session: Session, template_ref: str, limit: int = 5) -> list[d
 def template_ref_of(namespace: str, kind: str, name: str) -> str:
     if kind.lower() != "template":
         raise NotFoundError(f"{kind}:{namespace}/{name} is not a template")
-    return str(parse_ref(f"template:{namespace}/{name}"))
+    try:
+        return str(parse_ref(f"template:{namespace}/{name}"))
+    except RefError as exc:
+        raise NotFoundError(f"there is no template {namespace}/{name}: {exc}") from exc

@@ -381,6 +381,20 @@ def test_fleet_upgrade_of_five_services(portal: UpgradePortal, tmp_path: Path):
     # The template's page shows the same summary.
     page = portal.client.get(VERSIONS_URL).json()
     assert page["lastFleetUpgrade"]["counts"]["merged clean"] == 4
+    # fleet-0's team merges its branch; a refresh reads the answers files back.
+    bare = portal.repo("fleet-0")
+    git(
+        "--git-dir",
+        str(bare),
+        "update-ref",
+        "refs/heads/main",
+        rev(bare, "rag-portal/upgrade-2.0.0"),
+    )
+    refreshed = portal.client.post(f"{VERSIONS_URL}/refresh")
+    assert refreshed.status_code == 200, refreshed.text
+    assert len(refreshed.json()["refreshed"]) == 5 and refreshed.json()["failed"] == []
+    after = {s["name"]: s["version"] for s in portal.client.get(VERSIONS_URL).json()["services"]}
+    assert after == {"fleet-0": "2.0.0", **{n: "1.0.0" for n in names[1:]}}
 
 
 def test_command_line_upgrade(portal: UpgradePortal):
