@@ -23,6 +23,12 @@ class HostApiError(Exception):
         self.status = status
 
 
+def _object(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object a host answered (a repository or project)."""
+    body: dict[str, Any] = response.json()
+    return body
+
+
 class _Api:
     label = ""
 
@@ -106,7 +112,7 @@ class GitHubApi(_Api):
             return None
         if response.status_code != 200:
             raise self._fail(response, f"read {owner}/{repo}")
-        return response.json()
+        return _object(response)
 
     def create_repo(
         self, owner: str, repo: str, *, description: str, visibility: str
@@ -140,7 +146,7 @@ class GitHubApi(_Api):
             path = "/user/repos"
         created = self._call("POST", path, json=body)
         if created.status_code == 201:
-            return created.json()
+            return _object(created)
         if created.status_code == 422:
             existing = self.get_repo(owner, repo)
             if existing is not None:
@@ -160,7 +166,7 @@ class GitLabApi(_Api):
             return None
         if response.status_code != 200:
             raise self._fail(response, f"read {path}")
-        return response.json()
+        return _object(response)
 
     def create_project(
         self, namespace: str, repo: str, *, description: str, visibility: str
@@ -183,7 +189,7 @@ class GitLabApi(_Api):
             },
         )
         if created.status_code == 201:
-            return created.json()
+            return _object(created)
         if created.status_code == 400:
             existing = self.get_project(f"{namespace}/{repo}")
             if existing is not None:

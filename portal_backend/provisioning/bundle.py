@@ -152,11 +152,13 @@ def _labels(spec: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
 
 def _pod_template(obj: dict[str, Any]) -> dict[str, Any] | None:
     spec = obj.get("spec") or {}
+    template: dict[str, Any] | None = None
     if obj.get("kind") in _TEMPLATE_KINDS:
-        return spec.setdefault("template", {})
-    if obj.get("kind") == "CronJob":
-        return spec.setdefault("jobTemplate", {}).setdefault("spec", {}).setdefault("template", {})
-    return None
+        template = spec.setdefault("template", {})
+    elif obj.get("kind") == "CronJob":
+        job_spec = spec.setdefault("jobTemplate", {}).setdefault("spec", {})
+        template = job_spec.setdefault("template", {})
+    return template
 
 
 def _add_selector_labels(obj: dict[str, Any], labels: dict[str, str]) -> None:
@@ -288,7 +290,7 @@ def _apply_patch_entry(
 
 
 def _apply_strategic(
-    objects: list[dict[str, Any]], patch: dict[str, Any], target: dict | None, kfile: Path
+    objects: list[dict[str, Any]], patch: dict[str, Any], target: dict[str, Any] | None, kfile: Path
 ) -> None:
     if target is None:
         target = {"kind": patch.get("kind"), "name": (patch.get("metadata") or {}).get("name")}
@@ -323,18 +325,18 @@ def strategic_merge(live: Any, patch: Any) -> Any:
         and isinstance(patch, list)
         and all(isinstance(i, dict) and "name" in i for i in live + patch)
     ):
-        out = copy.deepcopy(live)
-        index = {item["name"]: i for i, item in enumerate(out)}
+        items = copy.deepcopy(live)
+        index = {item["name"]: i for i, item in enumerate(items)}
         for item in patch:
             if item.get("$patch") == "delete":
-                out = [o for o in out if o["name"] != item["name"]]
-                index = {o["name"]: i for i, o in enumerate(out)}
+                items = [o for o in items if o["name"] != item["name"]]
+                index = {o["name"]: i for i, o in enumerate(items)}
             elif item["name"] in index:
-                out[index[item["name"]]] = strategic_merge(out[index[item["name"]]], item)
+                items[index[item["name"]]] = strategic_merge(items[index[item["name"]]], item)
             else:
-                out.append(copy.deepcopy(item))
-                index[item["name"]] = len(out) - 1
-        return out
+                items.append(copy.deepcopy(item))
+                index[item["name"]] = len(items) - 1
+        return items
     return copy.deepcopy(patch)
 
 

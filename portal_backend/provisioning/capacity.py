@@ -81,7 +81,7 @@ def check_gpu_capacity(
                 "gpuClass": (node["metadata"].get("labels") or {}).get(class_label),
             }
         )
-    demands = []
+    demands: list[tuple[int, dict[str, Any], list[str]]] = []
     for obj in workloads:
         selector = (pod_spec(obj) or {}).get("nodeSelector") or {}
         per_pod, replicas = gpus_per_pod(obj), replicas_of(obj)

@@ -171,7 +171,7 @@ class KubeClient:
             with self._lock:
                 self.calls += 1
             try:
-                return self.api.call_api(
+                response: dict[str, Any] | None = self.api.call_api(
                     path,
                     method,
                     query_params=list((query or {}).items()),
@@ -184,6 +184,7 @@ class KubeClient:
                     # (connect, read): the client ignores a plain float timeout.
                     _request_timeout=(self.request_timeout_s, self.request_timeout_s),
                 )
+                return response
             except ApiException as exc:
                 if exc.status == 404 and not_found_ok:
                     return None

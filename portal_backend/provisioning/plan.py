@@ -44,7 +44,8 @@ class PlannedObject:
 
     @property
     def namespace(self) -> str | None:
-        return self.obj["metadata"].get("namespace")
+        namespace: str | None = self.obj["metadata"].get("namespace")
+        return namespace
 
     @property
     def ref(self) -> str:

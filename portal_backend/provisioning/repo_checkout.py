@@ -207,9 +207,13 @@ def head_commit(url: str, settings: Settings) -> str:
     if listed.returncode != 0:
         hint = failure_hint(listed.stderr, tree.repo, credentials)
         raise CheckoutError(f"cannot resolve {tree.ref} in {tree.repo}: {hint}")
-    refs = dict(
-        reversed(line.split("\t", 1)) for line in listed.stdout.splitlines() if "\t" in line
-    )
+    # ls-remote lines are "<sha>\t<ref>".
+    refs: dict[str, str] = {
+        name: sha
+        for sha, name in (
+            line.split("\t", 1) for line in listed.stdout.splitlines() if "\t" in line
+        )
+    }
     for name in (f"refs/heads/{tree.ref}", f"refs/tags/{tree.ref}^{{}}", f"refs/tags/{tree.ref}"):
         if name in refs:
             return refs[name]

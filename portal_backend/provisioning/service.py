@@ -280,14 +280,9 @@ class Provisioner:
             self._save(req, cluster, ordered, "Healthy", statuses, None)
         except ProvisioningError as exc:
             outcome.state = "Down" if exc.reason == "Capacity" else "Degraded"
+            kind, _, name = (exc.object or "").partition("/")  # "Kind/name"
             failed = (
-                [
-                    ObjectStatus(
-                        *(exc.object or "/").split("/", 1), "Failed", exc.message, exc.reason
-                    )
-                ]
-                if exc.object
-                else []
+                [ObjectStatus(kind, name, "Failed", exc.message, exc.reason)] if exc.object else []
             )
             self._save(req, cluster, ordered, outcome.state, failed, exc.message)
             raise
@@ -571,7 +566,7 @@ class Provisioner:
             names = list(
                 session.scalars(
                     select(ProvisionedService.service).where(
-                        ProvisionedService.cluster.is_not(None)  # type: ignore[union-attr]
+                        ProvisionedService.cluster.is_not(None)
                     )
                 )
             )
@@ -664,7 +659,7 @@ class Provisioner:
             select(ApiToken).where(
                 ApiToken.service_ref == service_ref,
                 ApiToken.purpose == "ingest",
-                ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
+                ApiToken.revoked_at.is_(None),
             )
         ):
             token.revoked_at = _now()

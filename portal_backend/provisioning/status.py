@@ -153,7 +153,7 @@ def _equal_scalar(desired: Any, live: Any) -> bool:
         return True
     if isinstance(desired, str | int | float) and isinstance(live, str | int | float):
         try:  # "1000m" and "1" are the same CPU; the API server may normalise either way
-            return parse_quantity(desired) == parse_quantity(live)
+            return bool(parse_quantity(desired) == parse_quantity(live))
         except (ValueError, TypeError):
             return str(desired) == str(live)
     return False

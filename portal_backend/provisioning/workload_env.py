@@ -107,10 +107,10 @@ def container_environment(
         prefix = item.get("prefix", "")
         for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
             if key in item:
-                data = source(kind, item[key]) or {}
-                out.values.update({prefix + k: v for k, v in data.items()})
+                entries = source(kind, item[key]) or {}
+                out.values.update({prefix + k: v for k, v in entries.items()})
                 if kind == "Secret":
-                    out.secret_names.update(prefix + k for k in data)
+                    out.secret_names.update(prefix + k for k in entries)
     for item in chosen.get("env") or []:
         var = item["name"]
         if "value" in item:

@@ -27,7 +27,9 @@ LOCATION = "backstage.io/managed-by-location"
 CATALOG_FILE = "/catalog-info.yaml"
 
 
-def _template(name: str, title: str, properties: dict[str, Any], steps: list[dict]) -> Template:
+def _template(
+    name: str, title: str, properties: dict[str, Any], steps: list[dict[str, Any]]
+) -> Template:
     entity = {
         "apiVersion": "scaffolder.backstage.io/v1beta3",
         "kind": "Template",
@@ -104,7 +106,7 @@ def repo_contents_url(session: Session, service: str, entity: dict[str, Any]) ->
     row = session.get(ProvisionedService, service)
     if row is not None and row.repo_contents_url:
         return row.repo_contents_url
-    location = ((entity.get("metadata") or {}).get("annotations") or {}).get(LOCATION, "")
+    location: str = ((entity.get("metadata") or {}).get("annotations") or {}).get(LOCATION, "")
     target = location.removeprefix("url:")
     if target.endswith(CATALOG_FILE):
         return target[: -len(CATALOG_FILE)]
@@ -125,7 +127,8 @@ def entity_of(session: Session, entity_ref: str) -> dict[str, Any]:
 
 def service_name(entity: dict[str, Any]) -> str:
     annotations = (entity.get("metadata") or {}).get("annotations") or {}
-    return annotations.get(metadata_keys.SERVICE) or entity["metadata"]["name"]
+    name: str = annotations.get(metadata_keys.SERVICE) or entity["metadata"]["name"]
+    return name
 
 
 def submit_deploy(

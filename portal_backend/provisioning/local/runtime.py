@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal_backend.db import session_scope
@@ -594,8 +594,8 @@ class LocalRuntime:
                     select(ProvisionedService.service).where(
                         ProvisionedService.target == records.LOCAL,
                         or_(
-                            ProvisionedService.lease_until.is_(None),  # type: ignore[union-attr]
-                            ProvisionedService.lease_until < now,  # type: ignore[operator]
+                            ProvisionedService.lease_until.is_(None),
+                            ProvisionedService.lease_until < now,
                         ),
                     )
                 )
@@ -729,22 +729,26 @@ class LocalRuntime:
     def _claim(self, service: str) -> bool:
         now = records.now()
         with session_scope(self.factory) as session:
-            result = session.execute(
-                update(ProvisionedService)
-                .where(
-                    ProvisionedService.service == service,
-                    or_(
-                        ProvisionedService.lease_until.is_(None),  # type: ignore[union-attr]
-                        ProvisionedService.lease_until < now,  # type: ignore[operator]
-                        ProvisionedService.lease_owner == self.owner,
-                    ),
-                )
-                .values(
-                    lease_owner=self.owner,
-                    lease_until=now + timedelta(seconds=self.settings.runtime_lease_s),
-                )
+            # An UPDATE's result is a CursorResult (Session.execute is typed for any statement).
+            result = cast(
+                CursorResult[Any],
+                session.execute(
+                    update(ProvisionedService)
+                    .where(
+                        ProvisionedService.service == service,
+                        or_(
+                            ProvisionedService.lease_until.is_(None),
+                            ProvisionedService.lease_until < now,
+                            ProvisionedService.lease_owner == self.owner,
+                        ),
+                    )
+                    .values(
+                        lease_owner=self.owner,
+                        lease_until=now + timedelta(seconds=self.settings.runtime_lease_s),
+                    )
+                ),
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            return bool(result.rowcount)
 
     def _save_service(
         self,
