@@ -51,7 +51,7 @@ class TemplateUpgrade(SQLModel, table=True):
     fleet_id: str | None = Field(default=None, max_length=36, index=True)
     # The entity's ref while this upgrade may still run, NULL afterwards: unique, so a
     # second upgrade of the same service is refused while one is running.
-    active_ref: str | None = Field(default=None, max_length=255, unique=True)
+    active_ref: str | None = Field(default=None, max_length=255, unique=True, index=True)
     # merged | conflicts | up-to-date, written by the task's upgrade step.
     result: str | None = Field(default=None, max_length=16)
     branch: str | None = Field(default=None, max_length=255)
