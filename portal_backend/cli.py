@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -10,6 +11,11 @@ from rich.console import Console
 from portal_backend.db import make_engine, make_session_factory, session_scope, upgrade_database
 from portal_backend.logging import configure_logging
 from portal_backend.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from sqlalchemy.orm import Session, sessionmaker
 
 app = typer.Typer(
     help="rag-portal: the developer portal for private RAG assistants.", no_args_is_help=True
@@ -85,7 +91,7 @@ def serve(
             stop_process_group(embedded)  # the worker and its pool children
 
 
-def _start_embedded_worker():  # type: ignore[no-untyped-def]
+def _start_embedded_worker() -> subprocess.Popen[bytes]:
     import subprocess
     import sys
 
@@ -370,7 +376,7 @@ services_app = typer.Typer(help="Deployed RAG services.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
 
 
-def _factory(settings: Settings):  # type: ignore[no-untyped-def]
+def _factory(settings: Settings) -> sessionmaker[Session]:
     return make_session_factory(make_engine(settings.database_url))
 
 

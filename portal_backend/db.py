@@ -10,7 +10,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from portal_backend.settings import Settings
 
@@ -31,7 +33,9 @@ def make_engine(database_url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE
         )
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(
+            dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry
+        ) -> None:
             # WAL lets readers proceed while a writer holds the lock (refresh during reads).
             cursor = dbapi_connection.cursor()
             # WAL is a property of the database file: set it once. Setting it again on
@@ -62,11 +66,15 @@ def _ping_idle_connections(engine: Engine, after_s: float) -> None:
     """
 
     @event.listens_for(engine, "checkin")
-    def _checked_in(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+    def _checked_in(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         record.info["checked_in_at"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def _checkout(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+    def _checkout(
+        dbapi_connection: DBAPIConnection,
+        record: ConnectionPoolEntry,
+        _proxy: PoolProxiedConnection,
+    ) -> None:
         idle_since = record.info.get("checked_in_at")
         if idle_since is None or time.monotonic() - idle_since < after_s:
             return  # new, or in recent use

@@ -90,13 +90,13 @@ def list_events(
     """Newest first; ``before`` (an event id) pages back; ``action`` matches a substring."""
     if not 1 <= limit <= MAX_PAGE:
         raise InputError(f"limit must be from 1 to {MAX_PAGE}, got {limit}")
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit + 1)  # type: ignore[union-attr]
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit + 1)
     if before is not None:
-        query = query.where(AuditEvent.id < before)  # type: ignore[operator]
+        query = query.where(AuditEvent.id < before)
     if actor:
         query = query.where(AuditEvent.actor == actor.strip())
     if action:
-        query = query.where(AuditEvent.action.contains(action.strip()))  # type: ignore[attr-defined]
+        query = query.where(AuditEvent.action.contains(action.strip()))
     rows = list(session.scalars(query))
     more = len(rows) > limit
     rows = rows[:limit]

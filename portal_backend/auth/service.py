@@ -230,7 +230,7 @@ def authenticate(
 def list_tokens(session: Session, include_revoked: bool = False) -> list[ApiToken]:
     query = select(ApiToken).order_by(ApiToken.created_at)
     if not include_revoked:
-        query = query.where(ApiToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        query = query.where(ApiToken.revoked_at.is_(None))
     return list(session.scalars(query))
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable
+
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
@@ -54,6 +57,11 @@ def error_page(request: Request, status: int, message: str) -> Response:
     )
 
 
+async def _answer(response: Response | Awaitable[Response]) -> Response:
+    """A handler's response: Starlette's handlers may be plain or async functions."""
+    return await response if inspect.isawaitable(response) else response
+
+
 def install_html_error_pages(app: FastAPI) -> None:
     """Wrap the API's handlers: browser routes get an HTML page, the rest keep JSON."""
     api_portal = app.exception_handlers[PortalError]
@@ -66,13 +74,13 @@ def install_html_error_pages(app: FastAPI) -> None:
     @app.exception_handler(PortalError)
     async def _portal(request: Request, exc: PortalError) -> Response:
         if not is_browser_request(request):
-            return await api_portal(request, exc)
+            return await _answer(api_portal(request, exc))
         return error_page(request, exc.status_code, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if not is_browser_request(request):
-            return await api_http(request, exc)
+            return await _answer(api_http(request, exc))
         message = "There is no page at this address." if exc.status_code == 404 else str(exc.detail)
         return error_page(request, exc.status_code, message)
 

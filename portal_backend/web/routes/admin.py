@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
@@ -39,7 +40,7 @@ def _admin_page(request: Request, **extra: object) -> Response:
             }
             for t in list_tokens(session)
         ]
-    context = {
+    context: dict[str, Any] = {
         "tokens": tokens,
         "scopes": SCOPES,
         "created": None,
