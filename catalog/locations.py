@@ -2,22 +2,23 @@
 
 URL targets: http(s) only; every address the host resolves to is checked (private,
 loopback, link-local, multicast and reserved ranges are refused unless the policy
-allows them), redirects are followed by hand so each hop is checked again, and the
-fetch is capped in size and time. File targets: only under the allowed roots.
+allows them) and the fetch connects to one of those checked addresses (catalog.url_fetch:
+no second lookup a changed DNS answer could slip through); redirects are followed by hand
+so each hop is checked again, and the fetch is capped in size and time. File targets:
+only under the allowed roots.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from catalog.errors import ErrorDetail, InputError, NotAllowedError, PayloadTooLargeError
+from catalog.url_fetch import Resolver, checked_addresses, pinned_client, system_resolver
 
 LOCATION_TYPES = ("url", "file")
 MAX_REDIRECTS = 5
@@ -35,27 +36,17 @@ class LocationPolicy:
     max_depth: int = 5
     max_locations: int = 1000
     max_tree_bytes: int = 50 * 1024 * 1024
+    # How host names become addresses (tests answer differently from one lookup to the next).
+    resolver: Resolver = field(default=system_resolver, compare=False)
 
 
 def location_key(location_type: str, target: str) -> str:
     return f"{location_type}:{target}"
 
 
-def _refused_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
-
-
-def check_url(url: str, policy: LocationPolicy) -> None:
+def check_url(url: str, policy: LocationPolicy, *, resolve: bool = True) -> None:
+    """Scheme and host; with ``resolve``, every address the host has now. A fetch checks
+    the addresses it connects to itself, so it passes ``resolve=False``."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise InputError(
@@ -64,23 +55,15 @@ def check_url(url: str, policy: LocationPolicy) -> None:
         )
     if not parts.hostname:
         raise InputError(f"location target {url!r} has no host", [ErrorDetail("target", "no host")])
-    if policy.allow_private_urls:
+    if policy.allow_private_urls or not resolve:
         return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise InputError(
-            f"cannot resolve host {parts.hostname!r} of {url!r}",
-            [ErrorDetail("target", f"host does not resolve: {exc}")],
-        ) from exc
-    for info in infos:
-        if _refused_address(str(info[4][0])):
-            raise InputError(
-                f"location target {url!r} resolves to a private, loopback or link-local "
-                f"address ({info[4][0]}); such targets are refused "
-                "(RAGPORTAL_ALLOW_PRIVATE_URLS=true allows them)",
-                [ErrorDetail("target", "private, loopback or link-local address refused")],
-            )
+    checked_addresses(
+        parts.hostname,
+        parts.port or (443 if parts.scheme == "https" else 80),
+        allow_private=False,
+        resolver=policy.resolver,
+        url=url,
+    )
 
 
 def check_file(target: str, policy: LocationPolicy) -> Path:
@@ -120,9 +103,13 @@ def check_target(location_type: str, target: str, policy: LocationPolicy) -> Non
 def _fetch_url(url: str, policy: LocationPolicy) -> str:
     deadline = time.monotonic() + policy.timeout_s
     current = url
-    with httpx.Client(timeout=policy.timeout_s, follow_redirects=False) as client:
+    with pinned_client(
+        allow_private=policy.allow_private_urls,
+        resolver=policy.resolver,
+        timeout_s=policy.timeout_s,
+    ) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            check_url(current, policy)
+            check_url(current, policy, resolve=False)  # the connection checks the address
             try:
                 with client.stream("GET", current) as response:
                     if response.is_redirect:
@@ -167,9 +154,9 @@ def read_target(
     """
     if registered and location_type == "file":
         policy = replace(policy, file_roots=None)
-    check_target(location_type, target, policy)
     if location_type == "url":
         return _fetch_url(target, policy)
+    check_target(location_type, target, policy)
     path = check_file(target, policy)
     if not path.is_file():
         raise InputError(
