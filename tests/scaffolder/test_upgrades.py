@@ -116,7 +116,8 @@ def _events(client: httpx.Client, task: dict) -> str:
 
 def test_generated_repository_records_template_version_and_answers(portal: UpgradePortal):
     task = create(portal.client, "orders", replicas=2, apiKey="s3cr3t-key-value")
-    assert task["status"] == "completed"
+    assert task["status"] == "completed", _events(portal.client, task)
+    assert show(portal.repo("orders"), "main", ANSWERS), _events(portal.client, task)
     recorded = yaml.safe_load(show(portal.repo("orders"), "main", ANSWERS) or "")
     assert recorded["template"] == TEMPLATE_REF
     assert recorded["version"] == "1.0.0"
@@ -329,7 +330,7 @@ def test_second_upgrade_of_the_same_service_at_once_is_refused(portal: UpgradePo
     assert second.status_code == 409, second.text
     assert "already running" in second.json()["error"]["message"]
     task = wait_status(portal.client, first["id"], ("completed", "failed"), timeout=60)
-    assert task["status"] == "completed"
+    assert task["status"] == "completed", _events(portal.client, task)
     # Once it finished, the next one may start (and finds the branch already prepared).
     third = upgrade_done(portal.client, "component:default/queue")
     assert third["steps"][0]["output"]["pushed"] is False
@@ -367,6 +368,7 @@ def test_fleet_upgrade_of_five_services(portal: UpgradePortal, tmp_path: Path):
         return summary if summary["done"] else None
 
     summary = wait_for(done, timeout=180)
+    assert summary["counts"]["up to date"] == 0, summary  # type: ignore[index]
     assert summary["counts"] == {  # type: ignore[index]
         "merged clean": 4,
         "conflicts": 1,
