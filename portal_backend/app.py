@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from starlette.datastructures import Headers
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_backend import __version__
@@ -17,12 +18,16 @@ from portal_backend.auth.token_cache import TokenCache
 from portal_backend.db import make_engine, make_session_factory
 from portal_backend.errors import error_response, install_error_handlers
 from portal_backend.logging import get_logger
+from portal_backend.mcp.http import PATH as MCP_PATH
+from portal_backend.mcp.http import McpEndpoint
+from portal_backend.mcp.portal import Portal
 from portal_backend.metrics import MetricsMiddleware
 from portal_backend.routers import catalog as catalog_router
 from portal_backend.routers import health, identity, tokens
 from portal_backend.routers import rag_services as rag_services_router
 from portal_backend.routers import rag_sizing as rag_sizing_router
 from portal_backend.routers import scaffolder as scaffolder_router
+from portal_backend.routers import scorecards as scorecards_router
 from portal_backend.routers import sla as sla_router
 from portal_backend.routers.sla_ingest import UsagePushFastPath, ingest_limiter
 from portal_backend.scaffolder.registration import register_shipped_templates
@@ -70,7 +75,8 @@ def create_app(settings: Settings | None = None, task_queue: TaskQueue | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("portal.start", database=settings.database_url.split("@")[-1])
         register_shipped_templates(settings, app.state.session_factory)
-        yield
+        async with app.state.mcp.running():
+            yield
         app.state.engine.dispose()
 
     app = FastAPI(title="rag-portal", version=__version__, lifespan=lifespan)
@@ -84,6 +90,15 @@ def create_app(settings: Settings | None = None, task_queue: TaskQueue | None = 
     app.state.oidc = oidc.client_from_settings(settings)  # None: token sign-in only
     app.state.usage_push = UsagePush(settings, app.state.session_factory)
     app.state.ingest_limiter = ingest_limiter(settings)
+    # The MCP server (streamable HTTP at /mcp): the same domain calls, for AI clients.
+    app.state.mcp = McpEndpoint(
+        Portal(
+            settings=settings,
+            session_factory=app.state.session_factory,
+            dispatch=app.state.scaffolder_dispatch,
+            access_policy=app.state.access_policy,
+        )
+    )
 
     install_error_handlers(app)
     app.add_middleware(AuditTrail)  # every write, with the principal the request resolved
@@ -98,6 +113,8 @@ def create_app(settings: Settings | None = None, task_queue: TaskQueue | None = 
     app.include_router(catalog_router.router)
     app.include_router(scaffolder_router.router)
     app.include_router(sla_router.router)
+    app.include_router(scorecards_router.router)
+    app.router.routes.append(Route(MCP_PATH, endpoint=app.state.mcp))  # AI clients (MCP)
     mount_web(app, settings)  # web UI at `/`; after the API routers
     # Added last, so outermost: the usage push skips the other layers.
     app.add_middleware(UsagePushFastPath)

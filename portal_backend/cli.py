@@ -554,6 +554,27 @@ def services_upgrade(
     console.print((output or {}).get("summary", ""))
 
 
+@app.command("mcp")
+def mcp_stdio(
+    token: str = typer.Option(
+        None,
+        "--token",
+        envvar="RAGPORTAL_TOKEN",
+        help="The portal token whose rights the tools run with (or RAGPORTAL_TOKEN).",
+        show_default=False,
+    ),
+) -> None:
+    """Serve the portal's MCP tools over stdin/stdout (docs/mcp.md)."""
+    from catalog.errors import PortalError
+    from portal_backend.mcp import stdio
+
+    settings = _settings()
+    try:
+        stdio.serve(settings, token)  # refuses a missing or bad token before serving
+    except PortalError as exc:
+        raise fail(exc.message) from exc
+
+
 def main() -> None:
     app()
 

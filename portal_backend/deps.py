@@ -4,10 +4,12 @@ whether they may, and the app-wide objects ``create_app`` built."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar, get_origin
 
 from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
 
-from catalog.errors import AuthenticationError, NotAllowedError
+from catalog.errors import AuthenticationError, ErrorDetail, InputError, NotAllowedError
 from portal_backend.auth.identity import AccessPolicy
 from portal_backend.auth.service import ANONYMOUS, Principal, authenticate
 from portal_backend.auth.sessions import session_principal
@@ -124,6 +126,48 @@ def require_principal() -> Callable[..., Principal]:
         return principal
 
     return dependency
+
+
+# -- query strings as shared request models --------------------------------------------
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def query_model(model: type[Model]) -> Callable[[Request], Model]:
+    """Dependency: the query string parsed into ``model`` (a request model another adapter,
+    the MCP server, shares). A bad value is a 400 naming the parameter, as the catalog's
+    hand-parsed parameters always answered (FastAPI's own query models answer 422)."""
+    lists = {name for name, f in model.model_fields.items() if get_origin(f.annotation) is list}
+
+    def dependency(request: Request) -> Model:
+        params = request.query_params
+        raw: dict[str, Any] = {
+            name: params.getlist(name) if name in lists else params.get(name)
+            for name in model.model_fields
+            if name in params
+        }
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            details = [
+                ErrorDetail(".".join(str(part) for part in error["loc"]), error["msg"])
+                for error in exc.errors()
+            ]
+            summary = "; ".join(f"{d.path}: {d.message}" for d in details)
+            raise InputError(f"invalid query parameters: {summary}", details) from None
+
+    return dependency
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The OpenAPI description of ``model``'s fields as query parameters (for a route
+    that parses them with ``query_model``)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": field}
+        for name, field in schema["properties"].items()
+    ]
 
 
 ReadPrincipal = Depends(require_scope("read"))

@@ -11,6 +11,7 @@ import portal_backend.provisioning.local.tables  # noqa: F401
 import portal_backend.provisioning.models  # noqa: F401
 import portal_backend.scaffolder.tables  # noqa: F401
 import portal_backend.scaffolder.upgrade_tables  # noqa: F401
+import portal_backend.scorecards.tables  # noqa: F401
 import portal_backend.sla.tables  # noqa: F401
 
 metadata = SQLModel.metadata

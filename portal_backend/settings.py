@@ -146,6 +146,14 @@ class Settings(BaseSettings):
     sla_collect_interval_s: float = 60.0
     sla_evaluate_interval_s: float = 60.0
 
+    # Scorecards (portal_backend/scorecards; docs/scorecards.md). The checks: this YAML
+    # file (unset: the shipped default_checks.yaml) unless an admin replaced them through
+    # PUT /api/scorecards/checks. Computed by Celery beat every interval; history kept
+    # this many days.
+    scorecard_checks_file: Path | None = None
+    scorecard_interval_s: float = 3600.0
+    scorecard_history_days: int = 90
+
     # Kubernetes provisioning (portal_backend/provisioning). Cluster name -> how to reach it:
     # {"kubeconfig": "/path", "context": "ctx"} or {"in_cluster": true}. No cluster: bundles
     # are rendered, validated and recorded as a plan. Secrets for the cluster are kept

@@ -17,7 +17,13 @@ from portal_backend.settings import Settings
 
 # Each module defines ``register(app: Celery) -> None`` that adds its tasks and beat
 # entries; a module that does not exist yet is skipped.
-TASK_MODULES = ("workers.scaffolder", "workers.provisioning", "workers.sla", "workers.catalog")
+TASK_MODULES = (
+    "workers.scaffolder",
+    "workers.provisioning",
+    "workers.sla",
+    "workers.catalog",
+    "workers.scorecards",
+)
 
 
 def _filesystem_broker_options(data_dir: Path) -> dict[str, object]:

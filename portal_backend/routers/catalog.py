@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from catalog.analyze import analyze_location
 from catalog.ancestry import ancestry
+from catalog.api_models import EntityQueryParams
+from catalog.by_query import query_json
 from catalog.cursor import Cursor
 from catalog.documents import project
 from catalog.entity_reads import EntityReads, check_order_by
@@ -30,7 +32,7 @@ from catalog.validation import validate_entity as validate_entity_document
 from portal_backend.auth.service import Principal
 from portal_backend.catalog_policy import location_policy
 from portal_backend.db import session_scope
-from portal_backend.deps import ReadPrincipal, WritePrincipal
+from portal_backend.deps import ReadPrincipal, WritePrincipal, query_model, query_parameters
 from portal_backend.settings import Settings
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
@@ -155,38 +157,15 @@ def get_entities(
     return StreamingResponse(stream(), media_type="application/json")
 
 
-@router.get("/entities/by-query")
+@router.get("/entities/by-query", openapi_extra={"parameters": query_parameters(EntityQueryParams)})
 def get_entities_by_query(
     request: Request,
-    filter: list[str] = Query(default=[]),
-    fields: list[str] = Query(default=[]),
-    orderField: list[str] = Query(default=[]),  # noqa: N803 - Backstage's parameter name
-    cursor: str | None = None,
-    limit: str | None = None,
-    offset: str | None = None,
-    totalItems: str | None = None,  # noqa: N803
-    fullTextFilterTerm: str | None = None,  # noqa: N803
-    fullTextFilterFields: list[str] = Query(default=[]),  # noqa: N803
+    # The same model is the MCP server's search_catalog input (one definition for both).
+    query: EntityQueryParams = Depends(query_model(EntityQueryParams)),
     _: Principal = ReadPrincipal,
 ) -> Response:
-    if cursor is None:
-        _check_filters(filter)
-    order_by = _order_fields(orderField, separator=",", param="orderField")
-    if totalItems not in (None, "include", "exclude"):
-        raise InputError("totalItems must be 'include' or 'exclude'")
     with _session(request) as session:
-        text = EntityReads(session).query_entities_json(
-            filters=filter,
-            order_by=order_by,
-            term=fullTextFilterTerm,
-            term_fields=_split(fullTextFilterFields),
-            cursor=cursor,
-            limit=_int(limit, "limit"),
-            offset=_int(offset, "offset", default=0) or 0,
-            fields=_split(fields),
-            include_total=totalItems != "exclude",
-        )
-    return Response(text, media_type="application/json")
+        return Response(query_json(session, query), media_type="application/json")
 
 
 def _body_list(payload: dict, name: str) -> list[str]:

@@ -29,6 +29,7 @@ from portal_backend.provisioning.plan import SERVICE_NAME
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
 from portal_backend.provisioning.service import Provisioner, ProvisioningError
 from portal_backend.rag import access, ask, operations
+from portal_backend.rag.api_models import AskBody
 
 router = APIRouter(prefix="/api/rag", tags=["rag"])
 SECRET_NAME = r"^[a-z0-9]([-a-z0-9_.]{0,98}[a-z0-9])?$"
@@ -109,11 +110,6 @@ def teardown(
         raise ServiceUnavailableError(f"the cluster did not answer: {exc.message}") from exc
     result["label"] = f"{metadata_keys.SERVICE}={name}"
     return result
-
-
-class AskBody(BaseModel):
-    question: str = Field(min_length=1, max_length=ask.MAX_QUESTION_CHARS)
-    adapter: str | None = Field(default=None, max_length=100)
 
 
 @router.post("/services/{namespace}/{name}/ask")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -23,22 +23,9 @@ from portal_backend.rag import access
 from portal_backend.scaffolder import engine, fleet, registration, store, tasks, upgrades
 from portal_backend.scaffolder.actions import load_actions
 from portal_backend.scaffolder.actions.base import all_actions
+from portal_backend.scaffolder.api_models import DryRun, TaskCreate, TaskEventsQuery
 
 router = APIRouter(prefix="/api/scaffolder/v2", tags=["scaffolder"])
-
-
-class TaskCreate(BaseModel):
-    templateRef: str = Field(min_length=1)  # noqa: N815
-    values: dict[str, Any] = Field(default_factory=dict)
-    secrets: dict[str, str] | None = None
-
-
-class DryRun(BaseModel):
-    templateRef: str | None = None  # noqa: N815
-    template: dict[str, Any] | None = None
-    values: dict[str, Any] = Field(default_factory=dict)
-    secrets: dict[str, str] | None = None
-    directoryContents: list[dict[str, Any]] = Field(default_factory=list)  # noqa: N815
 
 
 @router.get("/templates/{namespace}/{kind}/{name}/parameter-schema")
@@ -108,10 +95,10 @@ def get_task(task_id: str, request: Request, principal: Principal = ReadPrincipa
 def get_events(
     task_id: str,
     request: Request,
-    after: int | None = Query(None, ge=0),
+    query: Annotated[TaskEventsQuery, Query()],
     principal: Principal = ReadPrincipal,
 ) -> list[dict[str, Any]]:
-    return tasks.list_events(request.app.state.session_factory, task_id, after)
+    return tasks.list_events(request.app.state.session_factory, task_id, query.after)
 
 
 @router.get("/tasks/{task_id}/eventstream")

@@ -4,6 +4,7 @@ alerts, price table, budgets, evaluations. Thin: the work is in portal_backend.s
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -30,9 +31,10 @@ from portal_backend.sla.access import (
     check_owner,
 )
 from portal_backend.sla.alerts import list_alerts
+from portal_backend.sla.api_models import CostQuery, ServiceReportQuery
 from portal_backend.sla.clock import utcnow
 from portal_backend.sla.refs import normalize_ref
-from portal_backend.sla.tables import SlaService
+from portal_backend.sla.tables import Alert, SlaService
 
 router = APIRouter(prefix="/api/sla", tags=["sla"])
 AnyPrincipal = Depends(require_principal())
@@ -77,12 +79,12 @@ def service_status(
     namespace: str,
     name: str,
     request: Request,
-    window: str = Query("24h"),
+    query: Annotated[ServiceReportQuery, Query()],
     _: Principal = ReadPrincipal,
 ) -> Response:
     with session_scope(_factory(request)) as session:
         service = _service(session, kind, namespace, name)
-        return _json(reports.service_report(session, service, window, utcnow()))
+        return _json(reports.service_report(session, service, query.window, utcnow()))
 
 
 class IngestTokenCreate(BaseModel):
@@ -200,15 +202,14 @@ def get_evaluations(
 @router.get("/costs")
 def cost_summary(
     request: Request,
-    group_by: str = Query("service", alias="groupBy"),
-    window: str = Query("30d"),
+    query: Annotated[CostQuery, Query()],
     _: Principal = ReadPrincipal,
 ) -> Response:
     with session_scope(_factory(request)) as session:
-        return _json(reports.cost_summary(session, group_by, window, utcnow()))
+        return _json(reports.cost_summary(session, query.groupBy, query.window, utcnow()))
 
 
-def _alert_view(alert) -> dict:  # type: ignore[no-untyped-def]
+def _alert_view(alert: Alert) -> dict[str, Any]:
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
