@@ -33,7 +33,11 @@ def parse_repo_url(value: str) -> dict[str, Any]:
     return {"host": host, **params}
 
 
-def parse_entity_ref(value: str, defaultKind: str | None = None, defaultNamespace: str = "default"):  # noqa: N803
+def parse_entity_ref(
+    value: str,
+    defaultKind: str | None = None,
+    defaultNamespace: str = "default",  # noqa: N803
+) -> dict[str, str]:
     """``kind:namespace/name`` (kind and namespace optional) -> ``{kind, namespace, name}``."""
     if isinstance(value, dict):
         defaultKind = value.get("defaultKind", defaultKind)  # noqa: N806

@@ -30,6 +30,7 @@ def unseal(settings: Settings, stored: dict[str, Any] | None) -> dict[str, str]:
     if SEALED not in stored:
         return dict(stored)
     try:
-        return json.loads(_fernet(settings).decrypt(stored[SEALED].encode()))
+        secrets: dict[str, str] = json.loads(_fernet(settings).decrypt(stored[SEALED].encode()))
+        return secrets
     except InvalidToken as exc:
         raise ValueError("task secrets cannot be decrypted: the secret-store key changed") from exc

@@ -80,7 +80,9 @@ def create_task(
     return task
 
 
-def add_event(factory: sessionmaker, task_id: str, type_: str, body: dict[str, Any]) -> None:
+def add_event(
+    factory: sessionmaker[Session], task_id: str, type_: str, body: dict[str, Any]
+) -> None:
     with session_scope(factory) as session:
         session.add(ScaffolderEvent(task_id=task_id, type=type_, body=body, created_at=now()))
 
@@ -131,7 +133,7 @@ def list_events(session: Session, task_id: str, after: int | None) -> list[Scaff
 
 
 def claim_step(
-    factory: sessionmaker, task_id: str, step_id: str, worker: str, stale_after_s: float
+    factory: sessionmaker[Session], task_id: str, step_id: str, worker: str, stale_after_s: float
 ) -> str | None:
     """Take the step if it is open, or held by a worker whose heartbeat went silent."""
     claim = str(uuid.uuid4())
@@ -167,7 +169,9 @@ def claim_step(
     return claim
 
 
-def heartbeat(factory: sessionmaker, task_id: str, step_id: str, claim: str) -> bool | None:
+def heartbeat(
+    factory: sessionmaker[Session], task_id: str, step_id: str, claim: str
+) -> bool | None:
     """Refresh the step's heartbeat; returns the task's cancel flag, None if we lost the claim."""
     with session_scope(factory) as session:
         held = _update_if(
@@ -184,7 +188,7 @@ def heartbeat(factory: sessionmaker, task_id: str, step_id: str, claim: str) -> 
 
 
 def finish_step(
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     task_id: str,
     step_id: str,
     claim: str,
@@ -209,7 +213,7 @@ def finish_step(
 
 
 def finish_task(
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     task_id: str,
     status: str,
     *,
@@ -250,7 +254,7 @@ def finish_task(
         return finished
 
 
-def mark_dispatched(factory: sessionmaker, task_id: str) -> None:
+def mark_dispatched(factory: sessionmaker[Session], task_id: str) -> None:
     with session_scope(factory) as session:
         session.execute(
             update(ScaffolderTask).where(ScaffolderTask.id == task_id).values(dispatched_at=now())
@@ -310,7 +314,7 @@ def stalled_tasks(
 
 
 def release_dead_step(
-    factory: sessionmaker, task_id: str, step_id: str, stale_after_s: float
+    factory: sessionmaker[Session], task_id: str, step_id: str, stale_after_s: float
 ) -> bool:
     """Give a dead worker's step back (open), unless its heartbeat came back meanwhile."""
     with session_scope(factory) as session:
@@ -325,7 +329,7 @@ def release_dead_step(
         )
 
 
-def touch(factory: sessionmaker, task_id: str) -> None:
+def touch(factory: sessionmaker[Session], task_id: str) -> None:
     with session_scope(factory) as session:
         session.execute(
             update(ScaffolderTask).where(ScaffolderTask.id == task_id).values(updated_at=now())

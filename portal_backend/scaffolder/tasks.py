@@ -111,7 +111,9 @@ def list_events(factory: Factory, task_id: str, after: int | None = None) -> lis
         return [event_view(e) for e in store.list_events(session, task_id, after)]
 
 
-def events_since(factory: Factory, task_id: str, after: int | None) -> tuple[list[dict], str]:
+def events_since(
+    factory: Factory, task_id: str, after: int | None
+) -> tuple[list[dict[str, Any]], str]:
     """The events after ``after`` and the task's status (for the live event stream)."""
     with session_scope(factory) as session:
         # State first: a finished task's final event was committed with its state, so

@@ -20,9 +20,10 @@ import shutil
 import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import CursorResult, delete, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from portal_backend.db import session_scope
 from portal_backend.scaffolder.store import TERMINAL, now
@@ -80,7 +81,7 @@ def _archive(workspace: Path) -> bytes:
 
 
 def save(
-    factory: sessionmaker, task_id: str, step_id: str, workspace: Path, max_bytes: int
+    factory: sessionmaker[Session], task_id: str, step_id: str, workspace: Path, max_bytes: int
 ) -> bool:
     """Store the workspace after ``step_id`` completed; False when it was already stored."""
     digest = content_digest(workspace)
@@ -97,12 +98,17 @@ def save(
             "(RAGPORTAL_SCAFFOLDER_WORKSPACE_MAX_BYTES)"
         )
     with session_scope(factory) as session:
-        row = session.get(ScaffolderWorkspace, task_id)
-        if row is None:
-            row = ScaffolderWorkspace(task_id=task_id)
-            session.add(row)
-        row.digest, row.archive, row.size_bytes = digest, archive, len(archive)
-        row.step_id, row.updated_at = step_id, now()
+        # The task's row, inserted or updated in place (merge reads it by primary key).
+        session.merge(
+            ScaffolderWorkspace(
+                task_id=task_id,
+                digest=digest,
+                archive=archive,
+                size_bytes=len(archive),
+                step_id=step_id,
+                updated_at=now(),
+            )
+        )
     _mark(workspace, digest)
     return True
 
@@ -116,7 +122,7 @@ def _mark(workspace: Path, digest: str) -> None:
     _marker(workspace).write_text(digest, encoding="utf-8")
 
 
-def restore(factory: sessionmaker, task_id: str, workspace: Path) -> str | None:
+def restore(factory: sessionmaker[Session], task_id: str, workspace: Path) -> str | None:
     """Make the local workspace the saved one unless it already grew from it; returns the
     step it was saved after, or None when nothing needed to move.
 
@@ -152,7 +158,7 @@ def remove_local(workspace: Path) -> None:
     _marker(workspace).unlink(missing_ok=True)
 
 
-def forget(factory: sessionmaker, task_ids: list[str]) -> None:
+def forget(factory: sessionmaker[Session], task_ids: list[str]) -> None:
     if not task_ids:
         return
     with session_scope(factory) as session:
@@ -161,7 +167,7 @@ def forget(factory: sessionmaker, task_ids: list[str]) -> None:
         )
 
 
-def forget_ended_before(factory: sessionmaker, cutoff_epoch: float) -> int:
+def forget_ended_before(factory: sessionmaker[Session], cutoff_epoch: float) -> int:
     """Saved workspaces of tasks that ended before the cutoff (kept until then for a retry)."""
     cutoff = datetime.fromtimestamp(cutoff_epoch, UTC)
     ended = (
@@ -170,7 +176,11 @@ def forget_ended_before(factory: sessionmaker, cutoff_epoch: float) -> int:
         .scalar_subquery()
     )
     with session_scope(factory) as session:
-        result = session.execute(
-            delete(ScaffolderWorkspace).where(ScaffolderWorkspace.task_id.in_(ended))
+        # A DELETE's result is a CursorResult (Session.execute is typed for any statement).
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                delete(ScaffolderWorkspace).where(ScaffolderWorkspace.task_id.in_(ended))
+            ),
         )
         return int(result.rowcount or 0)

@@ -56,7 +56,7 @@ def _skeleton_dir(url: str, ctx: ActionContext) -> Path:
     return path
 
 
-def build_context(skeleton: Path, values: dict[str, Any], extra: dict[str, Any]) -> dict:
+def build_context(skeleton: Path, values: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """The cookiecutter context: user values verbatim, skeleton defaults rendered."""
     context = generate_context(context_file=str(skeleton / "cookiecutter.json"))
     context["cookiecutter"].update(extra)
@@ -76,7 +76,7 @@ def build_context(skeleton: Path, values: dict[str, Any], extra: dict[str, Any])
     return {"cookiecutter": rendered}
 
 
-def _check_paths(skeleton: Path, context: dict, output: Path) -> None:
+def _check_paths(skeleton: Path, context: dict[str, Any], output: Path) -> None:
     """Every rendered file name must stay inside the output folder (no ``..`` from values)."""
     env = StrictEnvironment(context=context)
     for path in skeleton.rglob("*"):
