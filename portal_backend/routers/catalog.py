@@ -7,10 +7,12 @@ Thin: parse parameters, check who may do what, call the catalog's services:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
 
 from catalog.analyze import analyze_location
 from catalog.ancestry import ancestry
@@ -44,7 +46,7 @@ def policy_for(settings: Settings, *, restrict_files: bool = True) -> LocationPo
     return location_policy(settings, restrict_files=restrict_files)
 
 
-def _session(request: Request):  # type: ignore[no-untyped-def]
+def _session(request: Request) -> AbstractContextManager[Session]:
     return session_scope(request.app.state.session_factory)
 
 
