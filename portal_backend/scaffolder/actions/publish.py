@@ -319,10 +319,12 @@ class PublishGitHub(_HostedPublish):
     }
 
     def _existing(self, api: Any, owner: str, repo: str) -> dict[str, Any] | None:
-        return api.get_repo(owner, repo)
+        github: GitHubApi = api  # _api made this kind's client
+        return github.get_repo(owner, repo)
 
     def _create(self, api: Any, owner: str, repo: str, input: dict[str, Any]) -> dict[str, Any]:
-        return api.create_repo(
+        github: GitHubApi = api
+        return github.create_repo(
             owner,
             repo,
             description=input.get("description", ""),
@@ -354,10 +356,12 @@ class PublishGitLab(_HostedPublish):
     }
 
     def _existing(self, api: Any, owner: str, repo: str) -> dict[str, Any] | None:
-        return api.get_project(f"{owner}/{repo}")
+        gitlab: GitLabApi = api  # _api made this kind's client
+        return gitlab.get_project(f"{owner}/{repo}")
 
     def _create(self, api: Any, owner: str, repo: str, input: dict[str, Any]) -> dict[str, Any]:
-        return api.create_project(
+        gitlab: GitLabApi = api
+        return gitlab.create_project(
             owner,
             repo,
             description=input.get("description", ""),
@@ -424,10 +428,10 @@ class PublishGit(Action):
             return repo_url, host
         host_name, owner, repo = _parse(repo_url)
         try:
-            host = configured_host(settings, host_name)
+            configured = configured_host(settings, host_name)
         except HostConfigError as exc:
             raise ActionError(str(exc)) from exc
-        return host.clone_url(owner, repo), host.name
+        return configured.clone_url(owner, repo), configured.name
 
     def precheck(self, input: dict[str, Any], settings: Settings) -> list[FieldError]:
         repo_url = str(input.get("repoUrl", ""))
