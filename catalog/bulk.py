@@ -140,14 +140,16 @@ def _copy_value(value: Any) -> str | None:
     return None
 
 
-def fetch_tuples(session: Session, statement: Any) -> list[tuple[Any, ...]]:
+def fetch_tuples(
+    session: Session, statement: Any, params: dict[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
     """Every row of ``statement`` as a plain tuple, straight from the driver's cursor.
 
     For reads of thousands of text columns (listings, relations): SQLAlchemy's row
     objects cost about a microsecond a row, a third of a listing's CPU. Only for columns
     that need no conversion from what the driver returns.
     """
-    result = session.connection().execute(statement)
+    result = session.connection().execute(statement, params or {})
     try:
         return list(result.cursor.fetchall()) if result.cursor is not None else []
     finally:
@@ -219,7 +221,8 @@ def refresh_statistics(session: Session, written_rows: int) -> None:
     # first writer commits; parallel importers would queue behind each other. One is
     # enough: the others skip (the statistics they would gather are the same).
     if not connection.execute(
-        text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": _ANALYZE_LOCK}
+        text("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || :k))"),
+        {"k": _ANALYZE_LOCK},
     ).scalar():
         return
     # catalog_search whole: a column list would leave its modification counter (the

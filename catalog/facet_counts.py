@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import Select, and_, case, func, or_, select, text
+from sqlalchemy import Select, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from catalog.tables import COUNTED_KEYS, CatalogFacetCount
@@ -47,19 +48,25 @@ def count_values(session: Session, groups: Sequence[Group]) -> list[int]:
     These are entities when an entity can hold only one of the values (one value asked
     for, or a key that holds one value per entity such as ``kind``).
     """
+    # SQL text: built from expression objects, this statement's cache key alone cost a
+    # fifth of a by-query request's CPU.
+    params: dict[str, Any] = {}
+    lists: list[str] = []
     conditions = []
-    for key, values, kinds in groups:
-        condition = CatalogFacetCount.key == key
-        if values is not None:
-            condition = and_(condition, CatalogFacetCount.value.in_(values))
-        if kinds:
-            condition = and_(condition, CatalogFacetCount.kind.in_(kinds))
-        conditions.append(condition)
-    sums = [
-        func.coalesce(func.sum(case((condition, CatalogFacetCount.n), else_=0)), 0)
-        for condition in conditions
-    ]
-    row = session.connection().execute(select(*sums).where(or_(*conditions))).one()
+    for index, (key, values, kinds) in enumerate(groups):
+        parts = [f"key = :key_{index}"]
+        params[f"key_{index}"] = key
+        for column, name, listed in (("value", "values", values), ("kind", "kinds", kinds)):
+            if listed:
+                parts.append(f"{column} IN :{name}_{index}")
+                params[f"{name}_{index}"] = list(listed)
+                lists.append(f"{name}_{index}")
+        conditions.append("(" + " AND ".join(parts) + ")")
+    sums = ", ".join(f"coalesce(sum(CASE WHEN {c} THEN n ELSE 0 END), 0)" for c in conditions)
+    statement = text(
+        f"SELECT {sums} FROM catalog_facet_counts WHERE {' OR '.join(conditions)}"
+    ).bindparams(*(bindparam(name, expanding=True) for name in lists))
+    row = session.connection().execute(statement, params).one()
     return [int(value) for value in row]
 
 
@@ -116,7 +123,8 @@ def compact_counts(session: Session) -> None:
     if rows is None or rows < COMPACT_AFTER_ROWS:
         return
     locked = connection.execute(
-        text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": _COMPACT_LOCK}
+        text("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || :k))"),
+        {"k": _COMPACT_LOCK},
     ).scalar()
     if not locked:
         return

@@ -19,7 +19,6 @@ call them; tests can too.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.errors import ConflictError, PortalError
@@ -56,11 +55,6 @@ class RefreshOutcome:
     error: PortalError | None = None
 
 
-def _advisory_key(location_id: str) -> int:
-    digest = hashlib.sha256((_LOCK_NAMESPACE + location_id).encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 @contextmanager
 def location_lock(factory: sessionmaker[Session], location_id: str) -> Iterator[bool]:
     """True while this caller holds the location's refresh lock; False if another does.
@@ -70,9 +64,16 @@ def location_lock(factory: sessionmaker[Session], location_id: str) -> Iterator[
     """
     engine = factory.kw["bind"]
     if engine.dialect.name == "postgresql":
-        key = _advisory_key(location_id)
         with engine.connect() as connection:
-            held = bool(connection.scalar(select(func.pg_try_advisory_lock(key))))
+            # Advisory locks are one key space per database: the key names the schema
+            # too, so portals (and test runs) in other schemas of it never share one.
+            key, held = connection.execute(
+                text(
+                    "SELECT lock.key, pg_try_advisory_lock(lock.key) FROM (SELECT "
+                    "hashtextextended(current_schema() || :name, 0) AS key) AS lock"
+                ),
+                {"name": ":" + _LOCK_NAMESPACE + location_id},
+            ).one()
             connection.commit()
             try:
                 yield held

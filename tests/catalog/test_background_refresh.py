@@ -16,16 +16,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from catalog import refresh
 from catalog.location_registry import LocationRegistry
 from catalog.locations import LocationPolicy
 from catalog.service import CatalogService
-from portal_backend.db import REPO_ROOT, session_scope
+from portal_backend.db import REPO_ROOT, make_engine, make_session_factory, session_scope
 from tests.catalog.conftest import YamlServer
 from tests.catalog.factories import component
-from tests.conftest import REDIS_URL, LiveServer
+from tests.conftest import POSTGRES_URL, REDIS_URL, LiveServer, make_settings
 
 LOCATIONS = "/api/catalog/locations"
 
@@ -258,3 +259,35 @@ def test_background_refresh_slots_are_shared_and_given_back(
         one_slot = settings.model_copy(update={"catalog_refresh_concurrency": 1})
         assert background_refresh(one_slot, "no-such-location").state == "deferred"
     assert background_refresh(one_slot, "no-such-location").state == "missing"
+
+
+def test_refresh_locks_of_one_schema_leave_other_schemas_alone(tmp_path: Path) -> None:
+    """Portals (and test runs) sharing a PostgreSQL database in different schemas do not
+    share refresh slots or location locks (advisory locks span the whole database)."""
+    schemas = [f"t_locks_{i}_" + tmp_path.name[-8:].replace("-", "_").lower() for i in (1, 2)]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    engines = []
+    try:
+        factories = []
+        for schema in schemas:
+            engine = make_engine(make_settings("postgresql", tmp_path, schema).database_url)
+            engines.append(engine)
+            factories.append(make_session_factory(engine))
+        one, other = factories
+        with refresh.refresh_slot(one, 1) as mine, refresh.refresh_slot(other, 1) as theirs:
+            assert (mine, theirs) == (0, 0)
+            with refresh.refresh_slot(one, 1) as again:
+                assert again is None  # the same schema still shares its slots
+        with refresh.location_lock(one, "same-id") as held:
+            with refresh.location_lock(other, "same-id") as held_elsewhere:
+                with refresh.location_lock(one, "same-id") as held_twice:
+                    assert (held, held_elsewhere, held_twice) == (True, True, False)
+    finally:
+        for engine in engines:
+            engine.dispose()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
