@@ -31,6 +31,7 @@ from portal_backend.git_hosts.access import (
     safe_url,
 )
 from portal_backend.provisioning.repo_checkout import PublishedTree
+from portal_backend.settings import Settings
 
 BRANCH_PREFIX = "rag-portal/upgrade-"
 TRAILER = "Rag-Portal-Upgrade"
@@ -81,14 +82,14 @@ class UpgradeRepository:
         self._git("init", "--quiet", "--bare", str(self.git_dir), bare=False)
 
     @classmethod
-    def open(cls, scratch: Path, published: PublishedTree, settings: object) -> UpgradeRepository:
+    def open(cls, scratch: Path, published: PublishedTree, settings: Settings) -> UpgradeRepository:
         if published.path:
             raise MergeError(
                 f"{published.repo}: the service lives in {published.path}/ of its repository; "
                 "upgrades handle repositories generated at their root"
             )
         try:
-            credentials = load_credentials(settings, published.host)  # type: ignore[arg-type]
+            credentials = load_credentials(settings, published.host)
         except RuntimeError as exc:  # the secret store's key changed
             raise MergeError(str(exc)) from exc
         return cls(scratch, published, credentials)
