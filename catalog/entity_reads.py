@@ -43,7 +43,7 @@ from catalog.filters import (
     parse_filters,
     simple_filter,
 )
-from catalog.hydration import read_one, relation_pairs, with_relations
+from catalog.hydration import read_one, relation_texts, with_relations
 from catalog.map_fields import MapValue
 from catalog.predicates import compile_predicate
 from catalog.refs import RefError, canonical_ref, normalize_ref
@@ -312,16 +312,10 @@ class EntityReads:
                 json.dumps(project(entity, fields), ensure_ascii=False, separators=(",", ":"))
                 for entity in with_relations(self.session, stored)
             ]
-        pairs = relation_pairs(self.session, [r.entity_ref for r in rows])
-        texts = []
-        for row in rows:
-            # Types and refs are validated names (no quotes or backslashes).
-            listed = ",".join(
-                f'{{"type":"{t}","targetRef":"{target}"}}'
-                for t, target in pairs.get(row.entity_ref, ())
-            )
-            texts.append(f'{row.body[:-1]},"relations":[{listed}]}}')
-        return texts
+        relations = relation_texts(self.session, [r.entity_ref for r in rows])
+        return [
+            f'{row.body[:-1]},"relations":[{relations.get(row.entity_ref, "")}]}}' for row in rows
+        ]
 
     def _dense(
         self,
@@ -664,10 +658,12 @@ def page(
     query = query.order_by(*(k.asc() if ascending else k.desc() for k, ascending in keys))
     if offset:
         query = query.offset(offset)
-    rows = [
-        Row(r[0], r[1], r[2], tuple("" if v is None else str(v) for v in r[3:]))
-        for r in fetch_tuples(session, query.limit(limit))
-    ]
+    rows = []
+    for r in fetch_tuples(session, query.limit(limit)):
+        sort_values = r[3:]
+        if None in sort_values:  # entities without an order field sort as ""
+            sort_values = tuple("" if v is None else str(v) for v in sort_values)
+        rows.append(Row(r[0], r[1], r[2], sort_values))
     if direction == "prev":
         rows.reverse()
     return rows

@@ -42,8 +42,9 @@ def _in_list(
 ) -> str:
     """SQL text for ``column IN values`` (as ``bulk.any_of``): one comma-joined text the
     server splits on PostgreSQL (refs hold no comma), an expanding list on SQLite."""
-    if session.get_bind().dialect.name == "postgresql" and not any("," in v for v in values):
-        params[name] = ",".join(values)
+    joined = ",".join(values)
+    if session.get_bind().dialect.name == "postgresql" and joined.count(",") == len(values) - 1:
+        params[name] = joined
         return f"{column} = ANY(string_to_array(:{name}, ','))"
     params[name] = list(values)
     lists.append(name)
@@ -85,6 +86,35 @@ def relation_pairs(
         else:
             found[ref] = list(pairs)
     return {ref: sorted(pairs) for ref, pairs in found.items()}
+
+
+def _json_item(type_sql: str, target_sql: str) -> str:
+    """SQL text for one relation as the JSON text of its list item. Types and refs are
+    validated names (no quotes, backslashes or control characters) and every character
+    of them sorts after the closing quote, so these texts sort as (type, target) do."""
+    return f"""('{{"type":"' || {type_sql} || '","targetRef":"' || {target_sql} || '"}}')"""
+
+
+def relation_texts(session: Session, refs: Sequence[str]) -> dict[str, str]:
+    """Per ref, its relations (both directions, each once, sorted) as the JSON text of
+    the list's items, made by the database: a listing splices them into the stored
+    documents without a Python object per relation (~25k of them in 7,000 Components)."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for chunk in chunks(list(refs)):
+        params: dict[str, Any] = {}
+        lists: list[str] = []
+        targets = _in_list(session, "target_ref", "targets", chunk, params, lists)
+        sources = _in_list(session, "source_ref", "sources", chunk, params, lists)
+        sql = (
+            f"SELECT target_ref, {_json_item(_TYPE_SEEN_BY_TARGET, 'source_ref')} "
+            f"FROM catalog_relations WHERE {targets} "
+            f"UNION SELECT source_ref, {_json_item('type', 'target_ref')} "
+            f"FROM catalog_relations WHERE {sources}"
+        )
+        statement = text(sql).bindparams(*(bindparam(name, expanding=True) for name in lists))
+        for me, item in fetch_tuples(session, statement, params):
+            found[me].append(item)
+    return {ref: ",".join(sorted(items)) for ref, items in found.items()}
 
 
 def with_relations(

@@ -61,11 +61,14 @@ def _check(service: CatalogService, entities: list[dict]) -> None:
     )
     listed = {_ref(e): _pairs(e) for e in service.iter_entities()}
     assert listed == {ref: expected.get(ref, set()) for ref in refs}
-    streamed = {_ref(e): _pairs(e) for e in map(json.loads, service.iter_json())}
+    streamed_lists = {_ref(e): e["relations"] for e in map(json.loads, service.iter_json())}
+    streamed = {ref: _pairs({"relations": items}) for ref, items in streamed_lists.items()}
     assert streamed == listed
     for ref in refs:
         one = service.get_by_ref(ref)
         assert one is not None and _pairs(one) == listed[ref], ref
+        # The listing's relations (JSON text made by the database) in the same order.
+        assert one["relations"] == streamed_lists[ref], ref
         by_uid = service.get_by_uid(one["metadata"]["uid"])
         assert by_uid is not None and _pairs(by_uid) == listed[ref], ref
     by_refs = service.get_by_refs(refs)
