@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft7Validator
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.errors import ConflictError, ErrorDetail, InputError, NotFoundError
 from portal_backend import metadata_keys
@@ -113,8 +113,28 @@ def _form_path(path: str, raw_input: Any) -> str:
     return path
 
 
-def precheck(template: Template, values: dict[str, Any], settings: Settings, user_ref: str) -> None:
-    """Ask each action whether its input can work, before anything exists (400 / 409)."""
+@dataclass
+class PrecheckReport:
+    """What the actions said about some values: problems by form path, conflicts (a name
+    already taken: 409 at submit), and what actions with a preview would compute."""
+
+    details: list[ErrorDetail] = field(default_factory=list)
+    conflicts: list[ConflictError] = field(default_factory=list)
+    previews: dict[str, Any] = field(default_factory=dict)
+
+
+def precheck_report(
+    template: Template,
+    values: dict[str, Any],
+    settings: Settings,
+    user_ref: str,
+    *,
+    actions: set[str] | None = None,
+    with_previews: bool = False,
+) -> PrecheckReport:
+    """Every step's precheck (or only those of ``actions``) on values rendered from the
+    parameters alone, collected instead of raised: the form asks this while the user
+    types, so it shows the verdict the submit will give."""
     context = {
         "parameters": values,
         "user": _user_context(user_ref),
@@ -122,11 +142,13 @@ def precheck(template: Template, values: dict[str, Any], settings: Settings, use
         "secrets": {},
         "portal": portal_context(settings, _annotations(template)),
     }
-    details: list[ErrorDetail] = []
+    report = PrecheckReport()
     for step in template.steps:
         raw_input = step.get("input") or {}
         action = get_action(step["action"])
         assert action is not None
+        if actions is not None and step["action"] not in actions:
+            continue
         if references_steps(step.get("if")):
             continue
         if references_steps(raw_input):
@@ -138,12 +160,27 @@ def precheck(template: Template, values: dict[str, Any], settings: Settings, use
                 continue
             rendered = render_value(raw_input, context)
         except ExpressionError as exc:
-            details.append(ErrorDetail(f"steps.{step['id']}", str(exc)))
+            report.details.append(ErrorDetail(f"steps.{step['id']}", str(exc)))
             continue
-        errors: list[FieldError] = action.precheck(rendered, settings)
-        details += [ErrorDetail(_form_path(e.path, raw_input), e.message) for e in errors]
-    if details:
-        raise InputError("the values cannot be used by this template", details)
+        try:
+            errors: list[FieldError] = action.precheck(rendered, settings)
+        except ConflictError as exc:
+            report.conflicts.append(exc)
+            continue
+        report.details += [ErrorDetail(_form_path(e.path, raw_input), e.message) for e in errors]
+        preview = action.preview(rendered) if with_previews else None
+        if preview is not None:
+            report.previews[str(step["id"])] = preview
+    return report
+
+
+def precheck(template: Template, values: dict[str, Any], settings: Settings, user_ref: str) -> None:
+    """Ask each action whether its input can work, before anything exists (400 / 409)."""
+    report = precheck_report(template, values, settings, user_ref)
+    if report.conflicts:
+        raise report.conflicts[0]
+    if report.details:
+        raise InputError("the values cannot be used by this template", report.details)
 
 
 def submit(
@@ -469,7 +506,7 @@ class DryRunSteps:
 
 def run_steps_dry(
     settings: Settings,
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     *,
     template: Template,
     values: dict[str, Any],

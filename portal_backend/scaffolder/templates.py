@@ -162,6 +162,17 @@ def _strip_ui(schema: Any) -> Any:
     return schema
 
 
+def _error_message(schema: Any, keyword: str) -> str | None:
+    """A field's own words for a failed keyword: ``errorMessage`` as ajv-errors spells it,
+    one string for every keyword or ``{pattern: "...", required: "..."}``."""
+    custom = schema.get("errorMessage") if isinstance(schema, dict) else None
+    if isinstance(custom, str):
+        return custom
+    if isinstance(custom, dict) and isinstance(custom.get(keyword), str):
+        return str(custom[keyword])
+    return None
+
+
 def _fill_defaults(schema: dict[str, Any], values: dict[str, Any]) -> None:
     for key, prop in (schema.get("properties") or {}).items():
         if not isinstance(prop, dict):
@@ -190,10 +201,15 @@ def validate_values(template: Template, values: Any) -> None:
         validator = Draft7Validator(_strip_ui(page))
         for error in sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path)):
             path = ".".join(str(p) for p in error.absolute_path)
+            message = error.message
             if error.validator == "required":
                 missing = error.message.split("'")[1] if "'" in error.message else ""
                 path = ".".join(p for p in (path, missing) if p)
-            details.append(ErrorDetail(f"values.{path}" if path else "values", error.message))
+                field_schema = (error.schema.get("properties") or {}).get(missing) or {}
+                message = _error_message(field_schema, "required") or message
+            else:
+                message = _error_message(error.schema, str(error.validator)) or message
+            details.append(ErrorDetail(f"values.{path}" if path else "values", message))
     if details:
         raise InputError(
             f"values do not match the template's form: {len(details)} error(s)", details

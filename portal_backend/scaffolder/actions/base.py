@@ -78,6 +78,11 @@ class Action:
         """Checks run at submit time on input rendered from the parameters alone."""
         return []
 
+    def preview(self, input: dict[str, Any]) -> dict[str, Any] | None:
+        """What the action would compute from this input, shown by the form while the
+        user types (e.g. the GPU sizing); None when it has nothing to show."""
+        return None
+
 
 _REGISTRY: dict[str, Action] = {}
 

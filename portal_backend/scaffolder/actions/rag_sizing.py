@@ -227,6 +227,14 @@ class RagSizingAction(Action):
             return []
         return [FieldError(PARAMETER_OF_INPUT["gpu"], result.reason)]
 
+    def preview(self, input: dict[str, Any]) -> dict[str, Any] | None:
+        """The whole sizing (arithmetic, alternatives) for the form's panel; None when the
+        input cannot be sized (precheck names the field)."""
+        try:
+            return _size(input).as_dict()
+        except (_InputProblem, UnprocessableError):
+            return None
+
     def run(self, ctx: ActionContext, input: dict[str, Any]) -> dict[str, Any]:
         try:
             result = _size(input)
