@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,3 +61,25 @@ def parse_contents_url(url: str, settings: Settings) -> LocalTree | None:
     if not repo.is_relative_to(repos_root(settings).resolve()):
         raise ForeignRepositoryError(f"cannot read {url}: not a repository of this portal")
     return LocalTree(repo, match["ref"], match["path"].strip("/"))
+
+
+def archive_root(settings: Settings) -> Path:
+    """Where archived repositories go: outside ``repos_root``, so their names are free."""
+    return settings.data_dir / "repos-archive"
+
+
+def archive_repo(settings: Settings, owner: str, repo: str, stamp: str) -> Path:
+    """Move a repository aside (``repos-archive/<owner>/<repo>-<stamp>.git``), keeping its
+    history, so a new service may take its name. Returns where it went."""
+    source = repo_path(settings, owner, repo)
+    target = archive_root(settings) / owner / f"{repo}-{stamp}.git"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(target)
+    return target
+
+
+def remove_repo(settings: Settings, owner: str, repo: str) -> Path:
+    """Delete a repository and its history for good. Returns the path it had."""
+    path = repo_path(settings, owner, repo)
+    shutil.rmtree(path)
+    return path
