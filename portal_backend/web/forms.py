@@ -29,7 +29,10 @@ _WIDGET_FORMATS = {
 }
 
 
-def to_editor_schema(schema: dict[str, Any], owners: list[str] | None = None) -> dict[str, Any]:
+Owners = list[tuple[str, str]]  # (group ref, title) the owner pickers offer
+
+
+def to_editor_schema(schema: dict[str, Any], owners: Owners | None = None) -> dict[str, Any]:
     """A deep copy of one page's JSON Schema with ``ui:*`` hints turned into json-editor's."""
     page = copy.deepcopy(schema)
     page.pop("title", None)  # the wizard shows the page title itself
@@ -41,7 +44,7 @@ def to_editor_schema(schema: dict[str, Any], owners: list[str] | None = None) ->
     return converted
 
 
-def _convert(node: Any, owners: list[str]) -> Any:
+def _convert(node: Any, owners: Owners) -> Any:
     if isinstance(node, list):
         return [_convert(item, owners) for item in node]
     if not isinstance(node, dict):
@@ -94,8 +97,10 @@ def _convert(node: Any, owners: list[str]) -> Any:
             node["properties"][name]["propertyOrder"] = position - len(order)
     field = hints.get("ui:field")
     if field in ("OwnerPicker", "OwnedEntityPicker") and owners and "enum" not in node:
-        # Offer the catalog's groups; a free-text owner would fail catalog validation later.
-        node["enum"] = owners
+        # Offer the catalog's groups by title; a free-text owner would fail catalog
+        # validation later.
+        node["enum"] = [ref for ref, _title in owners]
+        options["enum_titles"] = [title for _ref, title in owners]
     elif field in ("EntityPicker", "RepoUrlPicker", "EntityNamePicker") and "pattern" not in node:
         attributes = options.setdefault("inputAttributes", {})
         attributes.setdefault("placeholder", _PICKER_PLACEHOLDERS[field])
@@ -127,6 +132,11 @@ def _conditional_fields(node: dict[str, Any]) -> None:
         target = properties.get(name)
         if isinstance(target, dict) and name not in consts:
             target.setdefault("options", {})["dependencies"] = dict(consts)
+    # json-editor renders an if/then page twice (a hidden copy per branch: duplicate ids,
+    # labels bound to the hidden copy). The fields are shown or hidden above; what "then"
+    # requires is checked by the server, whose answer the review page shows at the field.
+    for key in ("if", "then", "else"):
+        node.pop(key, None)
 
 
 _PICKER_PLACEHOLDERS = {

@@ -14,14 +14,16 @@ NODE_W, NODE_H = 170, 34
 MAX_NODES = 16
 
 
-def _label(ref: str) -> str:
-    kind, _, rest = ref.partition(":")
-    name = rest.rpartition("/")[2]
-    text = f"{kind}:{name}"
+def _label(ref: str, related: dict[str, dict[str, Any]] | None = None) -> str:
+    """The entity's title (else its name), cut to fit its box; the kind is drawn apart."""
+    meta = ((related or {}).get(ref) or {}).get("metadata") or {}
+    text = str(meta.get("title") or meta.get("name") or ref.rpartition("/")[2])
     return text if len(text) <= 24 else text[:23] + "…"
 
 
-def relation_graph(entity: dict[str, Any]) -> dict[str, Any]:
+def relation_graph(
+    entity: dict[str, Any], related: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     meta = entity.get("metadata") or {}
     kind = str(entity.get("kind", "")).lower()
     center_ref = f"{kind}:{meta.get('namespace', 'default')}/{meta.get('name', '')}"
@@ -39,7 +41,8 @@ def relation_graph(entity: dict[str, Any]) -> dict[str, Any]:
         nodes.append(
             {
                 "ref": ref,
-                "label": _label(ref),
+                "label": _label(ref, related),
+                "kind": ref.partition(":")[0].title(),
                 "relation": ", ".join(sorted(set(targets[ref]))),
                 "x": round(x - NODE_W / 2, 1),
                 "y": round(y - NODE_H / 2, 1),
@@ -56,7 +59,7 @@ def relation_graph(entity: dict[str, Any]) -> dict[str, Any]:
         "node_w": NODE_W,
         "node_h": NODE_H,
         "center": {
-            "label": _label(center_ref),
+            "label": _label(center_ref, {center_ref: entity}),
             "x": cx - NODE_W / 2,
             "y": cy - NODE_H / 2,
             "cx": cx,

@@ -7,6 +7,7 @@ cost); this module only picks what the page shows.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,22 +34,18 @@ def _annotations(entity: dict[str, Any]) -> dict[str, str]:
     return (entity.get("metadata") or {}).get("annotations") or {}
 
 
-def rag_panels(session: Session, entity: dict[str, Any], window: str) -> dict[str, Any] | None:
+def rag_panels(
+    session: Session, entity: dict[str, Any], window: str, *, reports: bool = True
+) -> dict[str, Any] | None:
+    """What the RAG tabs show; ``reports=False`` skips the SLA/cost report (the tabs that
+    do not show it stay fast)."""
     if not is_rag_service(entity):
         return None
     annotations = _annotations(entity)
     status = entity.get("status") or {}
     window = window if window in WINDOWS else "24h"
-    report = _report(session, entity, window)
+    report = _report(session, entity, window) if reports else None
     name = service_name(entity)
-    repo = next(
-        (
-            link
-            for link in (entity.get("metadata") or {}).get("links") or []
-            if "repo" in (link.get("title") or "").lower() or link.get("type") == "repository"
-        ),
-        None,
-    )
     return {
         "name": name,
         "window": window,
@@ -65,7 +62,6 @@ def rag_panels(session: Session, entity: dict[str, Any], window: str) -> dict[st
         "slo_p95_ms": annotations.get(metadata_keys.SLO_P95_LATENCY_MS),
         "slo_success": annotations.get(metadata_keys.SLO_SUCCESS_RATE),
         "budget_usd": annotations.get(metadata_keys.MONTHLY_BUDGET_USD),
-        "repository": repo,
         "deployment": status.get("deployment") or None,
         "slo_status": status.get("slo") or None,
         "cost_status": status.get("cost") or None,
@@ -159,3 +155,83 @@ def deploy_choices(settings: Settings) -> list[tuple[str, str]]:
         choices.append(("local", "Local runtime (this machine, CPU)"))
     choices.append(("plan", "Plan only (render and validate, apply nothing)"))
     return choices
+
+
+def current_target(deployment: dict[str, Any] | None) -> str | None:
+    """The deploy form value of where the service was last deployed (for Re-provision)."""
+    if not deployment:
+        return None
+    if deployment.get("cluster"):
+        return f"kubernetes:{deployment['cluster']}"
+    return deployment.get("target") or None
+
+
+def preferred_target(choices: list[tuple[str, str]], current: str | None) -> str:
+    """What the Deploy form offers first: where it runs now, else the first place that
+    runs it (a plan only when nothing else is configured)."""
+    values = [value for value, _label in choices]
+    if current and current != "plan" and current in values:
+        return current
+    return next((v for v in values if v != "plan"), "plan")
+
+
+def next_steps(deployment: dict[str, Any] | None, settings: Settings) -> dict[str, Any]:
+    """What a person can do about where the service stands, in words: why it is in this
+    state and the way forward (the Deployment tab's call to action)."""
+    deployment = deployment or {}
+    state = deployment.get("state")
+    runs_somewhere = bool(settings.clusters) or settings.runtime_enabled
+    if state is None:
+        return {
+            "why": "It has not been deployed yet.",
+            "todo": "Deploy it to run it." if runs_somewhere else _ENABLE_TARGET,
+        }
+    if state == "Planned":
+        reason = plan_reason(str(deployment.get("message") or ""))
+        return {
+            "why": "Nothing runs, only a plan was recorded" + (f": {reason}." if reason else "."),
+            "todo": (
+                "Deploy it to the local runtime or a cluster to run it, or re-provision to "
+                "record the plan again."
+                if runs_somewhere
+                else _ENABLE_TARGET
+            ),
+        }
+    if state == "Stopped":
+        return {
+            "why": "It was stopped on request and costs nothing while stopped.",
+            "todo": "Deploy it to start it again.",
+        }
+    if state in ("Degraded", "Down", "Drifted"):
+        return {
+            "why": str(deployment.get("message") or _failing_objects(deployment)),
+            "todo": "Re-provision to apply it again, or look at the objects below.",
+        }
+    if state == "Progressing":
+        return {"why": "It is being deployed.", "todo": "The task log shows the progress."}
+    return {"why": "", "todo": ""}
+
+
+def plan_reason(message: str) -> str:
+    """Why only a plan was made: the provisioner says "<reason>, so nothing was applied:
+    ..." (or "<reason>: plan recorded, nothing applied"); the reason is what a person
+    needs, the rest says what a plan is."""
+    return re.split(r", so nothing was applied|: plan recorded", message)[0].strip()
+
+
+def _failing_objects(deployment: dict[str, Any]) -> str:
+    """What the objects say when the deployment has no message of its own."""
+    failing = [
+        f"{o.get('kind')}/{o.get('name')}: "
+        + " ".join(str(p) for p in (o.get("reason"), o.get("message")) if p)
+        for o in deployment.get("objects") or []
+        if o.get("state") not in ("Ready", "Planned") and (o.get("reason") or o.get("message"))
+    ]
+    return "; ".join(failing) if failing else "Something in it is not healthy."
+
+
+_ENABLE_TARGET = (
+    "This portal has nowhere to run it: turn the local runtime on "
+    "(RAGPORTAL_RUNTIME_ENABLED=true, the default) or add a cluster (RAGPORTAL_CLUSTERS), "
+    "restart the portal, then deploy it from here."
+)

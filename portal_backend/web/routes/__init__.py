@@ -4,8 +4,33 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from portal_backend.web.routes import admin, audit, auth, catalog, create, home, upgrades
+from portal_backend.web.routes import (
+    admin,
+    audit,
+    auth,
+    catalog,
+    create,
+    entity,
+    home,
+    register,
+    repos,
+    techdocs,
+    upgrades,
+)
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, home, upgrades, catalog, create, admin, audit):
+# upgrades before entity: its /catalog/.../template-upgrade is not an entity tab.
+for module in (
+    auth,
+    home,
+    upgrades,
+    catalog,
+    register,
+    entity,
+    create,
+    repos,
+    techdocs,
+    admin,
+    audit,
+):
     router.include_router(module.router)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Form, Request
-from starlette.responses import RedirectResponse, Response
+from fastapi import APIRouter, Body, Form, Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
 from portal_backend.deps import scaffolder_dispatch
-from portal_backend.scaffolder import store
+from portal_backend.scaffolder import form_check, store
 from portal_backend.scaffolder import tasks as scaffolder_tasks
-from portal_backend.web import data
+from portal_backend.web import data, panels
 from portal_backend.web.forms import to_editor_schema
 from portal_backend.web.security import check_csrf, require_page
 from portal_backend.web.sizing_fields import sizing_fields
@@ -36,7 +36,7 @@ def form(request: Request, namespace: str, name: str) -> Response:
         request.app.state.settings, request.app.state.session_factory, namespace, "template", name
     )
     with session_scope(request.app.state.session_factory) as session:
-        owners = data.group_refs(session)
+        owners = data.groups(session)
     pages = [
         {
             "title": step["title"],
@@ -47,10 +47,62 @@ def form(request: Request, namespace: str, name: str) -> Response:
     ]
     config: dict[str, Any] = {
         "templateRef": f"template:{namespace}/{name}",
+        "checkUrl": f"/create/templates/{namespace}/{name}/check",
         "pages": pages,
         "sizing": sizing_fields(pages),
     }
-    return render(request, "create_form.html", {"schema": schema, "config": config, "pages": pages})
+    # A form whose owner must be a Group, on a catalog without one: say so first.
+    needs_team = not owners and _has_owner_picker(schema)
+    return render(
+        request,
+        "create_form.html",
+        {"schema": schema, "config": config, "pages": pages, "needs_team": needs_team},
+    )
+
+
+def _has_owner_picker(schema: dict[str, Any]) -> bool:
+    return any(
+        isinstance(prop, dict) and prop.get("ui:field") in ("OwnerPicker", "OwnedEntityPicker")
+        for step in schema["steps"]
+        for prop in (step["schema"].get("properties") or {}).values()
+    )
+
+
+@router.post("/create/templates/{namespace}/{name}/check")
+def check(request: Request, namespace: str, name: str, body: Any = Body(default=None)) -> Response:
+    """What the server will say about these values at submit, without submitting: the
+    actions' prechecks (only ``actions`` when given, e.g. the GPU sizing as the user
+    types) and their previews. JSON for the form's script."""
+    principal = require_page(request, "write")
+    values = body.get("values") if isinstance(body, dict) else None
+    actions = body.get("actions") if isinstance(body, dict) else None
+    if not isinstance(values, dict):
+        return JSONResponse({"error": {"message": "body must be {values: {...}}"}}, 400)
+    report = form_check.check_values(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        f"template:{namespace}/{name}",
+        values,
+        principal.subject,
+        actions=set(actions) if isinstance(actions, list) else None,
+    )
+    return JSONResponse(report)
+
+
+def _shown_step(step: dict[str, Any], settings: Any) -> dict[str, Any]:
+    """A step as the page shows it: a deploy that only recorded a plan applied nothing,
+    so it reads "skipped" (with why), not a green "completed"."""
+    output = step.get("output") or {}
+    planned = (
+        step["action"] == "rag:provision"
+        and step["status"] == "completed"
+        and output.get("state") == "Planned"
+    )
+    if not planned:
+        return {**step, "shown": step["status"], "label": step["status"]}
+    why = "plan only" if settings.clusters else "no cluster"
+    note = panels.plan_reason(str(output.get("message") or "")) or "nothing was applied"
+    return {**step, "shown": "skipped", "label": f"skipped: {why}", "note": note}
 
 
 def _task_view(request: Request, task_id: str, principal: Principal) -> dict[str, Any]:
@@ -59,10 +111,12 @@ def _task_view(request: Request, task_id: str, principal: Principal) -> dict[str
     task = scaffolder_tasks.get_task(factory, task_id)
     events = scaffolder_tasks.list_events(factory, task_id)
     values = task["spec"]["parameters"] or {}
+    steps = [_shown_step(s, request.app.state.settings) for s in task["steps"]]
     return {
         "task": task,
         "name": values.get("name") or values.get("service_name"),
-        "steps": task["steps"],
+        "steps": steps,
+        "nothing_deployed": next((s for s in steps if s.get("note")), None),
         "events": events,
         "output": task.get("output") or {},
         "terminal": task["status"] in store.TERMINAL,
@@ -74,6 +128,12 @@ def _task_view(request: Request, task_id: str, principal: Principal) -> dict[str
 def task_page(request: Request, task_id: str) -> Response:
     principal = require_page(request, "read")
     return render(request, "task.html", _task_view(request, task_id, principal))
+
+
+@router.get("/tasks/{task_id}")
+def task_short_url(task_id: str) -> Response:
+    """``taskUrl`` of the deploy and evaluate APIs: the task page."""
+    return RedirectResponse(f"/create/tasks/{task_id}", status_code=307)
 
 
 @router.get("/create/tasks/{task_id}/steps")

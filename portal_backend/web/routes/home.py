@@ -15,6 +15,7 @@ from portal_backend.db import session_scope
 from portal_backend.scaffolder import tasks
 from portal_backend.sla import reports
 from portal_backend.sla.clock import utcnow
+from portal_backend.web import data
 from portal_backend.web.security import require_page
 from portal_backend.web.templating import render
 
@@ -84,8 +85,16 @@ def home(request: Request) -> Response:
             if entity is not None and (key["namespace"], key["name"]) not in known:
                 mine.append(entity)
         fleet = _fleet(session)
+        # A fresh portal: the first steps, in order (a team, then its services).
+        has_groups = data.has_groups(session)
     return render(
         request,
         "home.html",
-        {"me": principal, "mine": mine, "fleet": fleet, "recent": recent},
+        {
+            "me": principal,
+            "mine": mine,
+            "fleet": fleet,
+            "recent": recent,
+            "has_groups": has_groups,
+        },
     )
