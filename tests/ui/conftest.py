@@ -143,7 +143,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, live_portal: LiveServer) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_portal.url, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(base_url=live_portal.url, viewport={"width": 1440, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
     yield page

@@ -93,27 +93,39 @@ def test_catalog_filters_search_sort_paging_and_entity_page(page: Page, ui_db) -
     page.goto("/catalog?q=nothing-matches-this")
     expect(page.get_by_text("Nothing matches these filters")).to_be_visible()
 
-    # Entity page: overview, annotations, deployment objects with reasons, relations.
+    # Entity page: the overview (relations, endpoint), deployment objects with reasons on
+    # the Deployment tab.
     page.goto("/catalog/default/component/support-bot")
-    expect(page.get_by_role("heading", name=re.compile("support-bot"))).to_be_visible()
-    expect(page.locator("#deployment")).to_contain_text("Unschedulable")
-    expect(page.locator("#deployment")).to_contain_text("0/3 nodes have nvidia.com/gpu")
+    expect(page.get_by_role("heading", name="support-bot", exact=True)).to_be_visible()
     expect(page.locator("#endpoint-link")).to_have_attribute(
         "href", "http://support-bot.example.test"
     )
-    expect(page.locator("#repo-link")).to_have_attribute("href", "file:///repos/support-bot.git")
+    page.get_by_text("Relations as a list").click()
     relations = page.get_by_role("list", name="Relations list")
     expect(relations).to_contain_text("resource:default/support-bot-model-server")
-    graph = page.get_by_role("img", name="Relation graph of support-bot")
+    graph = page.get_by_role("group", name="Relation graph of support-bot")
     expect(graph.locator("a")).to_have_count(4)  # model server, vector collection, API, owner
     snap(page, "entity-rag-service")
     graph.locator("a", has_text="support-bot-model").first.click()
     expect(page).to_have_url(re.compile("/catalog/default/resource/support-bot-model-server"))
+    page.goto("/catalog/default/component/support-bot/deployment")
+    # Why it is not healthy, said up front from its objects' reasons.
+    expect(page.locator("#deployment-why")).to_contain_text(
+        "Deployment/support-bot-vllm: Unschedulable 0/3 nodes have nvidia.com/gpu"
+    )
+    expect(page.locator("#deployment-state")).to_have_text("Degraded")
+    expect(page.get_by_role("table")).to_contain_text("0/3 nodes have nvidia.com/gpu")
 
 
 def test_delete_service_needs_the_typed_name(page: Page, ui_db) -> None:
     seed(ui_db, groups() + rag_service("old-bot"))
     login(page, next_path="/catalog/default/component/old-bot")
+    page.get_by_role("link", name="Delete service…").click()
+    # Its repository is not on this portal (a file:// link elsewhere): kept, and said so.
+    expect(page.locator("#delete")).to_contain_text("not hosted by this portal and is kept")
+    page.get_by_label("Type old-bot to confirm").fill("old-bot-typo")
+    page.get_by_role("button", name="Delete service").click()
+    expect(page.locator("#delete-error")).to_contain_text("Type old-bot exactly")
     page.get_by_label("Type old-bot to confirm").fill("old-bot")
     page.get_by_role("button", name="Delete service").click()
     expect(page).to_have_url(re.compile(r"/catalog\?deleted=old-bot"))

@@ -84,7 +84,7 @@ def test_sla_and_cost_panels_with_ingested_usage(
         )
         assert posted.status_code == 201, posted.text
 
-    page.goto("/catalog/default/component/chat-bot")
+    page.goto("/catalog/default/component/chat-bot/sla")
     sla = page.locator("#sla")
     expect(sla.locator("#sla-success")).to_have_text(re.compile(r"90\.\d+ %"))
     expect(sla.locator("#sla-latency")).to_contain_text("ms")
@@ -95,10 +95,12 @@ def test_sla_and_cost_panels_with_ingested_usage(
     expect(cost.get_by_role("table")).to_contain_text("$")
     expect(cost).to_contain_text("Cost per 1k tokens")
     expect(cost).to_contain_text("of $300.00")
+    snap(page, "entity-sla-cost")
+    page.get_by_role("link", name="Evaluation", exact=True).click()
     evaluation = page.locator("#evaluation")
     expect(evaluation).to_contain_text("hit_at_k")
     expect(evaluation).to_contain_text("0.800")
-    snap(page, "entity-sla-cost")
+    page.get_by_role("link", name="SLA & cost", exact=True).click()
 
     # Window selector: the last hour holds all the usage, 7 days too.
     page.get_by_role("link", name="1h", exact=True).click()
