@@ -53,16 +53,37 @@ RULES: dict[str, list[tuple[str, str | None, str, str]]] = {
     "location": [],
 }
 
-# Each relation type's reverse; an involution (dependsOn <-> dependencyOf, ...).
-REVERSE: dict[str, str] = {
-    t: r for rules in RULES.values() for _, _, a, b in rules for t, r in ((a, b), (b, a))
+# (kind, spec.type) -> extra rules for typed resources: model and adapter versions
+# (docs/models.md). previousVersion chains the versions of one model or adapter; an
+# adapter names the base model version it was trained on.
+TYPE_RULES: dict[tuple[str, str], list[tuple[str, str | None, str, str]]] = {
+    ("resource", "llm-model"): [
+        ("previousVersion", "resource", "hasPreviousVersion", "hasNextVersion"),
+    ],
+    ("resource", "lora-adapter"): [
+        ("previousVersion", "resource", "hasPreviousVersion", "hasNextVersion"),
+        ("baseModel", "resource", "adapterOf", "hasAdapter"),
+    ],
 }
-RELATION_TYPES = sorted({r for rules in RULES.values() for _, _, a, b in rules for r in (a, b)})
+
+# Each relation type's reverse; an involution (dependsOn <-> dependencyOf, ...).
+_ALL_RULES = [*RULES.values(), *TYPE_RULES.values()]
+REVERSE: dict[str, str] = {
+    t: r for rules in _ALL_RULES for _, _, a, b in rules for t, r in ((a, b), (b, a))
+}
+RELATION_TYPES = sorted({r for rules in _ALL_RULES for _, _, a, b in rules for r in (a, b)})
 CANONICAL_TYPE = {t.lower(): t for t in RELATION_TYPES}
 
 
-def reference_fields(kind: str) -> list[tuple[str, str | None]]:
-    return [(field, default) for field, default, _, _ in RULES.get(kind.lower(), [])]
+def _rules(kind: str, spec_type: Any) -> list[tuple[str, str | None, str, str]]:
+    rules = RULES.get(kind, [])
+    if isinstance(spec_type, str) and (kind, spec_type.lower()) in TYPE_RULES:
+        return [*rules, *TYPE_RULES[(kind, spec_type.lower())]]
+    return rules
+
+
+def reference_fields(kind: str, spec_type: Any = None) -> list[tuple[str, str | None]]:
+    return [(field, default) for field, default, _, _ in _rules(kind.lower(), spec_type)]
 
 
 @lru_cache(maxsize=65536)
@@ -81,10 +102,10 @@ def forward_relations(entity: dict[str, Any]) -> list[tuple[str, str, str]]:
     The entity must be valid (see ``validate_entity``); unparsable refs are skipped.
     """
     kind = str(entity.get("kind", "")).lower()
-    rules = RULES.get(kind)
-    if not rules:
+    if kind not in RULES:
         return []
     spec = entity.get("spec") or {}
+    rules = _rules(kind, spec.get("type"))
     namespace = (entity.get("metadata") or {}).get("namespace") or "default"
     me = ref_of(entity)
     rows: set[tuple[str, str, str]] = set()

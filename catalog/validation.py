@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from catalog import model_specs
 from catalog.errors import ErrorDetail, InputError
 from catalog.refs import RefError, parse_ref, ref_of
 
@@ -210,10 +211,13 @@ def _spec(kind: str, spec: Any, namespace: str, problems: list[ErrorDetail]) -> 
             continue
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             problems.append(ErrorDetail(f"spec.{field}", "must be a list of strings"))
+    # Model and adapter versions (Resources of spec.type llm-model / lora-adapter).
+    if kind == "resource" and isinstance(spec.get("type"), str):
+        model_specs.check(spec["type"].lower(), spec, problems)
     # References must parse (dependsOn needs an explicit kind, as in Backstage).
     from catalog.relations import reference_fields
 
-    for field, default_kind in reference_fields(kind):
+    for field, default_kind in reference_fields(kind, spec.get("type")):
         value = spec.get(field)
         values = value if isinstance(value, list) else [value]
         for index, item in enumerate(values):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from catalog.errors import (
@@ -28,7 +28,7 @@ from portal_backend.provisioning.local.runtime import LocalRuntime, LocalRuntime
 from portal_backend.provisioning.plan import SERVICE_NAME
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
 from portal_backend.provisioning.service import Provisioner, ProvisioningError
-from portal_backend.rag import access, ask, operations
+from portal_backend.rag import access, adapters, ask, operations
 from portal_backend.rag.api_models import AskBody
 
 router = APIRouter(prefix="/api/rag", tags=["rag"])
@@ -224,3 +224,59 @@ def list_secrets(request: Request, principal: Principal = AdminPrincipal) -> dic
     with session_scope(request.app.state.session_factory) as session:
         names = SecretStore(session, request.app.state.settings).names(GLOBAL)
     return {"items": [{"name": n, "scope": GLOBAL} for n in sorted(names)]}
+
+
+@router.get("/adapters/{ref:path}/diff")
+def adapter_diff(
+    ref: str,
+    request: Request,
+    from_: str | None = Query(
+        default=None, alias="from", description="version, name or ref (default: the one before)"
+    ),
+    to: str | None = Query(
+        default=None, description="version, name or ref (default: the one {ref} names, else newest)"
+    ),
+    principal: Principal = ReadPrincipal,
+) -> dict[str, Any]:
+    """Configuration and per-layer weight diff of two versions of a LoRA adapter."""
+    with session_scope(request.app.state.session_factory) as session:
+        return adapters.adapter_diff(session, ref, from_, to)
+
+
+@router.get("/models/{ref:path}/adapters")
+def model_adapters(
+    ref: str, request: Request, principal: Principal = ReadPrincipal
+) -> dict[str, Any]:
+    """The lora-adapter versions trained on the llm-model version ``ref``."""
+    with session_scope(request.app.state.session_factory) as session:
+        items = adapters.adapters_for_model(session, ref)
+    return {"items": items}
+
+
+@router.get("/services/{namespace}/{name}/adapter-fit")
+def adapter_fit(
+    namespace: str,
+    name: str,
+    request: Request,
+    adapter: str = Query(description="the lora-adapter version's ref"),
+    principal: Principal = ReadPrincipal,
+) -> dict[str, Any]:
+    """Whether the service can serve ``adapter`` (409 naming both sides when not)."""
+    _check_name(namespace, name)
+    with session_scope(request.app.state.session_factory) as session:
+        slots = adapters.service_slots(
+            session, request.app.state.settings, f"component:{namespace}/{name}"
+        )
+        found, base = adapters.check_fits(session, slots, adapter)
+    return {
+        "fits": True,
+        "adapter": found["metadata"]["name"],
+        "baseModel": found["spec"].get("baseModel"),
+        "rank": found["spec"].get("rank"),
+        "service": {
+            "name": slots.service,
+            "model": slots.model,
+            "modelRef": slots.model_ref,
+            "maxLoraRank": slots.max_lora_rank,
+        },
+    }

@@ -10,7 +10,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from portal_backend.settings import Settings
 from portal_backend.web.errors import install_html_error_pages
-from portal_backend.web.routes import router
+from portal_backend.web.routes import adapter_diff, router
 from portal_backend.web.session import resolve_session_secret
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -28,4 +28,6 @@ def mount_web(app: FastAPI, settings: Settings) -> None:
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_html_error_pages(app)
+    # Before the entity pages: .../resource/<name>/adapter-diff is not an entity tab.
+    app.include_router(adapter_diff.router)
     app.include_router(router)
