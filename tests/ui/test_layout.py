@@ -1,4 +1,4 @@
-"""Backstage's layout and vocabulary, and nothing clipped (issue 17, points 6 and 8): a
+"""Backstage's layout and vocabulary, and nothing clipped (issue 17, points 5, 6 and 8): a
 sidebar instead of a top bar, a header band, entity tabs with the annotations out of the
 way; the catalog's owner filter, the home table and the tasks filter fit; a service's
 in-cluster address is not offered as a link."""
@@ -96,6 +96,12 @@ def test_nothing_is_clipped_and_cluster_addresses_are_not_links(
 ) -> None:
     _seed(ui_db)
     login(page, token=ui_token("write", group="group:default/team-a"))
+    # Point 5: who is signed in, by the token's subject and name ("Welcome, admin" was
+    # said to a token named "me").
+    expect(page.locator(".page-header")).to_contain_text(
+        "Signed in as tester with token “write-token”, write scope"
+    )
+    expect(page.get_by_text("Welcome")).to_have_count(0)
     for size in SIZES:
         page.set_viewport_size(size)
         # Home: the Month-to-date column of "My services" is whole.
