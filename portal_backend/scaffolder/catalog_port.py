@@ -6,10 +6,13 @@ One place adapts to the catalog's Python API, so the engine and actions stay sma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from catalog.service import CatalogService
 
 
-def _service(session: Any) -> Any:
+def _service(session: Any) -> CatalogService:
     from catalog.service import CatalogService
 
     return CatalogService(session)

@@ -185,7 +185,7 @@ def precheck(template: Template, values: dict[str, Any], settings: Settings, use
 
 def submit(
     settings: Settings,
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     *,
     template_ref: str,
     values: dict[str, Any],
@@ -208,7 +208,7 @@ def submit(
 
 def submit_template(
     settings: Settings,
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     *,
     template: Template,
     values: dict[str, Any],
@@ -252,7 +252,7 @@ def submit_template(
     return task_id
 
 
-def _dispatch(factory: sessionmaker, dispatch: Dispatch, task_id: str) -> None:
+def _dispatch(factory: sessionmaker[Session], dispatch: Dispatch, task_id: str) -> None:
     store.mark_dispatched(factory, task_id)
     try:
         dispatch(task_id)
@@ -260,7 +260,7 @@ def _dispatch(factory: sessionmaker, dispatch: Dispatch, task_id: str) -> None:
         log.warning("scaffolder.dispatch_failed", task_id=task_id, error=str(exc))
 
 
-def cancel(factory: sessionmaker, task_id: str) -> str:
+def cancel(factory: sessionmaker[Session], task_id: str) -> str:
     """Ask a task to stop; a task with no step running stops at once."""
     with session_scope(factory) as session:
         task = store.get_task(session, task_id)
@@ -275,7 +275,7 @@ def cancel(factory: sessionmaker, task_id: str) -> str:
     return "cancelling"
 
 
-def retry(factory: sessionmaker, task_id: str, dispatch: Dispatch) -> str:
+def retry(factory: sessionmaker[Session], task_id: str, dispatch: Dispatch) -> str:
     with session_scope(factory) as session:
         task = store.get_task(session, task_id)
         if task is None:
@@ -299,7 +299,7 @@ def retry(factory: sessionmaker, task_id: str, dispatch: Dispatch) -> str:
 class _Heartbeat:
     """Keeps the step's claim alive and notices a cancel request while the action runs."""
 
-    factory: sessionmaker
+    factory: sessionmaker[Session]
     task_id: str
     step_id: str
     claim: str
@@ -364,7 +364,11 @@ def _validate_input(action: Any, data: dict[str, Any]) -> None:
 
 
 def run_next_step(
-    settings: Settings, factory: sessionmaker, task_id: str, worker: str, dispatch: Dispatch
+    settings: Settings,
+    factory: sessionmaker[Session],
+    task_id: str,
+    worker: str,
+    dispatch: Dispatch,
 ) -> str:
     """Run the task's next step (one queue message = one step). Returns what happened."""
     load_actions()
@@ -391,7 +395,7 @@ def run_next_step(
         return "busy"  # another worker holds it (duplicate message)
     spec = next(s for s in task.spec["steps"] if str(s["id"]) == step.step_id)
 
-    def emit(message: str, status: str | None = None, output: dict | None = None) -> None:
+    def emit(message: str, status: str | None = None, output: dict[str, Any] | None = None) -> None:
         body: dict[str, Any] = {"message": redactor.redact(message), "stepId": step.step_id}
         if status:
             body["status"] = status
@@ -474,7 +478,11 @@ def run_next_step(
 
 
 def _complete(
-    settings: Settings, factory: sessionmaker, task: Any, steps: list[Any], redactor: Redactor
+    settings: Settings,
+    factory: sessionmaker[Session],
+    task: Any,
+    steps: list[Any],
+    redactor: Redactor,
 ) -> str:
     context = _context(task, steps, {}, settings)
     try:
@@ -579,7 +587,7 @@ def run_steps_dry(
 
 def dry_run(
     settings: Settings,
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     *,
     template: Template,
     values: dict[str, Any],
@@ -628,12 +636,14 @@ def dry_run(
     }
 
 
-def find(settings: Settings, factory: sessionmaker, ref: str) -> Template:
+def find(settings: Settings, factory: sessionmaker[Session], ref: str) -> Template:
     with session_scope(factory) as session:
         return find_template(settings, session, ref)
 
 
-def recovery_sweep(settings: Settings, factory: sessionmaker, dispatch: Dispatch) -> dict[str, int]:
+def recovery_sweep(
+    settings: Settings, factory: sessionmaker[Session], dispatch: Dispatch
+) -> dict[str, int]:
     """Resume tasks whose worker died (silent heartbeat) or whose message was lost."""
     with session_scope(factory) as session:
         dead, idle = store.stalled_tasks(
@@ -662,7 +672,7 @@ def recovery_sweep(settings: Settings, factory: sessionmaker, dispatch: Dispatch
     return {"resumed": resumed, "requeued": len(idle), "workspacesRemoved": removed}
 
 
-def remove_old_workspaces(settings: Settings, factory: sessionmaker) -> int:
+def remove_old_workspaces(settings: Settings, factory: sessionmaker[Session]) -> int:
     """Workspaces kept for a retry go once their task ended longer ago than the retention
     (or when the task no longer exists and the folder is that old)."""
     root = settings.data_dir / "workspaces"

@@ -78,7 +78,7 @@ def last_upgrade(session: Session, entity_ref: str) -> TemplateUpgrade | None:
     ).first()
 
 
-def drift(factory: sessionmaker, template_ref: str) -> dict[str, Any]:
+def drift(factory: sessionmaker[Session], template_ref: str) -> dict[str, Any]:
     """Per version, the services on it; per service, how far behind the latest it is."""
     with session_scope(factory) as session:
         recorded = version_store.list_versions(session, template_ref)
@@ -128,7 +128,7 @@ def drift(factory: sessionmaker, template_ref: str) -> dict[str, Any]:
     }
 
 
-def service_drift(factory: sessionmaker, entity: dict[str, Any]) -> dict[str, Any] | None:
+def service_drift(factory: sessionmaker[Session], entity: dict[str, Any]) -> dict[str, Any] | None:
     """What the entity page shows: template, version, latest and the changelog between."""
     annotations = (entity.get("metadata") or {}).get("annotations") or {}
     template_ref = str(annotations.get(metadata_keys.SOURCE_TEMPLATE) or "").lower()
@@ -161,7 +161,9 @@ def service_drift(factory: sessionmaker, entity: dict[str, Any]) -> dict[str, An
     }
 
 
-def refresh(settings: Settings, factory: sessionmaker, template_ref: str) -> dict[str, Any]:
+def refresh(
+    settings: Settings, factory: sessionmaker[Session], template_ref: str
+) -> dict[str, Any]:
     """Re-read every service's answers file on its default branch into its Component's
     annotations (after teams merged upgrade branches)."""
     with session_scope(factory) as session:
@@ -181,7 +183,7 @@ def refresh(settings: Settings, factory: sessionmaker, template_ref: str) -> dic
 
 def submit_fleet(
     settings: Settings,
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     *,
     template_ref: str,
     user_ref: str,
@@ -278,7 +280,7 @@ def fleet_view(session: Session, row: FleetUpgrade) -> dict[str, Any]:
     }
 
 
-def get_fleet(factory: sessionmaker, fleet_id: str) -> dict[str, Any]:
+def get_fleet(factory: sessionmaker[Session], fleet_id: str) -> dict[str, Any]:
     with session_scope(factory) as session:
         row = session.get(FleetUpgrade, fleet_id)
         if row is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.errors import ErrorDetail, InputError
 from portal_backend.db import session_scope
@@ -34,7 +34,7 @@ def folder_template(path: Path) -> Template:
     return Template(ref, entity, path.parent, trusted=True)
 
 
-def register_template_folder(factory: sessionmaker, path: Path) -> dict[str, Any]:
+def register_template_folder(factory: sessionmaker[Session], path: Path) -> dict[str, Any]:
     """Record the folder's version (and shipped history) first, then add or refresh its
     catalog location. A folder that changed under a recorded version is refused
     (TemplateVersionConflict, 409) before the catalog sees the change."""
@@ -45,7 +45,7 @@ def register_template_folder(factory: sessionmaker, path: Path) -> dict[str, Any
     return {"templateRef": template.ref, "version": version, "path": str(path.resolve())}
 
 
-def register_shipped_templates(settings: Settings, factory: sessionmaker) -> list[str]:
+def register_shipped_templates(settings: Settings, factory: sessionmaker[Session]) -> list[str]:
     """Idempotent; a template that fails validation (or changed without a new version) is
     logged and the others still load."""
     if not catalog_port.catalog_available():
@@ -60,7 +60,7 @@ def register_shipped_templates(settings: Settings, factory: sessionmaker) -> lis
 
 
 def register_template_version(
-    settings: Settings, factory: sessionmaker, ref: str
+    settings: Settings, factory: sessionmaker[Session], ref: str
 ) -> dict[str, Any]:
     """Record a template's folder as the spec.version its template.yaml names (the admin
     API's "register"), then refresh its catalog entity."""

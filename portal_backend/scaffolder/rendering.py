@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from portal_backend.scaffolder import engine, versions
 from portal_backend.scaffolder.actions import load_actions
@@ -31,7 +31,7 @@ def _is_publish(step: dict[str, Any]) -> bool:
 
 def render(
     settings: Settings,
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     template: Template,
     values: dict[str, Any],
     *,

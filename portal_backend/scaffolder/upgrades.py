@@ -223,7 +223,7 @@ def _validate(template: Template, values: dict[str, Any], what: str) -> dict[str
 
 def plan_upgrade(
     settings: Settings,
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     *,
     entity_ref: str,
     to_version: str | None = None,
@@ -305,7 +305,9 @@ def _holder_finished(session: Session, holder: TemplateUpgrade) -> bool:
     return task is None or task.status in store.TERMINAL
 
 
-def _acquire(factory: sessionmaker, plan: UpgradePlan, user_ref: str, fleet_id: str | None) -> str:
+def _acquire(
+    factory: sessionmaker[Session], plan: UpgradePlan, user_ref: str, fleet_id: str | None
+) -> str:
     """Write the upgrade row holding the service's lock; 409 while another one runs."""
     for _attempt in range(3):
         upgrade_id = str(uuid.uuid4())
@@ -349,7 +351,7 @@ def _acquire(factory: sessionmaker, plan: UpgradePlan, user_ref: str, fleet_id: 
     raise ConflictError(f"an upgrade of {plan.entity_ref} is being started by another request")
 
 
-def release(factory: sessionmaker, upgrade_id: str, **values: Any) -> None:
+def release(factory: sessionmaker[Session], upgrade_id: str, **values: Any) -> None:
     with session_scope(factory) as session:
         session.execute(
             update(TemplateUpgrade)
@@ -360,7 +362,7 @@ def release(factory: sessionmaker, upgrade_id: str, **values: Any) -> None:
 
 def submit_upgrade(
     settings: Settings,
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     *,
     entity_ref: str,
     user_ref: str,

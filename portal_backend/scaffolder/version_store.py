@@ -157,7 +157,7 @@ def get_version(session: Session, template_ref: str, version: str) -> RecordedVe
 
 
 def record_archive(
-    factory: sessionmaker,
+    factory: sessionmaker[Session],
     *,
     template_ref: str,
     version: str,
@@ -220,7 +220,7 @@ def _history(folder: Path) -> list[tuple[str, Path]]:
 
 
 def record_template(
-    factory: sessionmaker, template: Template, *, with_history: bool = True
+    factory: sessionmaker[Session], template: Template, *, with_history: bool = True
 ) -> str | None:
     """Record a versioned template's folder (and, ``with_history``, its shipped earlier
     versions); returns its version, None for an unversioned template. Raises
@@ -278,7 +278,7 @@ def _cache_root(settings: Settings) -> Path:
 
 
 def materialize(
-    settings: Settings, factory: sessionmaker, template_ref: str, version: str
+    settings: Settings, factory: sessionmaker[Session], template_ref: str, version: str
 ) -> Template:
     """The recorded version as a Template whose folder is its snapshot, extracted once per
     machine under ``<data_dir>/template-versions/<digest>`` (atomically, by rename)."""

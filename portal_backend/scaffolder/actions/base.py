@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.errors import ConflictError  # noqa: F401  (precheck raises it: 409)
 from portal_backend.scaffolder.answers import Answers
@@ -37,7 +37,7 @@ class ActionContext:
     step_id: str
     workspace: Path
     settings: Settings
-    session_factory: sessionmaker
+    session_factory: sessionmaker[Session]
     user_ref: str
     log: Callable[[str], None]
     secrets: dict[str, str] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from portal_backend.db import session_scope
 from portal_backend.provisioning.repo_checkout import CheckoutError, parse_contents_url
@@ -35,7 +35,7 @@ from portal_backend.scaffolder.upgrade_tables import TemplateUpgrade
 from portal_backend.scaffolder.upgrades import release
 
 
-def _still_ours(factory: sessionmaker, upgrade_id: str, entity_ref: str) -> None:
+def _still_ours(factory: sessionmaker[Session], upgrade_id: str, entity_ref: str) -> None:
     """A retried task must not run over an upgrade started after it ended."""
     with session_scope(factory) as session:
         row = session.get(TemplateUpgrade, upgrade_id)
