@@ -22,6 +22,7 @@ from portal_backend.mcp.http import PATH as MCP_PATH
 from portal_backend.mcp.http import McpEndpoint
 from portal_backend.mcp.portal import Portal
 from portal_backend.metrics import MetricsMiddleware
+from portal_backend.openapi import ERROR_RESPONSES
 from portal_backend.routers import catalog as catalog_router
 from portal_backend.routers import health, identity, tokens
 from portal_backend.routers import rag_services as rag_services_router
@@ -106,14 +107,17 @@ def create_app(settings: Settings | None = None, task_queue: TaskQueue | None = 
     app.add_middleware(BodySizeLimit, settings=settings)
 
     app.include_router(health.router)
-    app.include_router(tokens.router)
-    app.include_router(identity.router)
-    app.include_router(rag_sizing_router.router)
-    app.include_router(rag_services_router.router)
-    app.include_router(catalog_router.router)
-    app.include_router(scaffolder_router.router)
-    app.include_router(sla_router.router)
-    app.include_router(scorecards_router.router)
+    for api in (
+        tokens,
+        identity,
+        rag_sizing_router,
+        rag_services_router,
+        catalog_router,
+        scaffolder_router,
+        sla_router,
+        scorecards_router,
+    ):
+        app.include_router(api.router, responses=ERROR_RESPONSES)  # the error body, documented
     app.router.routes.append(Route(MCP_PATH, endpoint=app.state.mcp))  # AI clients (MCP)
     mount_web(app, settings)  # web UI at `/`; after the API routers
     # Added last, so outermost: the usage push skips the other layers.

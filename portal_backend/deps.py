@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, get_origin
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
 from catalog.errors import AuthenticationError, ErrorDetail, InputError, NotAllowedError
@@ -46,6 +47,17 @@ def usage_push(request: Request) -> UsagePush:
 
 # -- the caller ------------------------------------------------------------------------
 
+
+# Declares the bearer token in the OpenAPI description (with the scope each route needs,
+# as OpenAPI 3.1 allows for any scheme); the header itself is read by _bearer below,
+# which also takes the web UI's cookie and answers a malformed header with a clear 401.
+BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="rp_...",
+    description="an API token (`ragportal token create`); scopes: read < write < admin",
+    auto_error=False,
+)
+BearerDeclared = HTTPAuthorizationCredentials | None
 
 SESSION_TOKEN_KEY = "token"  # the web UI's pasted API token, in the signed cookie
 SESSION_ID_KEY = "sid"  # a session signed in through the identity provider
@@ -95,7 +107,7 @@ def current_principal(request: Request) -> Principal | None:
 def require_scope(scope: str) -> Callable[..., Principal]:
     """Dependency factory: the caller must hold ``scope`` (read < write < admin)."""
 
-    def dependency(request: Request) -> Principal:
+    def dependency(request: Request, _: BearerDeclared = Depends(BEARER)) -> Principal:
         principal = current_principal(request)
         if principal is None:
             if scope == "read" and request.app.state.settings.anonymous_read:
@@ -117,7 +129,7 @@ def require_scope(scope: str) -> Callable[..., Principal]:
 def require_principal() -> Callable[..., Principal]:
     """Any authenticated caller, whatever its purpose (ingest tokens included)."""
 
-    def dependency(request: Request) -> Principal:
+    def dependency(request: Request, _: BearerDeclared = Depends(BEARER)) -> Principal:
         principal = current_principal(request)
         if principal is None:
             raise AuthenticationError(
@@ -170,6 +182,6 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     ]
 
 
-ReadPrincipal = Depends(require_scope("read"))
-WritePrincipal = Depends(require_scope("write"))
-AdminPrincipal = Depends(require_scope("admin"))
+ReadPrincipal = Security(require_scope("read"), scopes=["read"])
+WritePrincipal = Security(require_scope("write"), scopes=["write"])
+AdminPrincipal = Security(require_scope("admin"), scopes=["admin"])

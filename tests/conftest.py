@@ -27,6 +27,7 @@ from portal_backend.auth.service import create_token
 from portal_backend.db import make_engine, make_session_factory, session_scope, upgrade_database
 from portal_backend.models import metadata
 from portal_backend.settings import Settings
+from portal_backend.task_queue import TaskQueue
 
 POSTGRES_URL = os.environ.get(
     "RAGPORTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -129,10 +130,11 @@ class _Server(uvicorn.Server):
 
 
 def start_live_server(
-    settings: Settings, port: int | None = None
+    settings: Settings, port: int | None = None, task_queue: TaskQueue | None = None
 ) -> tuple[LiveServer, _Server, threading.Thread]:
-    """The portal on 127.0.0.1 (on ``port``, e.g. to restart it where clients know it)."""
-    app = create_app(settings)
+    """The portal on 127.0.0.1 (on ``port``, e.g. to restart it where clients know it;
+    ``task_queue``: where submitted tasks go, by default the installed Celery queue)."""
+    app = create_app(settings, task_queue=task_queue)
     port = port or free_port()
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -35,6 +35,7 @@ from portal_backend.auth.service import Principal
 from portal_backend.catalog_policy import location_policy
 from portal_backend.db import session_scope
 from portal_backend.deps import ReadPrincipal, WritePrincipal, query_model, query_parameters
+from portal_backend.openapi import MAX_INT
 from portal_backend.settings import Settings
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
@@ -64,8 +65,10 @@ def _int(value: str | None, name: str, *, default: int | None = None) -> int | N
         raise InputError(
             f"{name} must be a whole number, got {value!r}", [ErrorDetail(name, "not an integer")]
         ) from None
-    if number < 0:
-        raise InputError(f"{name} must be >= 0", [ErrorDetail(name, "must be >= 0")])
+    if not 0 <= number <= MAX_INT:
+        raise InputError(
+            f"{name} must be between 0 and {MAX_INT}", [ErrorDetail(name, f"0 to {MAX_INT}")]
+        )
     return number
 
 
@@ -181,8 +184,11 @@ def _body_int(payload: dict, name: str) -> int | None:
     value = payload.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"{name} must be a whole number >= 0", [ErrorDetail(name, ">= 0")])
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise InputError(
+            f"{name} must be a whole number from 0 to {MAX_INT}",
+            [ErrorDetail(name, f"0 to {MAX_INT}")],
+        )
     return value
 
 

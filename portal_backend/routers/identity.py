@@ -13,6 +13,7 @@ from portal_backend.auth.models import ApiToken
 from portal_backend.auth.service import SCOPES, Principal, create_token, list_tokens
 from portal_backend.db import session_scope
 from portal_backend.deps import AdminPrincipal, ReadPrincipal, token_cache
+from portal_backend.openapi import MAX_INT
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -106,7 +107,9 @@ def revoke_my_token(token_id: str, request: Request, principal: Principal = Read
 def audit_log(
     request: Request,
     limit: int = Query(100, ge=1, le=audit.MAX_PAGE),
-    before: int | None = Query(None, description="an event id: the page before it"),
+    before: int | None = Query(
+        None, ge=0, le=MAX_INT, description="an event id: the page before it"
+    ),
     actor: str | None = Query(None, description="user ref, e.g. user:default/alice"),
     action: str | None = Query(None, description="substring of the action"),
     _: Principal = AdminPrincipal,

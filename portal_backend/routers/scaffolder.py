@@ -19,6 +19,7 @@ from catalog.errors import NotAllowedError
 from portal_backend.auth.service import Principal
 from portal_backend.db import session_scope
 from portal_backend.deps import AdminPrincipal, ReadPrincipal, WritePrincipal, scaffolder_dispatch
+from portal_backend.openapi import MAX_INT
 from portal_backend.rag import access
 from portal_backend.scaffolder import engine, fleet, registration, store, tasks, upgrades
 from portal_backend.scaffolder.actions import load_actions
@@ -72,7 +73,7 @@ def list_tasks(
     createdBy: str | None = None,  # noqa: N803
     status: str | None = Query(None, pattern="^(open|processing|failed|cancelled|completed)$"),
     limit: int = Query(20, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
     principal: Principal = ReadPrincipal,
 ) -> dict[str, Any]:
     if createdBy == "me":
@@ -105,7 +106,7 @@ def get_events(
 async def event_stream(
     task_id: str,
     request: Request,
-    after: int | None = Query(None, ge=0),
+    after: int | None = Query(None, ge=0, le=MAX_INT),
     principal: Principal = ReadPrincipal,
 ) -> EventSourceResponse:
     factory = request.app.state.session_factory

@@ -19,11 +19,12 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import orjson
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from catalog.errors import AuthenticationError, PayloadTooLargeError, PortalError
-from portal_backend.errors import error_body
+from catalog.errors import AuthenticationError, InputError, PayloadTooLargeError, PortalError
+from portal_backend.errors import database_unavailable, error_body
 from portal_backend.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from portal_backend.settings import Settings
 
@@ -53,12 +54,20 @@ def _bearer(header: bytes) -> str:
 
 
 def _push_with_token(state: Any, body: bytes, token: str) -> dict:
-    principal = state.token_cache.principal(
-        state.session_factory, token, state.settings.bootstrap_token
-    )
-    if principal is None:
-        raise AuthenticationError("invalid, expired or revoked token")
-    result: dict = state.usage_push.push(body, principal)
+    try:
+        principal = state.token_cache.principal(
+            state.session_factory, token, state.settings.bootstrap_token
+        )
+        if principal is None:
+            raise AuthenticationError("invalid, expired or revoked token")
+        result: dict = state.usage_push.push(body, principal)
+    except (OperationalError, InterfaceError) as exc:
+        # This path is outside the app's exception handlers: the same 503 they answer
+        # (the batch rolled back whole; sending it again stores it once).
+        raise database_unavailable(exc) from exc
+    except DataError as exc:
+        reason = str(exc.orig).splitlines()[0]
+        raise InputError(f"A value in the batch cannot be stored: {reason}") from exc
     return result
 
 
