@@ -28,7 +28,7 @@ from portal_backend.provisioning.local.runtime import LocalRuntime, LocalRuntime
 from portal_backend.provisioning.plan import SERVICE_NAME
 from portal_backend.provisioning.secrets import GLOBAL, SecretStore
 from portal_backend.provisioning.service import Provisioner, ProvisioningError
-from portal_backend.rag import access, adapters, ask, operations
+from portal_backend.rag import access, adapters, ask, operations, rollout
 from portal_backend.rag.api_models import AskBody
 
 router = APIRouter(prefix="/api/rag", tags=["rag"])
@@ -279,4 +279,55 @@ def adapter_fit(
             "modelRef": slots.model_ref,
             "maxLoraRank": slots.max_lora_rank,
         },
+    }
+
+
+class RollBody(BaseModel):
+    version: str = Field(
+        description="the llm-model or lora-adapter version to serve, e.g. "
+        "resource:default/hr-adapter-v3 (the previous one rolls back)"
+    )
+    onDefaultBranch: bool = Field(
+        default=False,
+        description="commit on the default branch and re-provision (else a branch to merge)",
+    )
+    target: str = Field(default="auto", description="deploy target of the re-provision")
+    cluster: str | None = None
+    environment: str | None = None
+
+
+@router.post("/services/{namespace}/{name}/roll", status_code=202)
+def roll(
+    namespace: str,
+    name: str,
+    body: RollBody,
+    request: Request,
+    principal: Principal = WritePrincipal,
+) -> dict[str, Any]:
+    """Roll the service to another model or adapter version (a task: commit, record on
+    the entity, re-provision); 409 naming both sides when the version does not fit."""
+    _check_name(namespace, name)
+    _check_owner(request, principal, namespace, name, "roll")
+    if body.target not in targets.TARGET_NAMES:
+        raise InputError(
+            f"unknown target {body.target!r}",
+            [ErrorDetail("target", f"use one of {', '.join(targets.TARGET_NAMES)}")],
+        )
+    task_id, plan = rollout.submit_roll(
+        request.app.state.settings,
+        request.app.state.session_factory,
+        entity_ref=f"component:{namespace}/{name}",
+        version=body.version,
+        on_default_branch=body.onDefaultBranch,
+        target=body.target,
+        cluster=body.cluster,
+        environment=body.environment,
+        user_ref=principal.subject,
+        dispatch=scaffolder_dispatch(request),
+    )
+    return {
+        "taskId": task_id,
+        "taskUrl": f"/tasks/{task_id}",
+        "from": plan.old_ref,
+        "to": plan.new_ref,
     }
