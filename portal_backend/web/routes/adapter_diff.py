@@ -15,7 +15,7 @@ from portal_backend.rag import adapters
 from portal_backend.web.security import require_page
 from portal_backend.web.templating import render
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)
 
 
 @router.get("/catalog/{namespace}/resource/{name}/adapter-diff")
