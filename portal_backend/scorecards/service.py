@@ -145,6 +145,29 @@ def history(session: Session, ref: str, limit: int = 50) -> dict[str, Any]:
     }
 
 
+def service_page(session: Session, settings: Settings, ref: str, runs: int = 10) -> dict[str, Any]:
+    """The Scorecard tab: the latest scorecard (None before the first run), its checks
+    grouped by level (lowest first), and the last ``runs`` runs."""
+    try:
+        card: dict[str, Any] | None = current(session, ref)
+    except NotFoundError:
+        card = None
+    levels = _levels(session, settings)
+    by_level: list[dict[str, Any]] = []
+    if card is not None:
+        order = [*levels, *sorted({c["level"] for c in card["checks"]} - set(levels))]
+        for level in order:
+            checks = [c for c in card["checks"] if c["level"] == level]
+            if checks:
+                by_level.append({"level": level, "checks": checks})
+    return {
+        "card": card,
+        "levels": levels,
+        "by_level": by_level,
+        "history": history(session, ref, runs)["items"] if card is not None else [],
+    }
+
+
 def latest_per_service(session: Session, owner: str | None = None) -> list[ScorecardSnapshot]:
     newest = (
         select(ScorecardSnapshot.entity_ref, func.max(ScorecardSnapshot.computed_at).label("at"))

@@ -19,6 +19,7 @@ FACETS: dict[str, tuple[str, str]] = {
     "tag": ("metadata.tags", "Tags"),
     "deployment": ("status.deployment.state", "Deployment"),
     "slo": ("status.slo.state", "SLO status"),
+    "scorecard": ("status.scorecard.level", "Scorecard level"),
 }
 
 SORTS: dict[str, tuple[str, str, str]] = {

@@ -21,12 +21,13 @@ from portal_backend.web import links
 
 LOCATION = "backstage.io/managed-by-location"
 SOURCE_LOCATION = "backstage.io/source-location"
-RAG_TABS = ("deployment", "sla", "evaluation", "ask")
+RAG_TABS = ("deployment", "sla", "evaluation", "scorecard", "ask")
 TAB_LABELS = {
     "overview": "Overview",
     "deployment": "Deployment",
     "sla": "SLA & cost",
     "evaluation": "Evaluation",
+    "scorecard": "Scorecard",
     "ask": "Ask",
     "api": "API",
     "docs": "Docs",

@@ -74,7 +74,16 @@ def test_sidebar_header_band_and_entity_tabs(page: Page, ui_db) -> None:
     expect(first_card).to_have_id("about")
     height = page.evaluate("document.documentElement.scrollHeight")
     assert height < 1600, f"overview is {height}px tall"
-    for name in ("Deployment", "SLA & cost", "Evaluation", "Ask", "API", "Docs", "Dependencies"):
+    for name in (
+        "Deployment",
+        "SLA & cost",
+        "Evaluation",
+        "Scorecard",
+        "Ask",
+        "API",
+        "Docs",
+        "Dependencies",
+    ):
         tabs.get_by_role("link", name=name, exact=True).click()
         expect(tabs.get_by_role("link", name=name, exact=True)).to_have_attribute(
             "aria-current", "page"

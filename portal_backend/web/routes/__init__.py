@@ -14,6 +14,7 @@ from portal_backend.web.routes import (
     home,
     register,
     repos,
+    scorecards,
     techdocs,
     upgrades,
 )
@@ -30,6 +31,7 @@ for module in (
     create,
     repos,
     techdocs,
+    scorecards,
     admin,
     audit,
 ):

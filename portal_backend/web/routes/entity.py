@@ -1,5 +1,5 @@
 """The entity page, Backstage style: a header band and one URL per tab (Overview,
-Deployment, SLA & cost, Evaluation, Ask, API, Docs, Dependencies), and what a RAG
+Deployment, SLA & cost, Evaluation, Scorecard, Ask, API, Docs, Dependencies), and what a RAG
 service's owner can do from it (ask, deploy, re-provision, stop, evaluate, delete)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from portal_backend.db import session_scope
 from portal_backend.deps import scaffolder_dispatch
 from portal_backend.provisioning.local.runtime import LocalRuntime, LocalRuntimeError
 from portal_backend.rag import access, ask, operations, removal
+from portal_backend.scorecards import service as scorecards
 from portal_backend.web import docs_view, entity_view, panels
 from portal_backend.web.graph import relation_graph
 from portal_backend.web.security import check_csrf, require_page
@@ -85,6 +86,11 @@ def _page(
         )
     elif tab == "dependencies":
         context["dependencies"] = entity_view.dependencies(entity, related)
+    elif tab == "scorecard":
+        with session_scope(request.app.state.session_factory) as session:
+            context["scorecard"] = scorecards.service_page(
+                session, settings, entity_view.entity_ref(entity)
+            )
     return render(request, "entity.html", context, status_code=status_code)
 
 

@@ -1,0 +1,42 @@
+"""The official MCP SDK's client, as an AI application would use it against the portal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+import httpx2
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def http_client(base_url: str, token: str | None) -> AsyncIterator[Client]:
+    """Streamable HTTP to ``<base_url>/mcp`` with the token as a bearer."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=180) as http:
+        transport = streamable_http_client(f"{base_url}/mcp", http_client=http)
+        async with Client(transport, read_timeout_seconds=180) as client:
+            yield client
+
+
+@asynccontextmanager
+async def stdio_client(env: dict[str, str], command: list[str]) -> AsyncIterator[Client]:
+    """``ragportal mcp`` started as a subprocess, over its stdin/stdout."""
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env)
+    async with Client(params, read_timeout_seconds=180) as client:
+        yield client
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    return anyio.run(main)
+
+
+def payload(result: Any) -> Any:
+    """A tool result's JSON (what an AI client's model reads)."""
+    return json.loads(result.content[0].text)
