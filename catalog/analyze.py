@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 from catalog.errors import ErrorDetail, InputError
 from catalog.location_registry import LocationRegistry
 from catalog.locations import LOCATION_TYPES, check_target
+from catalog.mlflow_source import MLFLOW
 from catalog.validation import NAME_RE
 
 DEFAULT_CATALOG_FILENAME = "catalog-info.yaml"
@@ -39,7 +40,7 @@ def _location_spec(body: dict[str, Any]) -> tuple[str, str]:
     if location_type not in LOCATION_TYPES:
         raise InputError(
             f"location.type must be one of {', '.join(LOCATION_TYPES)}",
-            [ErrorDetail("location.type", "'url' or 'file'")],
+            [ErrorDetail("location.type", "'url', 'file' or 'mlflow'")],
         )
     if not isinstance(target, str) or not target.strip():
         raise InputError(
@@ -87,7 +88,9 @@ def analyze_location(registry: LocationRegistry, body: Any) -> dict[str, Any]:
     location_type, target = _location_spec(body)
     filename = _catalog_filename(body)
     check_target(location_type, target, registry.policy)  # refused targets: 4xx, no read
-    candidate = target if _is_yaml(target) else _in_folder(location_type, target, filename)
+    # An MLflow registry is read whole, as registering it would.
+    whole = _is_yaml(target) or location_type == MLFLOW
+    candidate = target if whole else _in_folder(location_type, target, filename)
     try:
         entities, sources = registry.read_location_tree(location_type, candidate, registered=False)
     except InputError as exc:

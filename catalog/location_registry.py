@@ -28,7 +28,14 @@ from catalog.errors import (
 )
 from catalog.gc_pause import collector_paused
 from catalog.location_tree import read_tree
-from catalog.locations import LocationPolicy, check_target, location_key, read_target
+from catalog.locations import (
+    LocationPolicy,
+    check_target,
+    location_key,
+    read_mlflow,
+    read_target,
+)
+from catalog.mlflow_source import MLFLOW
 from catalog.refs import canonical_ref, ref_of
 from catalog.search import map_fields
 from catalog.tables import CatalogEntity, CatalogLocation
@@ -77,6 +84,13 @@ class LocationRegistry:
         def read(kind: str, path: str, is_root: bool) -> list[Any]:
             nonlocal total
             key = location_key(kind, path)
+            if kind == MLFLOW:
+                # A model registry answers entities (catalog.mlflow_source), within what
+                # is left of the tree's byte budget.
+                documents, size = read_mlflow(path, self.policy, self.policy.max_tree_bytes - total)
+                total += size
+                validate_batch(documents, "documents", source=key)
+                return documents
             text = read_target(kind, path, self.policy, registered=registered and is_root)
             total += len(text)
             if total > self.policy.max_tree_bytes:

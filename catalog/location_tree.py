@@ -12,7 +12,9 @@ Policy on top of Backstage (which silently skips repeats):
   in one tree is refused (400);
 - a ``url`` location cannot lead to a ``file`` target (a remote file must not make the
   server read its own disk): 403;
-- the same target reached twice by different paths (a diamond) is read once.
+- the same target reached twice by different paths (a diamond) is read once;
+- an ``mlflow`` target (a model registry, ``catalog.mlflow_source``) is read like a
+  registered one: its target is an absolute URL, and it leads nowhere further.
 
 ``file`` targets may be glob patterns (``./teams/*/catalog-info.yaml``, ``**`` included), as
 Backstage's FileReaderProcessor allows: each matching file is read as a location of its
@@ -33,7 +35,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from catalog.errors import ErrorDetail, InputError, NotAllowedError, PortalError
-from catalog.locations import LocationPolicy, check_file, location_key
+from catalog.locations import LOCATION_TYPES, LocationPolicy, check_file, location_key
 
 
 @dataclass(frozen=True)
@@ -178,10 +180,11 @@ def _child(
     if not isinstance(written, str) or not written.strip():
         raise InputError(f"{context} must be a non-empty string", [ErrorDetail(field, "string")])
     child_type = (document.get("spec") or {}).get("type") or parent.type
-    if child_type not in ("url", "file"):
+    if child_type not in LOCATION_TYPES:
         raise InputError(
-            f"{context}: location type {child_type!r} is not supported; use 'url' or 'file'",
-            [ErrorDetail(field.rsplit(".", 1)[0] + ".type", "must be 'url' or 'file'")],
+            f"{context}: location type {child_type!r} is not supported; "
+            "use 'url', 'file' or 'mlflow'",
+            [ErrorDetail(field.rsplit(".", 1)[0] + ".type", "must be 'url', 'file' or 'mlflow'")],
         )
     if parent.type == "url" and child_type == "file":
         raise NotAllowedError(

@@ -1,11 +1,12 @@
-"""Reading location targets (``url`` and ``file``) safely.
+"""Reading location targets (``url``, ``file`` and ``mlflow``) safely.
 
 URL targets: http(s) only; every address the host resolves to is checked (private,
 loopback, link-local, multicast and reserved ranges are refused unless the policy
 allows them) and the fetch connects to one of those checked addresses (catalog.url_fetch:
 no second lookup a changed DNS answer could slip through); redirects are followed by hand
 so each hop is checked again, and the fetch is capped in size and time. File targets:
-only under the allowed roots.
+only under the allowed roots. ``mlflow`` targets (an MLflow tracking server, read as
+entities by ``catalog.mlflow_source``) get the URL checks.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from catalog.errors import ErrorDetail, InputError, NotAllowedError, PayloadTooLargeError
+from catalog.mlflow_source import MLFLOW, parse_target, read_registry
 from catalog.url_fetch import Resolver, checked_addresses, pinned_client, system_resolver
 
-LOCATION_TYPES = ("url", "file")
+LOCATION_TYPES = ("url", "file", MLFLOW)
 MAX_REDIRECTS = 5
 
 
@@ -89,13 +92,15 @@ def check_file(target: str, policy: LocationPolicy) -> Path:
 def check_target(location_type: str, target: str, policy: LocationPolicy) -> None:
     if location_type not in LOCATION_TYPES:
         raise InputError(
-            f"location type {location_type!r} is not supported; use 'url' or 'file'",
-            [ErrorDetail("type", "must be 'url' or 'file'")],
+            f"location type {location_type!r} is not supported; use 'url', 'file' or 'mlflow'",
+            [ErrorDetail("type", "must be 'url', 'file' or 'mlflow'")],
         )
     if not isinstance(target, str) or not target.strip():
         raise InputError("location target is required", [ErrorDetail("target", "required")])
     if location_type == "url":
         check_url(target, policy)
+    elif location_type == MLFLOW:
+        check_url(parse_target(target).base, policy)
     else:
         check_file(target, policy)
 
@@ -142,6 +147,18 @@ def _fetch_url(url: str, policy: LocationPolicy) -> str:
     raise InputError(f"{url} redirected more than {MAX_REDIRECTS} times")
 
 
+def read_mlflow(target: str, policy: LocationPolicy, budget: int) -> tuple[list[Any], int]:
+    """The entities of an ``mlflow`` location (``catalog.mlflow_source``) and the bytes
+    its answers held, at most ``budget``; raises a 4xx PortalError."""
+    check_target(MLFLOW, target, policy)
+    with pinned_client(
+        allow_private=policy.allow_private_urls,
+        resolver=policy.resolver,
+        timeout_s=policy.timeout_s,
+    ) as client:
+        return read_registry(client, target, policy, budget)
+
+
 def read_target(
     location_type: str, target: str, policy: LocationPolicy, *, registered: bool = False
 ) -> str:
@@ -156,6 +173,8 @@ def read_target(
         policy = replace(policy, file_roots=None)
     if location_type == "url":
         return _fetch_url(target, policy)
+    if location_type == MLFLOW:
+        raise InputError("an mlflow location holds entities, not text: use read_mlflow")
     check_target(location_type, target, policy)
     path = check_file(target, policy)
     if not path.is_file():

@@ -230,6 +230,12 @@ def token_revoke(token_id: str) -> None:
 def catalog_import(
     target: str = typer.Argument(..., help="A catalog-info.yaml path or an http(s) URL."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate only, write nothing."),
+    mlflow: bool = typer.Option(
+        False,
+        "--mlflow",
+        help="TARGET is an MLflow tracking server: import its model registry "
+        "(http(s)://host:port[?name=<pattern>&owner=<ref>]; docs/catalog.md).",
+    ),
 ) -> None:
     """Register PATH_OR_URL as a catalog location (or refresh it if already registered)."""
 
@@ -240,7 +246,7 @@ def catalog_import(
     settings = _settings()
     upgrade_database(settings)
     is_url = target.startswith(("http://", "https://")) or "://" in target
-    location_type = "url" if is_url else "file"
+    location_type = "mlflow" if mlflow else "url" if is_url else "file"
     if location_type == "file":
         target = str(Path(target).expanduser().resolve())
     # The CLI runs on the server with its owner's rights: any local file may be imported.
