@@ -313,6 +313,33 @@ def test_repository_without_answers_file_is_adopted(portal: UpgradePortal, tmp_p
     assert recorded["version"] == "1.1.0" and recorded["answers"]["name"] == "legacy"
 
 
+def test_adoption_infers_the_version_from_the_components_annotation(
+    portal: UpgradePortal, tmp_path: Path
+):
+    """No answers file, but the Component says which version generated it: the upgrade
+    needs no fromVersion, and a fromVersion that disagrees is refused."""
+    create(portal.client, "annotated")
+    bare = portal.repo("annotated")
+    team_commit(bare, tmp_path / "annotated", {ANSWERS: None}, "answers file removed")
+    assert (
+        portal.entity("annotated")["metadata"]["annotations"]["rag-portal.io/template-version"]
+        == "1.0.0"
+    )
+    release(portal.client, portal.templates, "1.1.0")
+
+    disagrees = upgrade(portal.client, "component:default/annotated", fromVersion="1.1.0")
+    assert disagrees.status_code == 400, disagrees.text
+    assert disagrees.json()["error"]["details"][0]["path"] == "fromVersion"
+    assert "the repository is on 1.0.0" in disagrees.json()["error"]["message"]
+
+    task = upgrade_done(portal.client, "component:default/annotated")
+    output = task["steps"][0]["output"]
+    assert output["result"] == "merged", _events(portal.client, task)
+    assert {"path": ANSWERS, "status": "added"} in output["files"]
+    recorded = yaml.safe_load(show(bare, BRANCH_110, ANSWERS) or "")
+    assert recorded["version"] == "1.1.0" and recorded["answers"]["name"] == "annotated"
+
+
 def test_second_upgrade_of_the_same_service_at_once_is_refused(portal: UpgradePortal):
     create(portal.client, "queue")
     release(portal.client, portal.templates, "1.1.0")
