@@ -204,6 +204,23 @@ def _alpha(entity: Mapping[str, Any]) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+# Where an MLflow location (catalog.mlflow_source) says a version's files are stored.
+MLFLOW_STORAGE = "rag-portal.io/mlflow-storage"
+
+
+def _weights_location(entity: Mapping[str, Any]) -> adapter_weights.WeightsLocation:
+    """The version's weights: its spec.source when that is local, else the storage an
+    MLflow registry recorded for it when that is a local path or file: URL (a tracking
+    server with a local artifact store)."""
+    place = adapter_weights.locate((entity.get("spec") or {}).get("source"))
+    storage = ((entity.get("metadata") or {}).get("annotations") or {}).get(MLFLOW_STORAGE)
+    if place.weights is None and isinstance(storage, str) and storage:
+        stored = adapter_weights.locate(storage)
+        if stored.weights is not None:
+            return stored
+    return place
+
+
 def diff_versions(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """The diff of two adapter versions: spec, adapter_config.json, and weights per layer
     when both versions' weights are local safetensors files (else why not)."""
@@ -212,7 +229,7 @@ def diff_versions(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         "to": _version_summary(new),
         "config": config_diff(_spec_view(old), _spec_view(new)),
     }
-    places = [adapter_weights.locate((e.get("spec") or {}).get("source")) for e in (old, new)]
+    places = [_weights_location(e) for e in (old, new)]
     configs = [adapter_weights.read_config(p.config) for p in places]
     if configs[0] is not None and configs[1] is not None:
         result["adapter_config"] = config_diff(configs[0], configs[1])

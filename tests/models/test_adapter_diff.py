@@ -233,3 +233,17 @@ def test_entity_page_shows_the_diff_and_problems(
     assert bad.status_code == 200 and "not a readable safetensors file" in bad.text
     first = client.get("/catalog/default/resource/hr-adapter-v1/adapter-diff")
     assert "first version" in first.text
+
+
+def test_mlflow_registered_versions_diff_from_their_local_storage(
+    versions: dict[str, Made],
+) -> None:
+    """A version an MLflow location made (source models:/..., the run's artifacts in a
+    local store) is diffed from the storage the registry recorded."""
+    old = adapter_entity("hr-v1", "1", "models:/hr/1", rank=8, alpha=16, modules=MODULES)
+    new = adapter_entity("hr-v2", "2", "models:/hr/2", rank=8, alpha=16, modules=MODULES)
+    old["metadata"]["annotations"] = {"rag-portal.io/mlflow-storage": versions["1"].path.as_uri()}
+    new["metadata"]["annotations"] = {"rag-portal.io/mlflow-storage": str(versions["2"].path)}
+    diff = adapters.diff_versions(old, new)
+    assert diff["weights"]["available"] is True
+    assert diff["weights"]["summary"]["largest_change"] == Q0
