@@ -57,6 +57,22 @@ STABLE_AFTER_S = 600.0
 # Environment variables passed through from the portal's own environment; nothing else
 # (the portal's tokens and database URL are none of a service's business).
 PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SSL_CERT_FILE")
+# llama.cpp's OpenAI-compatible server (`python -m llama_cpp.server`, same arguments)
+# with ggml's extra CPU buffer types off: a llama-cpp-python built on a CPU that reports
+# AMX dies on the first completion (general protection fault in libggml-cpu's AMX path,
+# llama.cpp issue 20824) after answering /v1/models, so the service looked Healthy and
+# every question was a 502. The plain CPU kernels serve the small local models as fast.
+LLAMA_SERVER = """
+import llama_cpp.llama_cpp as lib
+defaults = lib.llama_model_default_params
+def model_params():
+    params = defaults()
+    params.use_extra_bufts = False
+    return params
+lib.llama_model_default_params = model_params
+from llama_cpp.server.__main__ import main
+main()
+"""
 
 
 class LocalRuntimeError(Exception):
@@ -278,7 +294,7 @@ class LocalRuntime:
             gguf = self._packaged_gguf(env_path, repo)
         alias = settings.runtime_llm_model or gguf.stem.split(".")[0].lower()
         command = [
-            str(env_path / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(gguf),
+            str(env_path / "bin" / "python"), "-c", LLAMA_SERVER, "--model", str(gguf),
             "--model_alias", alias, "--host", settings.runtime_host,
             "--n_ctx", str(settings.runtime_llm_context),
         ]  # fmt: skip
