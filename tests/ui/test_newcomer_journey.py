@@ -9,8 +9,10 @@ cores): the journey runs once, as a module fixture, and the tests read what it l
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ from portal_backend.scaffolder.registration import register_shipped_templates
 from portal_backend.settings import Settings
 from tests.conftest import BOOTSTRAP_TOKEN, LiveServer, truncate_all
 from tests.ui.accessibility import check_page
-from tests.ui.conftest import login, snap
+from tests.ui.conftest import ARTIFACTS, login, snap
 
 TEAM, TEAM_TITLE = "support", "Support team"
 SERVICE = "docs-bot"
@@ -116,8 +118,10 @@ def journey(browser: Browser, _ui_server: LiveServer, worker: Any) -> Iterator[J
 
     # 3. Create a RAG service: the owner is offered by its title.
     page.get_by_role("link", name="Create", exact=True).click()
+    started = time.monotonic()
     page.get_by_role("link", name="Choose Create RAG service").click()
     expect(page.locator("#wizard")).to_have_attribute("data-ready", "true")
+    walk.notes["form_ready_s"] = round(time.monotonic() - started, 2)
     expect(page.locator("#no-team")).to_have_count(0)
     page.locator('[name="p0[name]"]').fill(SERVICE)
     page.locator('[name="p0[owner]"]').select_option(label=TEAM_TITLE)
@@ -126,6 +130,7 @@ def journey(browser: Browser, _ui_server: LiveServer, worker: Any) -> Iterator[J
         expect(page.locator("#progress")).to_contain_text(step)
     expect(page.locator("#review-status")).to_contain_text("Ready to create")
     snap(page, "journey-review")
+    started = time.monotonic()
     page.get_by_role("button", name="Create").click()
 
     # 4. The task page follows the task live, then links to what it made.
@@ -133,6 +138,7 @@ def journey(browser: Browser, _ui_server: LiveServer, worker: Any) -> Iterator[J
     walk.task_url = page.url
     page.evaluate("window.__sameDocument = true")
     _wait_completed(page, 300_000)
+    walk.notes["create_to_completed_s"] = round(time.monotonic() - started, 2)
     assert page.evaluate("window.__sameDocument === true"), "the task page reloaded"
     walk.notes["steps"] = page.get_by_role("list", name="Steps").inner_text()
     walk.notes["finished"] = page.locator("#task-finished").inner_text()
@@ -241,10 +247,11 @@ def test_service_tabs_backstage_style(journey: Journey) -> None:
     expect(header).to_contain_text("Component — rag-service")
     expect(header.locator(".header-labels")).to_contain_text(TEAM_TITLE)
     expect(header.locator(".header-labels")).to_contain_text("production")
-    tabs = page.get_by_role("navigation", name=f"{SERVICE} sections").get_by_role("link")
+    sections = page.get_by_role("navigation", name=f"{SERVICE} sections")
+    tabs = sections.get_by_role("link")
     expect(tabs).to_have_text(
-        ["Overview", "Deployment", "SLA & cost", "Evaluation", "Ask", "API", "Docs",
-         "Dependencies"]
+        ["Overview", "Deployment", "SLA & cost", "Evaluation", "Scorecard", "Ask", "API",
+         "Docs", "Dependencies"]
     )  # fmt: skip
     expect(page.get_by_role("group", name=f"Relation graph of {SERVICE}")).to_be_visible()
     expect(page.locator("#annotations")).not_to_have_attribute("open", "")
@@ -253,19 +260,22 @@ def test_service_tabs_backstage_style(journey: Journey) -> None:
     height = page.evaluate("document.documentElement.scrollHeight")
     assert height < 1800, f"the overview is {height}px tall at 1440x900"
 
-    page.get_by_role("link", name="API", exact=True).click()
+    sections.get_by_role("link", name="API", exact=True).click()
     operations = page.locator("table.operations").first
     expect(operations).to_contain_text("/query")
-    page.get_by_role("link", name="Dependencies", exact=True).click()
+    sections.get_by_role("link", name="Dependencies", exact=True).click()
     expect(page.get_by_role("table").first).to_contain_text(f"{SERVICE}-model-server")
 
     # Docs: docs/ is empty at first (the README stands in); pages pushed there render.
-    page.get_by_role("link", name="Docs", exact=True).click()
+    sections.get_by_role("link", name="Docs", exact=True).click()  # not the sidebar's
     expect(page.locator("#doc")).to_contain_text("holds no Markdown page yet")
     _push_docs(journey.portal.settings)
     page.reload()
     nav = page.get_by_role("navigation", name="Documentation pages")
-    expect(nav.get_by_role("link")).to_have_text(["Escalation", "Overview"])
+    expect(nav.get_by_role("list").get_by_role("link")).to_have_text(["Escalation", "Overview"])
+    expect(nav.get_by_role("link", name="docs/ in the repository")).to_have_attribute(
+        "href", f"/repos/{TEAM}/{SERVICE}/tree/main/docs"
+    )
     doc = page.locator("#doc")
     expect(doc.get_by_role("heading", name="Support handbook")).to_be_visible()
     expect(doc.get_by_role("table")).to_contain_text("1 hour")
@@ -306,9 +316,26 @@ def test_every_page_at_desktop_and_phone_size_passes_axe(
     for tab in ("", "/deployment", "/sla", "/evaluation", "/ask", "/api", "/docs",
                 "/dependencies"):  # fmt: skip
         pages[f"entity{tab.replace('/', '-') or '-overview'}"] = ENTITY + tab
+    load_ms: dict[str, float] = {}
     for name, path in pages.items():
         page.goto(path)
+        load_ms[name] = round(
+            page.evaluate("performance.getEntriesByType('navigation')[0].duration"), 1
+        )
         check_page(page, name, problems)
+    # Figures for the record (tests/artifacts/ui/timings.json): each page's load in the
+    # browser, the form's time to ready and the create task's run, on this machine.
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "timings.json").write_text(
+        json.dumps(
+            {
+                "page_load_ms": load_ms,
+                "form_ready_s": journey.notes.get("form_ready_s"),
+                "create_to_completed_s": journey.notes.get("create_to_completed_s"),
+            },
+            indent=2,
+        )
+    )
     page.goto(journey.task_url)
     check_page(page, "task", problems)
     # The create form: first page, the sizing page, the review.
