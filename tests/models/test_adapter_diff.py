@@ -217,6 +217,12 @@ def test_entity_page_shows_the_diff_and_problems(
     with session_scope(session_factory) as session:
         CatalogService(session).upsert_entities(entities)
     client = TestClient(create_app(settings.model_copy(update={"anonymous_read": True})))
+    # The entity page's Overview loads the diff (htmx) for adapter versions only.
+    entity_page = client.get("/catalog/default/resource/hr-adapter-v2")
+    assert entity_page.status_code == 200
+    assert 'hx-get="/catalog/default/resource/hr-adapter-v2/adapter-diff"' in entity_page.text
+    model_page = client.get("/catalog/default/resource/tiny-llama-v1")
+    assert model_page.status_code == 200 and "adapter-diff" not in model_page.text
     page = client.get("/catalog/default/resource/hr-adapter-v2/adapter-diff")
     assert page.status_code == 200
     assert "<html" in page.text and Q0 in page.text
