@@ -286,18 +286,25 @@ def adapter_diff(
     return result
 
 
-def adapters_for_model(session: Session, model_ref: str) -> list[dict[str, Any]]:
-    """The adapter versions trained on ``model_ref`` (an llm-model version's ref), newest
-    version of each family last: what the form's LoRA field offers."""
-    target = _ref(model_ref)
+def adapters_for_model(session: Session, model: str) -> list[dict[str, Any]]:
+    """The adapter versions trained on ``model``: an llm-model version (its ref or name),
+    else a model family (every version of it, e.g. the form's ``llama-3-8b-instruct``),
+    or a checkpoint (a version's source); oldest first. What a LoRA picker offers."""
+    catalog = CatalogService(session)
+    wanted = model.lower()
+    models = list(catalog.iter_entities(filters=[MODEL_FILTER]))
+    exact = _ref(model) if ":" in model or "/" in model else None
+    chosen = {ref_of(e) for e in models if ref_of(e) == exact or e["metadata"]["name"] == wanted}
+    if not chosen:
+        chosen = {ref_of(e) for e in models if wanted in model_ids(e)}
     rows = [
         e
-        for e in CatalogService(session).iter_entities(filters=[ADAPTER_FILTER])
+        for e in catalog.iter_entities(filters=[ADAPTER_FILTER])
         if _ref(
             str((e.get("spec") or {}).get("baseModel", "")),
             e["metadata"].get("namespace") or "default",
         )
-        == target
+        in chosen
     ]
     return order_versions(rows)
 

@@ -247,7 +247,8 @@ def adapter_diff(
 def model_adapters(
     ref: str, request: Request, principal: Principal = ReadPrincipal
 ) -> dict[str, Any]:
-    """The lora-adapter versions trained on the llm-model version ``ref``."""
+    """The lora-adapter versions trained on ``ref``: an llm-model version (ref or name), a
+    model family (every version) or a checkpoint (a version's source); oldest first."""
     with session_scope(request.app.state.session_factory) as session:
         items = adapters.adapters_for_model(session, ref)
     return {"items": items}

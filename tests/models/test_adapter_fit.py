@@ -153,5 +153,15 @@ def test_fit_over_http_reads_the_services_repository(
         "has rank 64, but service hr-bot was sized for LoRA rank at most 16"
         in (refused.json()["error"]["message"])
     )
-    offered = admin_client.get("/api/rag/models/resource:default/llama-3-8b-v1/adapters").json()
-    assert [e["metadata"]["name"] for e in offered["items"]] == ["hr-adapter-v2", "hr-adapter-v3"]
+    # What a LoRA picker offers for a base model: by version ref, family or checkpoint.
+    for model in (
+        "resource:default/llama-3-8b-v1",
+        "llama-3-8b",
+        "meta-llama/Meta-Llama-3-8B-Instruct",
+    ):
+        offered = admin_client.get(f"/api/rag/models/{model}/adapters").json()
+        names = [e["metadata"]["name"] for e in offered["items"]]
+        assert names == ["hr-adapter-v2", "hr-adapter-v3"], model
+    offered = admin_client.get("/api/rag/models/llama-3-70b-v1/adapters").json()
+    assert [e["metadata"]["name"] for e in offered["items"]] == ["legal-adapter-v1"]
+    assert admin_client.get("/api/rag/models/nothing/adapters").json() == {"items": []}
