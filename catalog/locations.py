@@ -12,6 +12,7 @@ entities by ``catalog.mlflow_source``) get the URL checks.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ class LocationPolicy:
     max_tree_bytes: int = 50 * 1024 * 1024
     # How host names become addresses (tests answer differently from one lookup to the next).
     resolver: Resolver = field(default=system_resolver, compare=False)
+    # mlflow targets: the Authorization header for a tracking server, by origin
+    # (scheme://host[:port]).
+    mlflow_auth: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 def location_key(location_type: str, target: str) -> str:

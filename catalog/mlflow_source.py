@@ -132,6 +132,12 @@ class _Api:
         self.read = 0
         self.deadline = time.monotonic() + DEADLINE_FACTOR * policy.timeout_s
         self.timeout_s = policy.timeout_s
+        # Redirects are not followed, so the header reaches this origin only.
+        self.origin = origin = urlunsplit(urlsplit(base)[:2] + ("", "", ""))
+        credential = policy.mlflow_auth.get(origin)
+        self.headers = {"Accept": "application/json"}
+        if credential:
+            self.headers["Authorization"] = credential
 
     def get(self, path: str, params: dict[str, Any]) -> tuple[int, Any]:
         """(status, decoded JSON) of ``GET <base>/api/2.0/mlflow/<path>``; a transport
@@ -144,9 +150,7 @@ class _Api:
                 [ErrorDetail("target", "registry read timed out")],
             )
         try:
-            with self.client.stream(
-                "GET", url, params=params, headers={"Accept": "application/json"}
-            ) as response:
+            with self.client.stream("GET", url, params=params, headers=self.headers) as response:
                 body = self._body(response, url)
         except httpx.HTTPError as exc:
             raise InputError(
@@ -197,7 +201,11 @@ class _Api:
             said = f"{decoded.get('error_code', 'error')}: {str(decoded.get('message', ''))[:500]}"
         else:
             said = " ".join(body.split())[:200] or "(empty body)"
-        hint = "; is the target an MLflow tracking server?" if status == 404 else ""
+        hint = {
+            401: f"; RAGPORTAL_MLFLOW_CREDENTIALS holds the credentials for {self.origin}",
+            403: f"; RAGPORTAL_MLFLOW_CREDENTIALS holds the credentials for {self.origin}",
+            404: "; is the target an MLflow tracking server?",
+        }.get(status, "")
         return InputError(
             f"MLflow at {self.base} answered HTTP {status} to GET {path}: {said}{hint}",
             [ErrorDetail("target", f"MLflow answered HTTP {status}")],

@@ -16,6 +16,7 @@ def location_policy(settings: Settings, *, restrict_files: bool = True) -> Locat
         file_roots=tuple(settings.file_roots()) if restrict_files else None,
         max_bytes=settings.location_fetch_max_bytes,
         timeout_s=settings.location_fetch_timeout_s,
+        mlflow_auth=dict(settings.mlflow_credentials),
     )
 
 

@@ -240,8 +240,8 @@ def catalog_import(
     """Register PATH_OR_URL as a catalog location (or refresh it if already registered)."""
 
     from catalog.errors import PortalError
-    from catalog.locations import LocationPolicy
     from catalog.service import CatalogService
+    from portal_backend.catalog_policy import location_policy
 
     settings = _settings()
     upgrade_database(settings)
@@ -250,12 +250,7 @@ def catalog_import(
     if location_type == "file":
         target = str(Path(target).expanduser().resolve())
     # The CLI runs on the server with its owner's rights: any local file may be imported.
-    policy = LocationPolicy(
-        allow_private_urls=settings.allow_private_urls,
-        file_roots=None,
-        max_bytes=settings.location_fetch_max_bytes,
-        timeout_s=settings.location_fetch_timeout_s,
-    )
+    policy = location_policy(settings, restrict_files=False)
     factory = make_session_factory(make_engine(settings.database_url))
     try:
         with session_scope(factory) as session:

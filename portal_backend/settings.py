@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     allow_private_urls: bool = False
     location_fetch_max_bytes: int = 5 * 1024 * 1024
     location_fetch_timeout_s: float = 10.0
+    # mlflow locations: the Authorization header sent to a tracking server, by its origin
+    # ({"https://mlflow.example.com": "Bearer <token>"}); never sent to another origin.
+    mlflow_credentials: dict[str, str] = Field(default_factory=dict, repr=False)
     # Background refresh of every registered location (Celery beat); 0 turns it off.
     catalog_refresh_interval_s: float = Field(default=300.0, ge=0)
     # Niceness added to the thread of a background location refresh (Linux), so that

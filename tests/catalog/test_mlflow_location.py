@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -292,6 +292,9 @@ class StandIn:
 
     url: str
     answers: dict[str, tuple[int, Any]] = field(default_factory=dict)
+    # The Authorization header it requires (401 otherwise), and the ones it was sent.
+    required_auth: str | None = None
+    seen_auth: list[str | None] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -302,6 +305,9 @@ def stand_in() -> Iterator[StandIn]:
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = urlsplit(self.path).path.removeprefix("/api/2.0/mlflow/")
             status, body = state.answers.get(path, (404, {"error_code": "ENDPOINT_NOT_FOUND"}))
+            state.seen_auth.append(self.headers.get("Authorization"))
+            if state.required_auth and self.headers.get("Authorization") != state.required_auth:
+                status, body = 401, {"error_code": "UNAUTHENTICATED", "message": "credentials"}
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -422,3 +428,24 @@ def test_versions_that_cannot_be_mapped_are_refused_by_name(
     assert "MLflow model 'Base'" in raised.value.message
     assert _count(session_factory, CatalogLocation) == 0
     assert _count(session_factory, CatalogEntity) == 0
+
+
+def test_credentials_go_to_their_origin_only(session_factory: Any, stand_in: StandIn) -> None:
+    _registry(stand_in, {"ragportal.type": "llm-model", "ragportal.owner": "team-a"}, {})
+    stand_in.required_auth = "Bearer s3cret"
+    with pytest.raises(InputError, match="HTTP 401.*RAGPORTAL_MLFLOW_CREDENTIALS") as raised:
+        _add(session_factory, stand_in.url)
+    assert stand_in.url in raised.value.message
+    # Configured for another origin (here: the same host over https): not sent.
+    other = {stand_in.url.replace("http:", "https:"): "Bearer s3cret"}
+    with session_scope(session_factory) as session, pytest.raises(InputError, match="HTTP 401"):
+        LocationRegistry(session, policy=replace(POLICY, mlflow_auth=other)).add_location(
+            "mlflow", stand_in.url
+        )
+    assert set(stand_in.seen_auth) == {None}
+    with session_scope(session_factory) as session:
+        registry = LocationRegistry(
+            session, policy=replace(POLICY, mlflow_auth={stand_in.url: "Bearer s3cret"})
+        )
+        added = registry.add_location("mlflow", f"{stand_in.url}/")
+    assert [e["metadata"]["name"] for e in added["entities"]] == ["base-v1"]
