@@ -23,7 +23,16 @@
     if (fresh && old) old.replaceWith(fresh);
     const done = document.getElementById("task-finished");
     if (fresh && fresh.dataset.finished && done) done.textContent = fresh.dataset.finished;
-    if (fresh && fresh.dataset.terminal === "true") stop();
+    if (fresh && fresh.dataset.terminal === "true") settle();
+  }
+  // The server's view can say the task ended before the stream has delivered its last
+  // lines (the final log events and the completion): keep the stream a little longer,
+  // its completion event closes it; close it anyway after a few seconds.
+  let settling = null;
+  function settle() {
+    if (finished || settling) return;
+    clearInterval(poll);
+    settling = setTimeout(stop, 5000);
   }
   let timer = null;
   function refreshSoon() {
@@ -71,5 +80,6 @@
     finished = true;
     source.close();
     clearInterval(poll);
+    clearTimeout(settling);
   }
 })();
