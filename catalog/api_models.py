@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ENTITY_NAME = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$"
 
+# The largest page size or offset taken: what both databases bind (a larger one was a
+# 500 on SQLite, an OverflowError binding it; found by schemathesis, issue 22).
+MAX_INT = 2**31 - 1
+
 
 class EntityQueryParams(BaseModel):
     """``GET /api/catalog/entities/by-query``'s query parameters (Backstage's names)."""
@@ -37,8 +41,12 @@ class EntityQueryParams(BaseModel):
     fields: list[str] = Field(
         default_factory=list, description="only these dotted paths of each entity"
     )
-    limit: int | None = Field(default=None, ge=0, description="page size (default 20, max 1000)")
-    offset: int | None = Field(default=None, ge=0, description="items to skip on the first page")
+    limit: int | None = Field(
+        default=None, ge=0, le=MAX_INT, description="page size (default 20, max 1000)"
+    )
+    offset: int | None = Field(
+        default=None, ge=0, le=MAX_INT, description="items to skip on the first page"
+    )
     cursor: str | None = Field(
         default=None, description="pageInfo.nextCursor or prevCursor of an earlier page"
     )

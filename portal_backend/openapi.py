@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from catalog.api_models import MAX_INT as CATALOG_MAX_INT
+
 
 class ErrorDetailModel(BaseModel):
     path: str = Field(description="the field or parameter concerned, e.g. 'spec.owner'")
@@ -48,7 +50,8 @@ class ErrorResponse(BaseModel):
 # The largest whole number an id, offset or cursor parameter takes: PostgreSQL's
 # ``integer`` (ids) and what SQLite binds. A larger one was a 500 (an integer out of
 # range in PostgreSQL, an OverflowError binding it in SQLite; found by schemathesis).
-MAX_INT = 2**31 - 1
+# Defined with the catalog's shared request models, which bound theirs by it too.
+MAX_INT = CATALOG_MAX_INT
 
 _MEANINGS = {
     400: "Bad input: the message and details name each field and the fix",
