@@ -28,7 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
-from catalog.errors import ErrorDetail, UnprocessableError
+from catalog.errors import ErrorDetail, NotAllowedError, UnprocessableError
+from catalog.locations import LocationPolicy, check_file
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -66,10 +67,15 @@ class AdapterWeights:
     dtypes: dict[str, str] = field(default_factory=dict)
 
 
-def locate(source: str | None) -> WeightsLocation:
+def locate(source: str | None, *, policy: LocationPolicy) -> WeightsLocation:
     """The safetensors file of an adapter version whose ``spec.source`` is a local path or
     a ``file:`` URL (a directory holding adapter_model.safetensors, or the file itself).
-    Other sources (Hugging Face ids, ``models:/`` MLflow URIs, s3://) are not read here."""
+    Other sources (Hugging Face ids, ``models:/`` MLflow URIs, s3://) are not read here.
+
+    The path comes from a catalog entity, which a remote catalog file or an MLflow server
+    may have written: it is read only under the policy's allowed file roots (the check
+    ``file`` locations get, ``catalog.locations.check_file``), and nothing about a path
+    outside them is looked at, not even whether it exists."""
     if not source:
         return WeightsLocation(None, None, "the version has no spec.source")
     if source.startswith("file:"):
@@ -83,30 +89,58 @@ def locate(source: str | None) -> WeightsLocation:
             f"spec.source {source!r} is not a local path or file: URL; only those are read "
             "for a weight diff",
         )
+    refused = _outside_roots(path, policy)
+    if refused:
+        return WeightsLocation(None, None, refused)
     if path.is_dir():
         weights = path / WEIGHTS_FILE
         config = path / CONFIG_FILE
         if not weights.is_file():
             found = sorted(p.name for p in path.glob("*.safetensors"))
             if len(found) != 1:
+                readable = config.is_file() and not _outside_roots(config, policy)
                 return WeightsLocation(
                     None,
-                    config if config.is_file() else None,
+                    config if readable else None,
                     f"{path} holds no {WEIGHTS_FILE}"
                     + (f" (and {len(found)} other .safetensors files)" if found else ""),
                 )
             weights = path / found[0]
-        return WeightsLocation(weights, config if config.is_file() else None)
+        return _checked(weights, config if config.is_file() else None, policy)
     if path.suffix == ".safetensors":
         config = path.parent / CONFIG_FILE
         if not path.exists():
             raise WeightsError(
                 f"{path}: no such file", [ErrorDetail("spec.source", f"{path} does not exist")]
             )
-        return WeightsLocation(path, config if config.is_file() else None)
+        return _checked(path, config if config.is_file() else None, policy)
     if not path.exists():
         return WeightsLocation(None, None, f"{path} does not exist on the portal's machine")
     return WeightsLocation(None, None, f"{path} is neither a directory nor a .safetensors file")
+
+
+def _outside_roots(path: Path, policy: LocationPolicy) -> str | None:
+    """Why ``path`` (after links) may not be read, or None when it is under the roots."""
+    try:
+        check_file(str(path.absolute()), policy)
+    except ValueError:  # a NUL byte (a file: URL's %00): no file has that name
+        return f"{str(path)!r} is not a valid path on the portal's machine"
+    except NotAllowedError:
+        return (
+            f"{path} is outside the portal's allowed file roots (RAGPORTAL_ALLOWED_FILE_ROOTS), "
+            "so no weights were read from it"
+        )
+    return None
+
+
+def _checked(weights: Path, config: Path | None, policy: LocationPolicy) -> WeightsLocation:
+    """The files found under an allowed folder, each checked again: a link among them may
+    lead out of the roots."""
+    for file in (weights, config):
+        refused = _outside_roots(file, policy) if file is not None else None
+        if refused:
+            return WeightsLocation(None, None, refused)
+    return WeightsLocation(weights, config)
 
 
 def read_config(path: Path | None) -> dict[str, Any] | None:

@@ -20,9 +20,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from catalog.errors import ConflictError, ErrorDetail, InputError, NotFoundError
+from catalog.locations import LocationPolicy
 from catalog.model_specs import ADAPTER_TYPE, MODEL_TYPE, family_of
 from catalog.refs import RefError, parse_ref, ref_of
 from catalog.service import CatalogService
+from portal_backend.catalog_policy import location_policy
 from portal_backend.rag import adapter_weights
 from portal_backend.settings import Settings
 
@@ -208,28 +210,39 @@ def _alpha(entity: Mapping[str, Any]) -> float | None:
 MLFLOW_STORAGE = "rag-portal.io/mlflow-storage"
 
 
-def _weights_location(entity: Mapping[str, Any]) -> adapter_weights.WeightsLocation:
+def _weights_location(
+    entity: Mapping[str, Any], policy: LocationPolicy
+) -> adapter_weights.WeightsLocation:
     """The version's weights: its spec.source when that is local, else the storage an
     MLflow registry recorded for it when that is a local path or file: URL (a tracking
-    server with a local artifact store)."""
-    place = adapter_weights.locate((entity.get("spec") or {}).get("source"))
+    server with a local artifact store). Either is read only under the allowed file roots
+    (``adapter_weights.locate``): a remote catalog file or tracking server chose it."""
+    place = adapter_weights.locate((entity.get("spec") or {}).get("source"), policy=policy)
     storage = ((entity.get("metadata") or {}).get("annotations") or {}).get(MLFLOW_STORAGE)
     if place.weights is None and isinstance(storage, str) and storage:
-        stored = adapter_weights.locate(storage)
+        stored = adapter_weights.locate(storage, policy=policy)
         if stored.weights is not None:
             return stored
+        return adapter_weights.WeightsLocation(
+            None,
+            place.config or stored.config,
+            f"{place.reason}; its MLflow storage: {stored.reason}",
+        )
     return place
 
 
-def diff_versions(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def diff_versions(
+    old: dict[str, Any], new: dict[str, Any], *, policy: LocationPolicy
+) -> dict[str, Any]:
     """The diff of two adapter versions: spec, adapter_config.json, and weights per layer
-    when both versions' weights are local safetensors files (else why not)."""
+    when both versions' weights are local safetensors files under the policy's allowed
+    file roots (else why not)."""
     result: dict[str, Any] = {
         "from": _version_summary(old),
         "to": _version_summary(new),
         "config": config_diff(_spec_view(old), _spec_view(new)),
     }
-    places = [_weights_location(e) for e in (old, new)]
+    places = [_weights_location(e, policy) for e in (old, new)]
     configs = [adapter_weights.read_config(p.config) for p in places]
     if configs[0] is not None and configs[1] is not None:
         result["adapter_config"] = config_diff(configs[0], configs[1])
@@ -260,10 +273,15 @@ def diff_versions(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def adapter_diff(
-    session: Session, ref: str, from_version: str | None, to_version: str | None
+    session: Session,
+    settings: Settings,
+    ref: str,
+    from_version: str | None,
+    to_version: str | None,
 ) -> dict[str, Any]:
     """``GET /api/rag/adapters/{ref}/diff``: ``to`` defaults to the version ``ref`` names
-    (else the newest), ``from`` to the version before ``to``."""
+    (else the newest), ``from`` to the version before ``to``. Weights are read only under
+    the settings' allowed file roots (RAGPORTAL_ALLOWED_FILE_ROOTS)."""
     line = adapter_line(CatalogService(session), ref)
     if to_version:
         new = line.pick(to_version, what="to")
@@ -280,7 +298,7 @@ def adapter_diff(
                 [ErrorDetail("from", "required: there is no previous version")],
             )
         old = previous
-    result = diff_versions(old, new)
+    result = diff_versions(old, new, policy=location_policy(settings))
     result["adapter"] = line.family
     result["versions"] = [_version(e) for e in line.versions]
     return result

@@ -240,7 +240,7 @@ def adapter_diff(
 ) -> dict[str, Any]:
     """Configuration and per-layer weight diff of two versions of a LoRA adapter."""
     with session_scope(request.app.state.session_factory) as session:
-        return adapters.adapter_diff(session, ref, from_, to)
+        return adapters.adapter_diff(session, request.app.state.settings, ref, from_, to)
 
 
 @router.get("/models/{ref:path}/adapters")

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from catalog.errors import UnprocessableError
+from catalog.locations import LocationPolicy
 from catalog.service import CatalogService
 from portal_backend.db import session_scope
 from portal_backend.rag import adapter_weights, adapters
@@ -39,6 +40,24 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Made]:
         dtype=torch.bfloat16,
     )  # fmt: skip
     return {"1": v1, "2": v2, "3": v3}
+
+
+def _policy(*roots: Path) -> LocationPolicy:
+    return LocationPolicy(file_roots=tuple(r.resolve() for r in roots))
+
+
+@pytest.fixture
+def allow_roots(live_server, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Set the live portal's RAGPORTAL_ALLOWED_FILE_ROOTS for one test: weights are read
+    only under them (the test adapters live outside the portal's data folder)."""
+
+    def allow(*roots: Path) -> None:
+        settings = live_server.app.state.settings.model_copy(
+            update={"allowed_file_roots": list(roots)}
+        )
+        monkeypatch.setattr(live_server.app.state, "settings", settings)
+
+    return allow
 
 
 def _entities(made: dict[str, Made]) -> list[dict[str, Any]]:
@@ -107,8 +126,10 @@ def test_rank_change_bf16_and_new_modules(versions: dict[str, Made]) -> None:
 def test_diff_over_http_names_versions_and_config(
     versions: dict[str, Made],
     session_factory,
-    admin_client,  # type: ignore[no-untyped-def]
+    admin_client,
+    allow_roots,  # type: ignore[no-untyped-def]
 ) -> None:
+    allow_roots(versions["1"].path.parent)
     with session_scope(session_factory) as session:
         CatalogService(session).upsert_entities(_entities(versions))
     # The family, defaulting to the newest version and the one before it.
@@ -152,7 +173,7 @@ def test_diff_over_http_names_versions_and_config(
 def test_weights_elsewhere_give_the_config_diff_and_the_reason(session_factory) -> None:  # type: ignore[no-untyped-def]
     old = adapter_entity("a-v1", "1", "org/a-adapter", rank=8, alpha=16, modules=MODULES)
     new = adapter_entity("a-v2", "2", "models:/a/2", rank=8, alpha=8, modules=MODULES)
-    diff = adapters.diff_versions(old, new)
+    diff = adapters.diff_versions(old, new, policy=_policy(Path("/")))
     assert diff["weights"]["available"] is False
     assert (
         "models:/a/2" in diff["weights"]["reason"] and "org/a-adapter" in diff["weights"]["reason"]
@@ -166,8 +187,10 @@ def test_unreadable_safetensors_are_a_clear_422(
     versions: dict[str, Made],
     tmp_path: Path,
     session_factory,
-    admin_client,  # type: ignore[no-untyped-def]
+    admin_client,
+    allow_roots,  # type: ignore[no-untyped-def]
 ) -> None:
+    allow_roots(versions["1"].path.parent, tmp_path)
     broken = tmp_path / "broken"
     shutil.copytree(versions["2"].path, broken)
     weights = broken / "adapter_model.safetensors"
@@ -216,7 +239,12 @@ def test_entity_page_shows_the_diff_and_problems(
     )  # fmt: skip
     with session_scope(session_factory) as session:
         CatalogService(session).upsert_entities(entities)
-    client = TestClient(create_app(settings.model_copy(update={"anonymous_read": True})))
+    roots = [versions["1"].path.parent, tmp_path]
+    client = TestClient(
+        create_app(
+            settings.model_copy(update={"anonymous_read": True, "allowed_file_roots": roots})
+        )
+    )
     # The entity page's Overview loads the diff (htmx) for adapter versions only.
     entity_page = client.get("/catalog/default/resource/hr-adapter-v2")
     assert entity_page.status_code == 200
@@ -250,6 +278,78 @@ def test_mlflow_registered_versions_diff_from_their_local_storage(
     new = adapter_entity("hr-v2", "2", "models:/hr/2", rank=8, alpha=16, modules=MODULES)
     old["metadata"]["annotations"] = {"rag-portal.io/mlflow-storage": versions["1"].path.as_uri()}
     new["metadata"]["annotations"] = {"rag-portal.io/mlflow-storage": str(versions["2"].path)}
-    diff = adapters.diff_versions(old, new)
+    diff = adapters.diff_versions(old, new, policy=_policy(versions["1"].path.parent))
     assert diff["weights"]["available"] is True
     assert diff["weights"]["summary"]["largest_change"] == Q0
+
+
+def test_weights_outside_the_allowed_roots_are_not_read(
+    versions: dict[str, Made],
+    tmp_path: Path,
+    session_factory,
+    admin_client,
+    allow_roots,  # type: ignore[no-untyped-def]
+) -> None:
+    """A version's spec.source or MLflow storage comes from a remote catalog file or
+    tracking server: the portal reads weights only under RAGPORTAL_ALLOWED_FILE_ROOTS.
+    Outside them the diff is the configuration and the reason, and says nothing about the
+    path (not even whether it exists); a link under the roots is followed to where it
+    leads."""
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    allow_roots(inside)  # the adapters are elsewhere (tmp_path_factory's "adapters")
+    linked = inside / "v2-link"
+    linked.symlink_to(versions["2"].path, target_is_directory=True)
+    missing = versions["1"].path.parent / "nowhere" / "adapter_model.safetensors"
+    entities = _entities(versions)
+    entities.append(
+        adapter_entity(
+            "hr-adapter-v4", "4", str(linked), rank=8, alpha=16, modules=MODULES,
+            previous="resource:default/hr-adapter-v3",
+        )
+    )  # fmt: skip
+    entities.append(
+        adapter_entity(
+            "hr-adapter-v5", "5", str(missing), rank=8, alpha=16, modules=MODULES,
+            previous="resource:default/hr-adapter-v4",
+        )
+    )  # fmt: skip
+    mlflow_made = adapter_entity(
+        "hr-adapter-v6", "6", "models:/hr/6", rank=8, alpha=16, modules=MODULES,
+        previous="resource:default/hr-adapter-v5",
+    )  # fmt: skip
+    mlflow_made["metadata"]["annotations"] = {
+        "rag-portal.io/mlflow-storage": versions["3"].path.as_uri()
+    }
+    entities.append(mlflow_made)
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities(entities)
+
+    def diff(to: str, from_: str) -> dict[str, Any]:
+        response = admin_client.get(
+            "/api/rag/adapters/hr-adapter/diff", params={"from": from_, "to": to}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    body = diff("2", "1")  # both plain paths outside the roots
+    assert body["weights"]["available"] is False
+    reason = body["weights"]["reason"]
+    assert reason.count("outside the portal's allowed file roots") == 2
+    assert "RAGPORTAL_ALLOWED_FILE_ROOTS" in reason and str(inside) not in reason
+    assert "adapter_config" not in body  # its adapter_config.json is not read either
+    assert [r["field"] for r in body["config"]][0] == "evalScores.faithfulness"
+    # A link under the roots that leads out of them is refused as its target would be.
+    assert "outside the portal's allowed file roots" in diff("4", "2")["weights"]["reason"]
+    # A missing file outside the roots is the same answer as an existing one (no 422
+    # "no such file" telling what exists on the portal's disk).
+    assert "outside the portal's allowed file roots" in diff("5", "4")["weights"]["reason"]
+    # The storage an MLflow server recorded, outside the roots.
+    storage = diff("6", "5")["weights"]["reason"]
+    assert "its MLflow storage" in storage and "outside the portal's allowed file roots" in storage
+
+    # With the adapters' folder allowed, the same request reads the weights.
+    allow_roots(inside, versions["1"].path.parent)
+    body = diff("2", "1")
+    assert body["weights"]["available"] is True and body["adapter_config"] == []
+    assert diff("4", "2")["weights"]["available"] is True

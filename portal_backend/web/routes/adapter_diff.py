@@ -32,6 +32,7 @@ def adapter_diff(request: Request, namespace: str, name: str) -> Response:
         with session_scope(request.app.state.session_factory) as session:
             context["diff"] = adapters.adapter_diff(
                 session,
+                request.app.state.settings,
                 f"resource:{namespace}/{name}",
                 params.get("from") or None,
                 params.get("to") or None,
