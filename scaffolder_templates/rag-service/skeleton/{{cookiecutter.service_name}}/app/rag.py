@@ -1,14 +1,24 @@
 """The RAG chain: retrieve from Qdrant, keep relevant chunks, answer grounded (LCEL).
 
-Retrieval ranks by reciprocal rank fusion of the embedding search and a BM25 search
-(RETRIEVAL_RANKING=hybrid, one Qdrant query with two prefetches) or by the embedding
-alone (dense). A chunk's relevance is the mean of its cosine similarity to the question
-and the share of the question's terms it contains (app/lexical.py): the embedding says
-"same topic", the terms say "about this very thing", and questions the documents cannot
-answer usually fail the second (measured in rag-portal's benchmarks/rag_quality.py:
-cosine alone cannot tell them apart). When no chunk of the top k reaches the threshold,
-the answer is "I don't know" without an LLM call; otherwise the top k are the context
-(dropping the weaker ones as well lost passages that answer, measured).
+Retrieval (RETRIEVAL_RANKING=hybrid) takes the best RETRIEVAL_CANDIDATES chunks of the
+embedding search and of a BM25 search (app/lexical.py) and re-ranks their union by
+
+    cosine similarity + 0.25 * term coverage + 0.5 * passage coverage
+
+where term coverage is the share of the question's terms the chunk holds and passage
+coverage the share its best two consecutive lines hold: a chunk that states the answer
+in one place (an option and its description, one sentence) beats one that mentions the
+same words far apart, which is what the embedding of a long chunk cannot see. On a
+Qdrant server that is one query (two prefetches, re-scored by the embedding); in local
+mode BM25 runs from memory. RETRIEVAL_RANKING=dense is the embedding search alone.
+(Measured in rag-portal's benchmarks/rag_quality.py, with the choices it left out.)
+
+A chunk's relevance is the mean of its cosine similarity and its term coverage: the
+embedding says "same topic", the terms say "about this very thing", and questions the
+documents cannot answer usually fail the second (cosine alone cannot tell them apart).
+When no chunk of the top k reaches the threshold, the answer is "I don't know" without
+an LLM call; otherwise the top k are the context (dropping the weaker ones as well lost
+passages that answer, measured).
 """
 
 from __future__ import annotations
@@ -23,9 +33,8 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable
 from langchain_qdrant import QdrantVectorStore
 from qdrant_client.http import models as qm
-from qdrant_client.hybrid.fusion import reciprocal_rank_fusion
 
-from app.lexical import SPARSE_VECTOR, LexicalEncoder, LexicalIndex, terms
+from app.lexical import SPARSE_VECTOR, LexicalEncoder, LexicalIndex, coverage, terms
 from app.settings import Settings
 from app.vectorstore import CONTENT_KEY, METADATA_KEY, has_lexical
 
@@ -38,6 +47,9 @@ Rules:
 
 NO_CONTEXT_ANSWER = "I don't know based on the available documents."
 SNIPPET_CHARS = 300
+# Hybrid re-ranking: cosine + these weights times term coverage and passage coverage.
+COVERAGE_WEIGHT = 0.25
+PASSAGE_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -163,28 +175,17 @@ class RagPipeline:
         """The top k chunks by the configured ranking, each with its relevance."""
         store = self.vector_store
         vector = store.embeddings.embed_query(question)
+        asked = set(terms(question))
         if self.lexical is None:
             response = store.client.query_points(
                 store.collection_name, query=vector, limit=self.k, with_payload=True
             )
-            scored = [(point, point.score) for point in response.points]
+            candidates = [(point, point.score) for point in response.points]
         elif self.lexical_index is not None:
-            dense = store.client.query_points(
-                store.collection_name, query=vector, limit=self.candidates
-            ).points
-            lexical = self.lexical_index.search(self.lexical.query(question), self.candidates)
-            fused = reciprocal_rank_fusion([dense, lexical], limit=self.k)
-            records = store.client.retrieve(
-                store.collection_name,
-                [point.id for point in fused],
-                with_payload=True,
-                with_vectors=[""],
-            )
-            found = {record.id: record for record in records}
-            scored = [
-                (found[p.id], _cosine(vector, found[p.id].vector)) for p in fused if p.id in found
-            ]
+            candidates = self._local_candidates(question, vector)
         else:
+            # The union of both searches' candidates, scored by the embedding: cosine
+            # similarity for every candidate, lexical ones included, in one request.
             response = store.client.query_points(
                 store.collection_name,
                 prefetch=[
@@ -195,20 +196,45 @@ class RagPipeline:
                         limit=self.candidates,
                     ),
                 ],
-                query=qm.FusionQuery(fusion=qm.Fusion.RRF),
-                limit=self.k,
+                query=vector,
+                limit=2 * self.candidates,
                 with_payload=True,
-                with_vectors=[""],
             )
-            scored = [(point, _cosine(vector, point.vector)) for point in response.points]
-        asked = set(terms(question))
-        ranked = []
-        for point, similarity in scored:
+            candidates = [(point, point.score) for point in response.points]
+        scored = []
+        for point, similarity in candidates:
             document = _document(point)
-            covered = coverage(asked, document.page_content)
+            covered, passage = coverage(asked, document.page_content)
             relevance = (float(similarity) + covered) / 2
-            ranked.append(RetrievedChunk(document, relevance, float(similarity), covered))
-        return Retrieval(ranked, self.relevance_threshold)
+            chunk = RetrievedChunk(document, relevance, float(similarity), covered)
+            scored.append(
+                (chunk, similarity + COVERAGE_WEIGHT * covered + PASSAGE_WEIGHT * passage)
+            )
+        if self.lexical is not None:
+            scored.sort(key=lambda pair: -pair[1])  # stable: ties keep the embedding's order
+        return Retrieval([chunk for chunk, _ in scored[: self.k]], self.relevance_threshold)
+
+    def _local_candidates(self, question: str, vector: list[float]) -> list[tuple[Any, float]]:
+        """Qdrant local mode: the embedding's candidates from Qdrant, BM25's from memory;
+        the lexical ones the embedding did not find are read with their vectors."""
+        assert self.lexical is not None and self.lexical_index is not None
+        store = self.vector_store
+        dense = store.client.query_points(
+            store.collection_name, query=vector, limit=self.candidates, with_payload=True
+        ).points
+        seen = {point.id for point in dense}
+        lexical = self.lexical_index.search(self.lexical.query(question), self.candidates)
+        missing = [point.id for point in lexical if point.id not in seen]
+        records = (
+            store.client.retrieve(
+                store.collection_name, missing, with_payload=True, with_vectors=[""]
+            )
+            if missing
+            else []
+        )
+        candidates: list[tuple[Any, float]] = [(point, point.score) for point in dense]
+        candidates += [(record, _cosine(vector, record.vector)) for record in records]
+        return candidates
 
     def retrieve(self, question: str) -> list[RetrievedChunk]:
         """The context: the ranked top k, or none when none reaches the threshold."""
@@ -236,14 +262,6 @@ def _document(point: qm.ScoredPoint | qm.Record) -> Document:
     metadata = dict(payload.get(METADATA_KEY) or {})
     metadata["_id"] = point.id
     return Document(page_content=payload.get(CONTENT_KEY, ""), metadata=metadata)
-
-
-def coverage(asked: set[str], text: str) -> float:
-    """The share of the question's terms the text contains (1.0 for a question with no
-    term left after stop words: nothing to miss)."""
-    if not asked:
-        return 1.0
-    return len(asked & set(terms(text))) / len(asked)
 
 
 def _cosine(query: list[float], stored: Any) -> float:

@@ -69,13 +69,15 @@ class Settings(BaseSettings):
 
     # Retrieval and request limits.
     retrieval_k: int = Field(default=4, ge=1, le=50)
-    # "hybrid": the embedding search and a BM25 search (Qdrant sparse vectors, IDF on the
-    # server) fused by reciprocal rank; "dense": the embedding search alone.
+    # "hybrid": the candidates of the embedding search and of a BM25 search (Qdrant sparse
+    # vectors, IDF on the server) re-ranked by cosine similarity and question-term
+    # coverage (app/rag.py); "dense": the embedding search alone.
     retrieval_ranking: Literal["hybrid", "dense"] = "hybrid"
-    # Candidates each search hands to the fusion.
+    # Candidates each search hands to the re-ranking.
     retrieval_candidates: int = Field(default=20, ge=1, le=500)
-    # Relevance (cosine similarity of question and chunk) under which a chunk is not
-    # context; when none passes, the API answers "I don't know" without calling the LLM.
+    # Relevance (the mean of the cosine similarity of question and chunk and the share of
+    # the question's terms the chunk holds) that the best of the top k must reach; when
+    # none does, the API answers "I don't know" without calling the LLM.
     # Unset: calibrated by `python -m eval --calibrate` into CALIBRATION_FILE for this
     # embedding model and ranking, else the model's default (app/calibration.py).
     relevance_threshold: float | None = None

@@ -21,6 +21,7 @@ from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from app.lexical import ANALYZER
 from ingestion.loaders import LoadedDocument, normalize_title
 
 # Fixed namespace: the same chunk gets the same id on every machine and every run.
@@ -158,8 +159,11 @@ class Chunker:
 
 
 def chunk_id(text: str, metadata: dict[str, Any]) -> str:
-    """Content hash of text and metadata: an unchanged chunk keeps its id."""
+    """Content hash of text and metadata: an unchanged chunk keeps its id. The lexical
+    analyzer is part of it, so a new one rewrites every chunk's BM25 vector."""
     digest = hashlib.sha256(
-        (text + "\x00" + json.dumps(metadata, sort_keys=True, default=str)).encode()
+        (
+            text + "\x00" + json.dumps(metadata, sort_keys=True, default=str) + "\x00" + ANALYZER
+        ).encode()
     ).hexdigest()
     return str(uuid.uuid5(CHUNK_NAMESPACE, digest))

@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient
 
 from app.calibration import DEFAULT_THRESHOLDS, resolve_threshold
 from app.embeddings import HashingEmbeddings
-from app.lexical import SPARSE_VECTOR, LexicalEncoder, LexicalIndex, terms
+from app.lexical import SPARSE_VECTOR, LexicalEncoder, LexicalIndex, coverage, terms
 from app.main import create_app
 from app.rag import make_pipeline
 from app.settings import Settings
@@ -176,12 +176,27 @@ def test_a_long_section_is_split_and_each_part_keeps_its_path():
 
 def test_lexical_terms_keep_identifiers_whole_and_in_parts():
     found = terms("Set deadlock_timeout and --read-only for the containers")
-    assert {"deadlock_timeout", "deadlock", "timeout", "read-only", "read", "only"} <= set(found)
-    assert "container" in found and "the" not in found and "for" not in found
+    assert {"deadlock_timeout", "deadlock", "timeout", "read-only", "read", "onli"} <= set(found)
+    assert "the" not in found and "for" not in found
+    # Stemmed: a question's "asking" finds a page's "ask", "containers" its "container".
+    assert terms("containers") == terms("container")
+    assert terms("How do I ask?") == terms("Asking a question")[:1] == terms("asked")
     encoder = LexicalEncoder(800)
     query = encoder.query("deadlock timeout")
     document = encoder.document("deadlock_timeout is one second")
     assert set(query.indices) <= set(document.indices)
+
+
+def test_passage_coverage_is_the_best_pair_of_lines():
+    asked = set(terms("mount the root filesystem read-only"))
+    together = "Options:\n  --read-only  Mount the container's root filesystem as read only\n"
+    apart = "Mount a volume.\n\nThe root user.\n\nA filesystem.\n\nA read-only flag."
+    assert coverage(asked, together) == (1.0, 1.0)
+    # Six terms (mount, root, filesystem, read-only, read, only); the best two lines hold
+    # four: "A filesystem." and "A read-only flag.".
+    whole, passage = coverage(asked, apart)
+    assert whole == 1.0 and passage == pytest.approx(4 / 6)
+    assert coverage(set(), "anything") == (1.0, 1.0)
 
 
 def test_the_in_memory_bm25_index_scores_as_qdrant_does(settings, indexed):
@@ -253,6 +268,97 @@ def test_hybrid_ranking_finds_what_the_embedding_cannot(settings, client, tmp_pa
     # The embedding alone scores every chunk alike: it has no way to rank the WAL page.
     assert dense.ranking == "dense"
     assert {round(c.similarity, 6) for c in dense.search(question).ranked} == {1.0}
+
+
+class OptionsLookLessSimilar(Embeddings):
+    """The question and most chunks get one vector; a chunk holding "--read-only" gets a
+    slightly different one (cosine 0.9): the embedding ranks it below the others."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.embed_query(text) for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        if "--read-only" in text:
+            return [0.9, (1 - 0.81) ** 0.5] + [0.0] * 382
+        return [1.0] + [0.0] * 383
+
+
+def test_hybrid_prefers_the_chunk_that_states_the_answer_in_one_place(
+    settings, client, tmp_path: Path
+):
+    """Two pages hold every term of the question; one says it in one line (an option and
+    its description), the other in words scattered over the page. The embedding prefers
+    the scattered page; the re-ranking's passage coverage puts the option first."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "scattered.md").write_text(
+        "# Notes\n\nMount it.\n\nThe root user.\n\nSome text.\n\nA filesystem.\n\n"
+        "More text.\n\nA read-only volume.\n"
+    )
+    (docs / "options.md").write_text(
+        "# Options\n\n--read-only  Mount the container's root filesystem as read only\n"
+    )
+    items, problems = enumerate_sources(
+        SourcesConfig(["docs"], [], [], []),
+        base_dir=tmp_path,
+        cache_dir=tmp_path / "cache",
+        max_bytes=10**6,
+    )
+    embeddings = OptionsLookLessSimilar()
+    ingest(
+        items,
+        problems,
+        client=client,
+        collection=settings.collection_name,
+        embeddings=embeddings,
+        dimension=384,
+        chunker=Chunker(settings.chunk_size, settings.chunk_overlap),
+    )
+    store = make_vector_store(client, settings, embeddings)
+    question = "How do I mount the root filesystem read-only?"
+    found = make_pipeline(settings, store, RunnableLambda(lambda _: "")).search(question)
+    assert [c.document.metadata["source"] for c in found.ranked] == [
+        "docs/options.md",
+        "docs/scattered.md",
+    ]
+    assert [c.coverage for c in found.ranked] == [1.0, 1.0]
+    assert found.ranked[0].similarity == pytest.approx(0.9)
+    settings.retrieval_ranking = "dense"
+    dense = make_pipeline(settings, store, RunnableLambda(lambda _: "")).search(question)
+    assert dense.ranked[0].document.metadata["source"] == "docs/scattered.md"
+
+
+def test_a_new_lexical_analyzer_rewrites_every_chunk(settings, client, tmp_path: Path, monkeypatch):
+    """BM25 vectors written by another analyzer would not match the API's question terms:
+    the analyzer is part of each chunk's id, so the next ingestion rewrites them all."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nFirst page.")
+    (docs / "b.md").write_text("# B\n\nSecond page.")
+
+    def run() -> dict:
+        items, problems = enumerate_sources(
+            SourcesConfig(["docs"], [], [], []),
+            base_dir=tmp_path,
+            cache_dir=tmp_path / "cache",
+            max_bytes=10**6,
+        )
+        return ingest(
+            items,
+            problems,
+            client=client,
+            collection=settings.collection_name,
+            embeddings=HashingEmbeddings(384),
+            dimension=384,
+            chunker=Chunker(settings.chunk_size, settings.chunk_overlap),
+        ).to_dict()
+
+    first = run()
+    assert first["chunks_added"] == 2 and run()["chunks_unchanged"] == 2
+    monkeypatch.setattr("ingestion.chunking.ANALYZER", "another-analyzer")
+    rewritten = run()
+    assert rewritten["chunks_updated"] == 2 and rewritten["chunks_unchanged"] == 0
+    assert client.count(settings.collection_name).count == 2
 
 
 def test_threshold_comes_from_env_then_calibration_then_model_default(tmp_path: Path):
