@@ -213,7 +213,7 @@ def test_a_deployed_service_pushes_usage_the_portal_reports(  # type: ignore[no-
     llm_port, api_port = free_port(), free_port()
     llm_log, api_log = tmp_path / "llm.log", tmp_path / "api.log"
     llm = _start(
-        ["-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
+        ["-m", "app.llm_server", "--model", gguf, "--host", "127.0.0.1",
          "--port", str(llm_port), "--n_ctx", "4096"],
         repo, _process_env(repo, home, {}), llm_log,
     )  # fmt: skip

