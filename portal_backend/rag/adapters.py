@@ -25,7 +25,7 @@ from catalog.model_specs import ADAPTER_TYPE, MODEL_TYPE, family_of
 from catalog.refs import RefError, parse_ref, ref_of
 from catalog.service import CatalogService
 from portal_backend.catalog_policy import location_policy
-from portal_backend.rag import adapter_weights
+from portal_backend.rag import adapter_weights, checkpoints
 from portal_backend.settings import Settings
 
 ADAPTER_FILTER = f"kind=resource,spec.type={ADAPTER_TYPE}"
@@ -306,15 +306,21 @@ def adapter_diff(
 
 def adapters_for_model(session: Session, model: str) -> list[dict[str, Any]]:
     """The adapter versions trained on ``model``: an llm-model version (its ref or name),
-    else a model family (every version of it, e.g. the form's ``llama-3-8b-instruct``),
-    or a checkpoint (a version's source); oldest first. What a LoRA picker offers."""
+    else a model family (every version of it), a checkpoint (a version's source) or the
+    rag-service form's model key (``llama-3-8b-instruct``: the versions whose source is
+    one of its checkpoints); oldest first. What the form's LoRA picker offers."""
     catalog = CatalogService(session)
     wanted = model.lower()
     models = list(catalog.iter_entities(filters=[MODEL_FILTER]))
     exact = _ref(model) if ":" in model or "/" in model else None
     chosen = {ref_of(e) for e in models if ref_of(e) == exact or e["metadata"]["name"] == wanted}
     if not chosen:
-        chosen = {ref_of(e) for e in models if wanted in model_ids(e)}
+        # A checkpoint, or the form's model key (llama-3-8b-instruct): the versions whose
+        # source is one of that model's checkpoints (any quantization) or its family.
+        names = {wanted} | {
+            c.hf_id.lower() for (key, _q), c in checkpoints.CHECKPOINTS.items() if key == wanted
+        }
+        chosen = {ref_of(e) for e in models if names & model_ids(e)}
     rows = [
         e
         for e in catalog.iter_entities(filters=[ADAPTER_FILTER])
@@ -479,3 +485,122 @@ def service_slots(session: Session, settings: Settings, entity_ref: str) -> Serv
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise ConflictError(f"{service}: serving/vllm-args.json is not a list of strings")
     return ServingSlots.from_vllm_args(service, args, served_model_ref(session, entity))
+
+
+# -- the versions a new service serves (the create form) ------------------------------------
+
+
+@dataclass
+class ServedVersions:
+    """The catalog's llm-model and lora-adapter versions a service created with some form
+    values serves (its Component's ``dependsOn``), and why a picked version cannot be
+    served (paths are form fields: ``lora_adapters.0.version``)."""
+
+    refs: list[str]
+    problems: list[ErrorDetail]
+    notes: list[str]
+
+
+def _checkpoint_ids(model: str, quantization: str, custom_model_id: str | None) -> list[str]:
+    """The checkpoint the service serves first, then (for the form's own models) the
+    unquantized checkpoint a pre-quantized one was made from: an adapter trained on it fits."""
+    ids: list[str] = []
+    try:
+        ids.append(checkpoints.checkpoint_for(model, quantization, custom_model_id or None).hf_id)
+    except KeyError:
+        pass
+    if not custom_model_id and (model, "bf16") in checkpoints.CHECKPOINTS:
+        ids.append(checkpoints.CHECKPOINTS[(model, "bf16")].hf_id)
+    return list(dict.fromkeys(ids))
+
+
+def served_versions_for_form(
+    session: Session,
+    *,
+    service: str,
+    model: str,
+    quantization: str,
+    custom_model_id: str | None,
+    lora_adapters: list[dict[str, Any]],
+) -> ServedVersions:
+    """What ``rag:catalog-versions`` computes from the rag-service form: the llm-model
+    version whose source is the checkpoint served (the newest when several are), and for
+    each LoRA entry the version picked from the catalog (``version``) or else the adapter
+    version whose source the entry serves. A picked version must be a lora-adapter whose
+    source is the entry's, trained on the service's model and of a rank its LoRA slots
+    hold (``fit_problems``: both sides named)."""
+    catalog = CatalogService(session)
+    checkpoint_ids = _checkpoint_ids(model, quantization, custom_model_id)
+    served = checkpoint_ids[0] if checkpoint_ids else (custom_model_id or model)
+    ids = list(dict.fromkeys(i.lower() for i in checkpoint_ids))
+    models = [
+        e
+        for e in catalog.iter_entities(filters=[MODEL_FILTER])
+        if str((e.get("spec") or {}).get("source", "")).lower() in ids
+    ]
+    model_ref: str | None = None
+    for wanted in ids:  # the served checkpoint first, then the one it was quantized from
+        same = [e for e in models if str(e["spec"].get("source", "")).lower() == wanted]
+        if same:
+            model_ref = ref_of(order_versions(same)[-1])
+            break
+    refs = [model_ref] if model_ref else []
+    notes = [f"serves {model_ref} ({served})"] if model_ref else []
+    problems: list[ErrorDetail] = []
+    items = [a for a in lora_adapters if isinstance(a, dict)]
+    ranks = [a.get("rank") for a in items]
+    slots = ServingSlots(
+        service=service,
+        model=served,
+        served_name=model,
+        max_lora_rank=max((r for r in ranks if isinstance(r, int)), default=16),
+        max_loras=len(items),
+        model_ref=model_ref,
+    )
+    adapters_by_source: dict[str, list[dict[str, Any]]] = {}
+    for adapter in catalog.iter_entities(filters=[ADAPTER_FILTER]):
+        stored = (adapter.get("spec") or {}).get("source")
+        if isinstance(stored, str):
+            adapters_by_source.setdefault(stored, []).append(adapter)
+    for index, item in enumerate(items):
+        source = str(item.get("source") or "")
+        picked = str(item.get("version") or "").strip()
+        field = f"lora_adapters.{index}"
+        entity: dict[str, Any] | None
+        if picked:
+            wanted_ref = _ref(picked)
+            entity = catalog.get_by_ref(wanted_ref) if wanted_ref else None
+            if entity is None or (entity.get("spec") or {}).get("type") != ADAPTER_TYPE:
+                problems.append(
+                    ErrorDetail(f"{field}.version", f"{picked} is not a lora-adapter version")
+                )
+                continue
+            if str(entity["spec"].get("source", "")) != source:
+                problems.append(
+                    ErrorDetail(
+                        f"{field}.source",
+                        f"{ref_of(entity)} is stored at {entity['spec'].get('source')}, but "
+                        f"this entry serves {source}",
+                    )
+                )
+                continue
+        else:
+            found = adapters_by_source.get(source) or []
+            if not found:
+                continue
+            entity = order_versions(found)[-1]
+        namespace = entity["metadata"].get("namespace") or "default"
+        base_ref = _ref(str(entity["spec"].get("baseModel", "")), namespace)
+        base = catalog.get_by_ref(base_ref) if base_ref else None
+        misfits = fit_problems(slots, entity, base)
+        if base is None and model_ref is None:
+            # Neither its base model nor the service's model is in the catalog: nothing
+            # says they differ (the rank still must fit).
+            misfits = [p for p in misfits if p.path != "spec.baseModel"]
+        for problem in misfits:
+            at = "rank" if problem.path == "spec.rank" else ("version" if picked else "source")
+            problems.append(ErrorDetail(f"{field}.{at}", problem.message))
+        if not misfits and ref_of(entity) not in refs:
+            refs.append(ref_of(entity))
+            notes.append(f"serves {ref_of(entity)} as {item.get('name')}")
+    return ServedVersions(refs, problems, notes)

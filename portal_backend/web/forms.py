@@ -101,6 +101,14 @@ def _convert(node: Any, owners: Owners) -> Any:
         # validation later.
         node["enum"] = [ref for ref, _title in owners]
         options["enum_titles"] = [title for _ref, title in owners]
+    elif field == "LoraAdapterPicker" and isinstance(ui_options, dict):
+        # A list of LoRA entries the catalog can fill: static/js/create.js offers the
+        # lora-adapter versions trained on the model field's value (issue 20).
+        options["lora_picker"] = {
+            key: str(ui_options[key])
+            for key in ("modelField", "customModelField")
+            if isinstance(ui_options.get(key), str)
+        }
     elif field in ("EntityPicker", "RepoUrlPicker", "EntityNamePicker") and "pattern" not in node:
         attributes = options.setdefault("inputAttributes", {})
         attributes.setdefault("placeholder", _PICKER_PLACEHOLDERS[field])

@@ -137,6 +137,10 @@ def test_roll_refuse_branch_default_and_back(
     main_before = _git(bare, "rev-parse", "main").strip()
     args = json.loads(_git(bare, "show", "main:serving/vllm-args.json"))
     assert args[args.index("--max-lora-rank") + 1] == "16"
+    # The create named the versions it serves (rag:catalog-versions: the model by its
+    # checkpoint, the adapter by its source).
+    created = list(yaml.safe_load_all(_git(bare, "show", "main:catalog-info.yaml")))
+    assert created[0]["spec"]["dependsOn"][3:] == [BASE, "resource:default/hr-adapter-v2"]
 
     # Refused before anything changes, naming both sides: no task, no commit.
     with pytest.raises(ConflictError) as rank:
@@ -147,7 +151,9 @@ def test_roll_refuse_branch_default_and_back(
     with pytest.raises(ConflictError) as base:
         _roll(settings, session_factory, "resource:default/legal-adapter-v1", default=True)
     assert "trained on resource:default/llama-3-70b-v1" in base.value.message
-    assert "service hr-bot serves meta-llama/Meta-Llama-3-8B-Instruct" in base.value.message
+    assert (
+        f"service hr-bot serves {BASE} (meta-llama/Meta-Llama-3-8B-Instruct)" in base.value.message
+    )
     response = admin_client.post(
         f"/api/rag/services/default/{NAME}/roll",
         json={"version": "resource:default/hr-adapter-v4", "onDefaultBranch": True},
@@ -191,8 +197,8 @@ def test_roll_refuse_branch_default_and_back(
     assert "resource:default/hr-adapter-v3" in entity["spec"]["dependsOn"]
     switches = entity["status"]["modelVersions"]["switches"]
     assert [(s["from"], s["to"], s["onDefaultBranch"]) for s in switches] == [
-        (None, "resource:default/hr-adapter-v3", True),
-        (None, "resource:default/hr-adapter-v3", False),
+        ("resource:default/hr-adapter-v2", "resource:default/hr-adapter-v3", True),
+        ("resource:default/hr-adapter-v2", "resource:default/hr-adapter-v3", False),
     ]
     users = admin_client.get(
         "/api/catalog/entities/by-query",

@@ -80,5 +80,7 @@ def cookiecutter_values(
     # rag:gpu-price reads the portal's table from its database; here the table is given.
     gpu = render_value(step(template, "price")["input"], context)["gpu"]
     context["steps"]["price"] = {"output": price_output(prices or DEFAULT_PRICES, gpu)}
+    # rag:catalog-versions reads the catalog; these renders have no catalog to name.
+    context["steps"]["versions"] = {"output": {"refs": []}}
     context["portal"] = {"url": portal_url, "imageRegistry": ""}
     return render_value(step(template, "fetch")["input"]["values"], context)

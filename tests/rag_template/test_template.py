@@ -47,6 +47,7 @@ def test_template_entity_shape():
     assert steps == [
         ("owner", "catalog:fetch"),
         ("sizing", "rag:sizing"),
+        ("versions", "rag:catalog-versions"),
         ("price", "rag:gpu-price"),
         ("fetch", "fetch:cookiecutter"),
         ("publish", "publish:git"),

@@ -502,6 +502,103 @@
     sizingTimer = setTimeout(updateSizing, 250);
   }));
 
+  // ---------------------------------------------------------------- LoRA adapters from the catalog
+  // A list marked ui:field LoraAdapterPicker (forms.py: options.lora_picker) gets a select
+  // of the catalog's lora-adapter versions trained on the chosen model
+  // (GET /api/rag/models/{model}/adapters); choosing one adds an entry filled from it
+  // (name = the adapter's family, its source, its rank's slot, the version's ref), in
+  // place of an entry of the same family. The server checks the version at Create.
+  const LORA_RANKS = [8, 16, 32, 64, 128, 256, 320, 512];
+  const loraPickers = [];
+  function adapterFamily(e) {
+    const spec = e.spec || {};
+    if (spec.family) return String(spec.family);
+    const suffix = "-v" + spec.version;
+    const name = String(e.metadata.name);
+    return name.endsWith(suffix) ? name.slice(0, -suffix.length) : name;
+  }
+  function adapterRef(e) { return `resource:${e.metadata.namespace || "default"}/${e.metadata.name}`; }
+  function slotRank(rank) { return LORA_RANKS.find((r) => r >= rank) || LORA_RANKS[LORA_RANKS.length - 1]; }
+  function setupLoraPicker(i, key, opts) {
+    const box = fieldBox(`p${i}.${key}`);
+    if (!box || !opts.modelField) return;
+    const picker = { i, key, opts, seq: 0, items: [], model: null };
+    const id = `lora-picker-${i}-${key}`;
+    const wrap = el("div", undefined, "lora-picker");
+    const label = el("label", "Add an adapter from the catalog");
+    label.htmlFor = id;
+    const select = el("select");
+    select.id = id;
+    select.dataset.loraPicker = key;
+    const status = el("p", "", "muted");
+    status.id = id + "-status";
+    status.setAttribute("aria-live", "polite");
+    select.setAttribute("aria-describedby", status.id);
+    wrap.append(label, select, status);
+    box.parentNode.insertBefore(wrap, box.nextSibling);
+    picker.modelOf = () => {
+      const v = values();
+      const chosen = v[opts.modelField];
+      return chosen === "custom" && opts.customModelField ? v[opts.customModelField] : chosen;
+    };
+    picker.refresh = async () => {
+      const model = picker.modelOf();
+      picker.model = model;
+      const seq = ++picker.seq;
+      select.innerHTML = "";
+      if (!model) { select.disabled = true; status.textContent = "Choose a model first."; return; }
+      let items;
+      try {
+        const response = await fetch(`/api/rag/models/${encodeURIComponent(model)}/adapters`, {
+          headers: { "Accept": "application/json" }, credentials: "same-origin",
+        });
+        if (!response.ok) throw new Error(`the portal answered ${response.status}`);
+        items = (await response.json()).items || [];
+      } catch (e) {
+        if (seq === picker.seq) { select.disabled = true; status.textContent = "The catalog's adapters are unavailable: " + e.message; }
+        return;
+      }
+      if (seq !== picker.seq) return;  // the model changed meanwhile
+      picker.items = items;
+      select.append(new Option(items.length ? "Choose an adapter version…" : "None for this model", ""));
+      items.slice().reverse().forEach((e) => {  // newest first
+        const spec = e.spec || {};
+        select.append(new Option(`${adapterFamily(e)} v${spec.version} (rank ${spec.rank}) ${adapterRef(e)}`, adapterRef(e)));
+      });
+      select.disabled = !items.length;
+      status.textContent = items.length
+        ? `${items.length} adapter version${items.length === 1 ? "" : "s"} trained on ${model} in the catalog.`
+        : `The catalog has no adapter trained on ${model}; add one by hand below.`;
+    };
+    select.addEventListener("change", () => {
+      const e = picker.items.find((x) => adapterRef(x) === select.value);
+      if (!e) return;
+      const list = editors[i].getEditor(`p${i}.${key}`);
+      const spec = e.spec || {};
+      const family = adapterFamily(e);
+      const rows = (list.getValue() || []).filter((row) => row.name !== family);
+      rows.push({ name: family, source: String(spec.source || ""), rank: slotRank(Number(spec.rank) || 16), version: adapterRef(e) });
+      list.setValue(rows);
+      touched[i].add(`p${i}.${key}`);
+      status.textContent = `Added ${adapterRef(e)} as “${family}”.`;
+      select.value = "";
+    });
+    loraPickers.push(picker);
+    picker.refresh();
+  }
+  function setupLoraPickers() {
+    cfg.pages.forEach((page, i) => {
+      const props = (page.schema && page.schema.properties) || {};
+      Object.keys(props).forEach((key) => {
+        const opts = props[key].options && props[key].options.lora_picker;
+        if (opts) setupLoraPicker(i, key, opts);
+      });
+    });
+    editors.forEach((ed) => ed.on("change", () => {
+      loraPickers.forEach((p) => { if (p.modelOf() !== p.model) p.refresh(); });
+    }));
+  }
+
   // json-editor builds asynchronously; start once every page is ready.
   let ready = 0;
   editors.forEach((ed) => ed.on("ready", () => {
@@ -511,6 +608,7 @@
     document.getElementById("nojs").hidden = true;
     show(0);
     updateSizing();
+    setupLoraPickers();
     document.getElementById("wizard").dataset.ready = "true";
   }));
 })();
