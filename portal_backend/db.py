@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
@@ -50,7 +52,29 @@ def make_engine(database_url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE
         return engine
     engine = create_engine(database_url, pool_size=10, max_overflow=20, pool_recycle=POOL_RECYCLE_S)
     _ping_idle_connections(engine, ping_after_idle_s)
+    _share_disconnects(engine)
     return engine
+
+
+# The PostgreSQL engines of this process (the app's, the scaffolder's catalog checks',
+# ...), each with its own pool.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _share_disconnects(engine: Engine) -> None:
+    """A statement that finds its connection gone (the server restarted) invalidates its
+    own pool, so that engine's next requests reconnect; this tells the process's other
+    engines on the same server too, so that each does not fail one more request on a
+    connection it pooled before the restart (issue 22, tests/faults)."""
+    _ENGINES.add(engine)
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if not context.is_disconnect:
+            return
+        for other in list(_ENGINES):
+            if other is not engine and other.url == engine.url:
+                other.dispose()  # drops its pooled connections; checked-out ones finish
 
 
 def _ping_idle_connections(engine: Engine, after_s: float) -> None:

@@ -119,7 +119,9 @@ def test_postgres_restarted_during_a_step(
     assert [e["type"] for e in events].count("completion") == 1
 
     # The same portal and worker take the next task without a restart.
-    after = submit(client, "after-restart").json()["id"]
+    submitted = submit(client, "after-restart")
+    assert submitted.status_code == 201, submitted.text
+    after = submitted.json()["id"]
     assert wait_status(client, after, ("completed", "failed"), timeout=90)["status"] == "completed"
 
 
