@@ -206,7 +206,8 @@ def test_golden_questions_retrieve_their_sources(eval_report: dict):
     """Real MiniLM, hybrid ranking and the model's default threshold: the unanswerable
     golden questions are refused, the answerable ones find their page and passage, but
     for one at most (on these five short pages "How do I ask the assistant a question over
-    HTTP?" shares too few terms with its page: refused, relevance 0.42)."""
+    HTTP?" shares too few terms with its page, which never says "HTTP": refused, relevance
+    0.475 with stemmed terms, 0.42 before)."""
     answerable = [q for q in eval_report["per_question"] if q["answerable"]]
     answered = [q for q in answerable if not q["refused"]]
     assert len(answered) >= len(answerable) - 1
