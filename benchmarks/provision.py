@@ -26,14 +26,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from cookiecutter.main import cookiecutter  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
+from benchmarks import harness, scratch  # noqa: E402
 from portal_backend.db import (  # noqa: E402
     make_engine,
     make_session_factory,
@@ -48,10 +47,6 @@ from tests.k8s_emulator import running_cluster  # noqa: E402
 from workers.celery_app import make_celery  # noqa: E402
 from workers.provisioning import PROVISION, TEARDOWN  # noqa: E402
 
-POSTGRES_URL = os.environ.get(
-    "RAGPORTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("RAGPORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SKELETON = REPO_ROOT / "scaffolder_templates" / "rag-service" / "skeleton"
 
 
@@ -64,7 +59,7 @@ def worker_env(settings: Settings, kubeconfig: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGPORTAL_")}
     env.update(
         DATABASE_URL=settings.database_url_override or "",
-        REDIS_URL=REDIS_URL,
+        REDIS_URL=harness.REDIS_URL,
         RAGPORTAL_DATA_DIR=str(settings.data_dir),
         RAGPORTAL_CELERY_QUEUE=settings.celery_queue,
         RAGPORTAL_LOG_JSON="false",
@@ -98,17 +93,14 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+    schema, database_url = scratch.create_schema(harness.POSTGRES_URL)
     workdir = Path(tempfile.mkdtemp(prefix="provision-bench-"))
     processes: list[subprocess.Popen] = []
     try:
-        separator = "&" if "?" in POSTGRES_URL else "?"
         settings = Settings(
             data_dir=workdir / "data",
-            database_url_override=f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}",
-            redis_url=REDIS_URL,
+            database_url_override=database_url,
+            redis_url=harness.REDIS_URL,
             celery_queue=f"provision-bench-{uuid.uuid4().hex[:8]}",
             provisioning_secret_key="benchmark-key",
             log_json=False,
@@ -137,25 +129,7 @@ def main() -> None:
                 cluster.add_node(f"gpu-{i}", gpus=2, labels={"nvidia.com/gpu.product": "NVIDIA-L4"})
             kubeconfig = cluster.write_kubeconfig(workdir / "kubeconfig")
             env = worker_env(settings, kubeconfig)
-            for i in range(args.workers):
-                log = (workdir / f"worker-{i}.log").open("w")
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "portal_backend.cli",
-                            "worker",
-                            "--concurrency",
-                            "1",
-                        ],
-                        env=env,
-                        cwd=REPO_ROOT,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
+            processes = harness.start_workers(env, args.workers, workdir, beat=False)
             app = make_celery(settings, queue=settings.celery_queue)
             time.sleep(3)  # let the workers connect before the clock starts
 
@@ -226,14 +200,8 @@ def main() -> None:
                 "benchmark failed: not every service became Healthy or some objects remain"
             )
     finally:
-        for process in processes:
-            try:
-                os.killpg(process.pid, 15)
-                process.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(process.pid, 9)
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        harness.stop_workers(processes)
+        scratch.drop_schema(harness.POSTGRES_URL, schema)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

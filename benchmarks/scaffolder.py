@@ -14,85 +14,31 @@ and checks that every task completed once with one repository, one commit and on
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import psycopg
-import uvicorn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from sqlalchemy import select  # noqa: E402
 
+from benchmarks import harness, scratch  # noqa: E402
 from catalog.service import CatalogService  # noqa: E402
-from portal_backend.app import create_app  # noqa: E402
 from portal_backend.db import make_engine, make_session_factory, upgrade_database  # noqa: E402
 from portal_backend.git_hosts import local_repos  # noqa: E402
 from portal_backend.scaffolder.tables import ScaffolderStep, ScaffolderTask  # noqa: E402
-from portal_backend.settings import Settings  # noqa: E402
 
-POSTGRES_URL = os.environ.get(
-    "RAGPORTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("RAGPORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEMPLATES = REPO_ROOT / "tests" / "fixtures" / "templates"  # demo-service (data only)
-BOOTSTRAP_TOKEN = "bench-bootstrap-admin-token"
 API = "/api/scaffolder/v2"
-
-
-def portal_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
-    """The one configuration of the run: the in-process portal reads it as Settings and
-    the ``ragportal worker`` processes get it as their environment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGPORTAL_")}
-    env.pop("DATABASE_URL", None)
-    env.update(
-        {
-            "RAGPORTAL_DATA_DIR": str(data_dir),
-            "RAGPORTAL_TEMPLATES_DIR": str(TEMPLATES),
-            "RAGPORTAL_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
-            "RAGPORTAL_CELERY_QUEUE": f"bench-scaffolder-{uuid.uuid4().hex[:8]}",
-            "RAGPORTAL_LOG_LEVEL": "WARNING",
-            "REDIS_URL": REDIS_URL,
-        }
-    )
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    return env
-
-
-class ThreadServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # a thread cannot own signal handlers
-        pass
-
-
-def serve(settings: Settings) -> tuple[str, uvicorn.Server, threading.Thread]:
-    """The portal on a free port of 127.0.0.1, in a thread of this process."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadServer(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise SystemExit("the portal did not start")
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{port}", server, thread
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -149,40 +95,17 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-scaffolder-"))
     schema = database_url = None
     if args.database == "postgresql":
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        separator = "&" if "?" in POSTGRES_URL else "?"
-        database_url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    env = portal_env(data_dir, database_url)
-    os.environ.update(env)
-    settings = Settings()
+        schema, database_url = scratch.create_schema(harness.POSTGRES_URL)
+    env = harness.portal_env(
+        data_dir, database_url, "bench-scaffolder", templates_dir=str(TEMPLATES)
+    )
+    settings = harness.settings_from(env)
     upgrade_database(settings)
     factory = make_session_factory(make_engine(settings.database_url))
-    url, server, thread = serve(settings)
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "portal_backend.cli",
-                "worker",
-                "--concurrency",
-                "1",
-                *(["--beat"] if i == 0 else []),
-            ],
-            env=env,
-            cwd=REPO_ROOT,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=(data_dir / f"worker-{i}.log").open("w"),
-        )
-        for i in range(args.workers)
-    ]
+    portal = harness.serve(settings)
+    workers = harness.start_workers(env, args.workers, data_dir)
     try:
-        client = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}, timeout=60
-        )
+        client = portal.client()
         # Warm-up and idle latency: one task at a time.
         idle = []
         for i in range(args.idle_samples):
@@ -251,17 +174,10 @@ def main() -> None:
             f"{args.tasks - len(completed)} |"
         )
     finally:
-        for worker in workers:
-            try:
-                os.killpg(worker.pid, 15)
-                worker.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(worker.pid, 9)
-        server.should_exit = True
-        thread.join(timeout=10)
+        harness.stop_workers(workers)
+        portal.stop()
         if schema:
-            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            scratch.drop_schema(harness.POSTGRES_URL, schema)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -19,21 +19,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-import psycopg
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from sqlalchemy import select  # noqa: E402
 
+from benchmarks import harness, scratch  # noqa: E402
 from catalog.service import CatalogService  # noqa: E402
 from portal_backend.db import (  # noqa: E402
     make_engine,
@@ -46,13 +45,6 @@ from portal_backend.scaffolder import rendering, version_store  # noqa: E402
 from portal_backend.scaffolder.actions.catalog import register_published  # noqa: E402
 from portal_backend.scaffolder.tables import ScaffolderStep, ScaffolderTask  # noqa: E402
 from portal_backend.scaffolder.upgrade_tables import TemplateUpgrade  # noqa: E402
-from tests.conftest import (  # noqa: E402
-    POSTGRES_URL,
-    REDIS_URL,
-    make_settings,
-    start_live_server,
-)
-from tests.scaffolder.conftest import Workers  # noqa: E402
 
 REF = "template:default/rag-service"
 API = "/api/scaffolder/v2"
@@ -112,23 +104,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="per worker process")
     args = parser.parse_args()
 
-    schema = f"bench_upgrade_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+    schema, database_url = scratch.create_schema(harness.POSTGRES_URL)
     root = Path(tempfile.mkdtemp(prefix="bench-upgrade-"))
-    settings = make_settings(
-        "postgresql",
+    env = harness.portal_env(
         root / "data",
-        schema,
-        templates_dir=REPO_ROOT / "scaffolder_templates",
-        redis_url=REDIS_URL,
-        celery_queue=f"bench-upgrade-{uuid.uuid4().hex[:6]}",
-        runtime_enabled=False,
+        database_url,
+        "bench-upgrade",
+        templates_dir=str(REPO_ROOT / "scaffolder_templates"),
+        runtime_enabled="false",
     )
+    settings = harness.settings_from(env)
     upgrade_database(settings)
-    live, server, thread = start_live_server(settings)  # registers (records) the templates
+    portal = harness.serve(settings)  # registers (records) the templates
     factory = make_session_factory(make_engine(settings.database_url))
-    workers = Workers(settings, root)
+    workers: list[subprocess.Popen] = []
     try:
         with session_scope(factory) as session:
             CatalogService(session).upsert_entities(
@@ -146,11 +135,12 @@ def main() -> None:
         for i in range(args.services):
             generate_old(settings, factory, f"svc-{i:03d}", root / "render", conflict=i % 10 == 0)
         print(f"setup: {args.services} repositories at 1.0.0 in {time.monotonic() - started:.0f} s")
-        for n in range(args.workers):
-            workers.start(beat=n == 0, concurrency=args.concurrency)
+        workers = harness.start_workers(
+            env, args.workers, root / "logs", concurrency=args.concurrency
+        )
         time.sleep(5)  # workers up before the clock
 
-        with live.client() as client:
+        with portal.client() as client:
             clock = time.monotonic()
             answer = client.post(f"{API}/templates/default/template/rag-service/upgrades", json={})
             assert answer.status_code == 202, answer.text
@@ -188,11 +178,10 @@ def main() -> None:
         )
         print(f"summary: {summary['counts']}; refused: {len(body['refused'])}")
     finally:
-        workers.stop_all()
-        server.should_exit = True
-        thread.join(timeout=10)
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        harness.stop_workers(workers)
+        portal.stop()
+        scratch.drop_schema(harness.POSTGRES_URL, schema)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
