@@ -8,6 +8,7 @@ session gets its own PostgreSQL schema, so parallel runs never see each other's 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import text
 
 from portal_backend.app import create_app
@@ -198,3 +200,23 @@ def table_names(settings: Settings) -> set[str]:
         names = {r[0] for r in rows}
     engine.dispose()
     return names
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One Debian Chromium per test session, for every suite that drives pages (tests/ui,
+    tests/auth). One instance on purpose: Playwright's sync API keeps its event loop
+    marked as running in the main thread while it is open, so a second sync_playwright()
+    in the same session refuses to start."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        raise RuntimeError("chromium not found: run scripts/setup.d/40-chromium.sh")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from portal_backend.db import make_engine, make_session_factory, upgrade_database
 from tests.auth.conftest import ADMIN_GROUP, OidcProvider, people, services
 from tests.conftest import LiveServer, free_port, make_settings, start_live_server, truncate_all
-from tests.ui.conftest import browser, snap  # noqa: F401 (the session's Chromium)
+from tests.ui.conftest import snap
 from tests.ui.seed import seed
 
 
@@ -53,7 +53,7 @@ def _stop(server: uvicorn.Server, thread: threading.Thread) -> None:
     thread.join(timeout=10)
 
 
-def _page(browser: Browser, portal: LiveServer) -> Page:  # noqa: F811
+def _page(browser: Browser, portal: LiveServer) -> Page:
     context = browser.new_context(base_url=portal.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     return context.new_page()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -34,7 +35,11 @@ async def stdio_client(env: dict[str, str], command: list[str]) -> AsyncIterator
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:
-    return anyio.run(main)
+    """``anyio.run(main)`` on a thread of its own: once a session has opened its browser
+    (Playwright's sync API, tests/conftest.py), the main thread has an event loop marked
+    as running, and a second loop cannot start there."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, main).result()
 
 
 def payload(result: Any) -> Any:

@@ -8,14 +8,13 @@ visits go to tests/artifacts/ui/ (git-ignored).
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import sessionmaker
 
 from portal_backend.auth.service import create_token
@@ -37,7 +36,6 @@ from tests.scaffolder.conftest import FAST, Workers
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
 UI_TEMPLATES = Path(__file__).resolve().parent / "templates"
 QUEUE = f"ui-test-{uuid.uuid4().hex[:10]}"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="session")
@@ -126,19 +124,6 @@ def worker(_ui_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> 
     workers.start(beat=True, concurrency=1)
     yield workers
     workers.stop_all()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        raise RuntimeError("chromium not found: run scripts/setup.d/40-chromium.sh")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
