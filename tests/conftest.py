@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,15 +46,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextmanager
+def fresh_postgres_schema(prefix: str = "t") -> Iterator[str]:
+    """A new, empty schema in the test database, dropped on exit. A portal whose worker
+    processes run (with a recovery sweep) needs its own: workers sweep every task of their
+    database, so a second portal's tasks in the same schema would be run by the first
+    portal's workers, with the first portal's data_dir."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 @pytest.fixture(scope="session")
 def postgres_schema() -> Iterator[str]:
     """A fresh schema in the test database for this pytest session, dropped at the end."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    yield schema
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with fresh_postgres_schema() as schema:
+        yield schema
 
 
 def postgres_url_for(schema: str) -> str:

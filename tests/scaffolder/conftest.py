@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from tests.conftest import (
     BOOTSTRAP_TOKEN,
     REDIS_URL,
     LiveServer,
+    fresh_postgres_schema,
     make_settings,
     start_live_server,
     truncate_all,
@@ -146,20 +148,23 @@ class Workers:
 
 @pytest.fixture(scope="session")
 def scaffolder_settings(
-    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Settings:
-    schema = request.getfixturevalue("postgres_schema") if backend == "postgresql" else None
-    settings = make_settings(
-        backend,
-        tmp_path_factory.mktemp(f"scaffolder-{backend}"),
-        schema,
-        templates_dir=FIXTURE_TEMPLATES,
-        redis_url=REDIS_URL,
-        celery_queue=f"{SESSION_QUEUE}-{backend}",
-        **FAST,
-    )
-    upgrade_database(settings)
-    return settings
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """Its own PostgreSQL schema (on SQLite its own file): the session workers' recovery
+    sweep runs every unfinished task of their database, so no other portal may share it."""
+    own = fresh_postgres_schema("t_scaffolder") if backend == "postgresql" else nullcontext(None)
+    with own as schema:
+        settings = make_settings(
+            backend,
+            tmp_path_factory.mktemp(f"scaffolder-{backend}"),
+            schema,
+            templates_dir=FIXTURE_TEMPLATES,
+            redis_url=REDIS_URL,
+            celery_queue=f"{SESSION_QUEUE}-{backend}",
+            **FAST,
+        )
+        upgrade_database(settings)
+        yield settings
 
 
 @pytest.fixture(scope="session")

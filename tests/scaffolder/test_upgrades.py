@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,13 @@ import yaml
 from portal_backend.db import make_engine, make_session_factory, upgrade_database
 from portal_backend.scaffolder import upgrades
 from portal_backend.settings import Settings
-from tests.conftest import REDIS_URL, make_settings, start_live_server, truncate_all
+from tests.conftest import (
+    REDIS_URL,
+    fresh_postgres_schema,
+    make_settings,
+    start_live_server,
+    truncate_all,
+)
 from tests.scaffolder.conftest import (
     FAST,
     SESSION_QUEUE,
@@ -71,9 +78,19 @@ class UpgradePortal:
 
 @pytest.fixture(scope="module")
 def _upgrade_portal(
-    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[UpgradePortal]:
-    schema = request.getfixturevalue("postgres_schema") if backend == "postgresql" else None
+    # Its own schema, as on SQLite its own file: the session's scaffolder workers
+    # (tests/scaffolder/conftest.py, alive once any test used them) sweep every task of the
+    # session schema and would run this portal's tasks with their own data_dir.
+    own = fresh_postgres_schema("t_upgrades") if backend == "postgresql" else nullcontext(None)
+    with own as schema:
+        yield from _start_upgrade_portal(backend, tmp_path_factory, schema)
+
+
+def _start_upgrade_portal(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, schema: str | None
+) -> Iterator[UpgradePortal]:
     root = tmp_path_factory.mktemp(f"upgrades-{backend}")
     templates = root / "templates"
     templates.mkdir()
