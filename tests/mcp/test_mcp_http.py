@@ -123,7 +123,7 @@ def test_bad_arguments_are_refused_like_the_rest_api(
         "/api/scaffolder/v2/tasks",
         json={"templateRef": "template:default/rag-service", "values": {}},
     )
-    assert rest.status_code == 400
+    assert rest.status_code == 400, rest.text
     assert payload(create)["error"]["details"] == rest.json()["error"]["details"]
     assert missing.is_error and payload(missing)["status"] == 404
     # Nothing was created by either.
