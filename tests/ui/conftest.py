@@ -82,7 +82,10 @@ def _ui_server(ui_settings: Settings) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def live_portal(_ui_server: LiveServer) -> LiveServer:
-    """The browser suite's portal over real HTTP, every table emptied before the test."""
+    """The browser suite's portal over real HTTP, every table emptied before the test.
+    Services an earlier test left running are removed first, while their process rows
+    still name them (after the truncate nothing would know their PIDs)."""
+    _remove_local_services(_ui_server.settings)
     truncate_all(_ui_server.settings)
     return _ui_server
 
