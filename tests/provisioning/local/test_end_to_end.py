@@ -186,8 +186,12 @@ def test_create_ask_survive_a_kill_and_a_portal_restart_then_tear_down(
         os.kill(llm.pid or 0, signal.SIGKILL)
         _wait(lambda: _process(settings, "llm").pid != llm.pid, "the LLM restarted")
         _wait(lambda: _deployment(client).get("state") == "Healthy", "Healthy again")
-        _ask(client)
+        # The three answers of the first portal are all counted (the last one's batch may
+        # have waited out the restart); read the count before asking, since the push can
+        # land before the answer reaches this client.
+        _wait(lambda: _requests(client) >= 3, "the first portal's answers in the SLA report")
         before = _requests(client)
+        _ask(client)
         _wait(lambda: _requests(client) > before, "the new answer's usage")
 
         # Stop keeps the service (and costs nothing); Deploy starts it again, as a task.
