@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from catalog import combo_counts
 from catalog.bulk import any_of, chunks, fetch_tuples
 from catalog.cursor import Cursor
 from catalog.documents import project
@@ -262,10 +263,13 @@ class EntityReads:
             and state.query is None
         ):
             matches = term_matches  # the full-text matches are the answer's entities
-        if matches is None and (include_total or simple is not None):
-            # Exact, and cheap for the common shapes (simple filters): the plan below
-            # needs it even when the caller does not.
-            matches, population = count(self.session, where, simple)
+        # The running counts know the filter alone (no term, no predicate).
+        counted_filter = [] if state.term or state.query is not None else alternatives
+        cheap = simple is not None or combo_counts.answers(counted_filter)
+        if matches is None and (include_total or cheap):
+            # Exact, and cheap for the common shapes (simple filters, filters of counted
+            # keys): the plan below needs it even when the caller does not.
+            matches, population = count(self.session, where, simple, counted_filter)
         if total is None and include_total:
             total = matches
         if self._dense(alternatives, simple, matches, population, size + 1, order_by):
@@ -392,7 +396,11 @@ class EntityReads:
         alternatives = parse_filters(filters)
         simple = simple_filter(alternatives)
         where = compile_filters(alternatives)
-        total = count(self.session, where, simple)[0] if simple is not None else None
+        total = (
+            count(self.session, where, simple, alternatives)[0]
+            if simple is not None or combo_counts.answers(alternatives)
+            else None
+        )
         if self._dense(alternatives, simple, total, None, batch, order_by):
             where = compile_filters(alternatives, dense=True)
         remaining = limit
@@ -670,12 +678,22 @@ def page(
 
 
 def count(
-    session: Session, where: ColumnElement[bool], simple: SimpleFilter | None
+    session: Session,
+    where: ColumnElement[bool],
+    simple: SimpleFilter | None,
+    alternatives: list[Conditions],
 ) -> tuple[int, int | None]:
     """How many entities match: from the running facet counts or one index range for
-    simple filters (see ``SimpleFilter``), else by counting the matching entities. With
-    it, when the running counts answered, how many entities the filter's kinds hold (what
-    ``EntityReads._dense`` weighs it against), read in the same statement."""
+    simple filters (see ``SimpleFilter``), from the combination counts for filters of
+    kind, namespace, type and lifecycle alone (``combo_counts``), else by counting the
+    matching entities. With it, when the running counts answered, how many entities the
+    filter's kinds hold (what ``EntityReads._dense`` weighs it against), read in the
+    same statement."""
+    several_values = simple is not None and len(simple.values) > 1
+    if (simple is None or several_values) and combo_counts.answers(alternatives):
+        combined = combo_counts.count_combinations(session, alternatives)
+        if combined is not None:
+            return combined
     if simple is not None:
         kinds = simple.kinds or None
         if simple.key is None:

@@ -1,4 +1,5 @@
-"""Running facet counts: read them, append the writers' deltas, fold them now and then.
+"""Running facet counts: read them, append the writers' deltas, fold them now and then
+(these and the combination counts of ``catalog.combo_counts``).
 
 See ``catalog.tables.CatalogFacetCount``: every writer of search rows appends one delta
 row per (key, value, kind) of the counted keys it inserts or deletes (``deltas``), in
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
-from catalog.tables import COUNTED_KEYS, CatalogFacetCount
+from catalog.tables import COMBINED_KEYS, COUNTED_KEYS, CatalogFacetCount
 
 # Fold the deltas into one row per group when the table holds more rows than this
 # (an import of 100k entities appends ~25k; reading 30k deltas costs ~5 ms).
@@ -85,54 +86,64 @@ def deltas(rows: Iterable[Sequence[str]], sign: int = 1) -> list[tuple[str, str,
     return [(k, v, kind, sign * n) for (k, v, kind), n in sorted(counts.items())]
 
 
+# Delta tables folded by ``compact_counts``: table -> the columns a group is made of.
+_FOLDED = {
+    "catalog_facet_counts": ("key", "value", "kind"),
+    "catalog_combo_counts": ("kind", *COMBINED_KEYS.values(), "multi"),
+}
+
+
 def compact_counts(session: Session) -> None:
-    """Fold the deltas into one row per group once there are many (writers call this).
+    """Fold the deltas of the facet and combination counts into one row per group once
+    there are many (writers call this).
 
     Runs in the writer's transaction. On PostgreSQL only rows committed before the
     statement (and the writer's own) are folded; deltas of transactions still running
     stay as they are and are folded next time; one writer folds at a time, the others
     skip. SQLite has one writer at a time: it folds everything.
     """
+    for table, columns in _FOLDED.items():
+        _compact(session, table, columns)
+
+
+def _compact(session: Session, table: str, columns: tuple[str, ...]) -> None:
     connection = session.connection()
+    listed = ", ".join(columns)
     if connection.dialect.name != "postgresql":
-        rows = connection.execute(text("SELECT count(*) FROM catalog_facet_counts")).scalar()
+        rows = connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()
         if not rows or rows < COMPACT_AFTER_ROWS:
             return
         folded = connection.execute(
-            text(
-                "SELECT key, value, kind, sum(n) FROM catalog_facet_counts "
-                "GROUP BY key, value, kind HAVING sum(n) <> 0"
-            )
+            text(f"SELECT {listed}, sum(n) FROM {table} GROUP BY {listed} HAVING sum(n) <> 0")
         ).all()
-        connection.execute(text("DELETE FROM catalog_facet_counts"))
+        connection.execute(text(f"DELETE FROM {table}"))
         if folded:
+            values = ", ".join(f":{column}" for column in (*columns, "n"))
             connection.execute(
-                text(
-                    "INSERT INTO catalog_facet_counts (key, value, kind, n) "
-                    "VALUES (:key, :value, :kind, :n)"
-                ),
-                [{"key": k, "value": v, "kind": kind, "n": n} for k, v, kind, n in folded],
+                text(f"INSERT INTO {table} ({listed}, n) VALUES ({values})"),
+                [dict(zip((*columns, "n"), row, strict=True)) for row in folded],
             )
         return
     rows = connection.execute(
         text(
             "SELECT coalesce(n_live_tup, 0) FROM pg_stat_user_tables "
-            "WHERE relid = to_regclass('catalog_facet_counts')"
-        )
+            "WHERE relid = to_regclass(:table)"
+        ),
+        {"table": table},
     ).scalar()
     if rows is None or rows < COMPACT_AFTER_ROWS:
         return
     locked = connection.execute(
         text("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || :k))"),
-        {"k": _COMPACT_LOCK},
+        {"k": f"{_COMPACT_LOCK}:{table}"},
     ).scalar()
     if not locked:
         return
     connection.execute(
         text(
-            "WITH folded AS (DELETE FROM catalog_facet_counts RETURNING key, value, kind, n) "
-            "INSERT INTO catalog_facet_counts (key, value, kind, n) "
-            "SELECT key, value, kind, sum(n) FROM folded GROUP BY key, value, kind "
-            "HAVING sum(n) <> 0 ORDER BY key, value, kind"
+            f"WITH folded AS (DELETE FROM {table} RETURNING {listed}, n) "
+            f"INSERT INTO {table} ({listed}, n) "
+            f"SELECT {listed}, sum(n) FROM folded GROUP BY {listed} "
+            f"HAVING sum(n) <> 0 ORDER BY {listed}"
         )
     )

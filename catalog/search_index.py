@@ -2,7 +2,8 @@
 
 The rows are what ``catalog.search.search_rows`` makes of a stored document; every
 search row goes in and out through here, with the facet-count deltas that count them
-(``catalog.facet_counts``) in the same transaction.
+(``catalog.facet_counts``) and the combination-count deltas (``catalog.combo_counts``)
+in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from catalog import combo_counts
 from catalog.bulk import copy_text, delete_search_rows, escape_copy, insert_rows
 from catalog.facet_counts import deltas
 from catalog.search import search_rows
@@ -41,9 +43,21 @@ def delete_search(session: Session, stored: Iterable[tuple[str, str]]) -> None:
     """Delete the search rows of (uid, stored JSON text) pairs: the rows ``search_rows``
     makes of each document, by primary key (``bulk.delete_search_rows``), and count
     them out of the facet counts."""
-    rows = [row[:4] for uid, text in stored for row in search_tuples(uid, json.loads(text))]
+    rows: list[tuple[str, ...]] = []
+    combinations = []
+    for uid, text in stored:
+        body = json.loads(text)
+        entity_rows = [row[:4] for row in search_tuples(uid, body)]
+        rows.extend(entity_rows)
+        combinations.append(_combination(body, entity_rows))
     delete_search_rows(session, rows)
     _append_deltas(session, deltas(rows, -1))
+    combo_counts.append_deltas(session, combo_counts.deltas(combinations, -1))
+
+
+def _combination(body: dict[str, Any], rows: Iterable[Sequence[str]]) -> combo_counts.Combination:
+    kind = str(body.get("kind", "")).lower()
+    return combo_counts.combination(kind, ((row[0], row[1]) for row in rows))
 
 
 def insert_search(session: Session, entities: Sequence[tuple[str, dict[str, Any]]]) -> int:
@@ -55,16 +69,24 @@ def insert_search(session: Session, entities: Sequence[tuple[str, dict[str, Any]
     """
     table = CatalogSearch.__table__
     if session.get_bind().dialect.name != "postgresql":
-        tuples = [row for uid, body in entities for row in search_tuples(uid, body)]
+        tuples = []
+        combinations = []
+        for uid, body in entities:
+            entity_rows = search_tuples(uid, body)
+            tuples.extend(entity_rows)
+            combinations.append(_combination(body, entity_rows))
         insert_rows(session, table, SEARCH_COLUMNS, tuples)
         _append_deltas(session, deltas(tuples))
+        combo_counts.append_deltas(session, combo_counts.deltas(combinations))
         return len(tuples)
     chunks: list[str] = []
     counted: list[tuple[str, str, str]] = []
+    combinations = []
     total = 0
     for uid, body in entities:
         kind = str(body.get("kind", "")).lower()
         rows = search_rows(body)
+        combinations.append(combo_counts.combination(kind, ((k, v) for k, v, _ in rows)))
         if not rows:
             continue
         total += len(rows)
@@ -84,4 +106,5 @@ def insert_search(session: Session, entities: Sequence[tuple[str, dict[str, Any]
     if chunks:
         copy_text(session, table, SEARCH_COLUMNS, "\n".join(chunks) + "\n")
         _append_deltas(session, deltas(counted))
+    combo_counts.append_deltas(session, combo_counts.deltas(combinations))
     return total

@@ -1,11 +1,13 @@
 """Catalog migrations with data, on both databases: 0013 (running facet counts kept by the
-writers) and 0016 (SQLite's trigram text index)."""
+writers), 0016 (SQLite's trigram text index) and 0018 (combination counts)."""
 
 from __future__ import annotations
 
 import psycopg
+import pytest
 from sqlalchemy import text
 
+from catalog import combo_counts, facet_counts
 from catalog.service import CatalogService
 from catalog.tables import COUNTED_KEYS
 from portal_backend.db import (
@@ -57,8 +59,15 @@ def _triggers(connection) -> set[str]:  # type: ignore[no-untyped-def]
     )
 
 
+def _without_combination_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers as they were before 0018: no catalog_combo_counts to append to."""
+    monkeypatch.setattr(combo_counts, "append_deltas", lambda session, rows: None)
+    folded = {t: c for t, c in facet_counts._FOLDED.items() if t != "catalog_combo_counts"}
+    monkeypatch.setattr(facet_counts, "_FOLDED", folded)
+
+
 def test_0013_counts_are_exact_after_upgrade_and_downgrade_restores_0012(
-    backend: str, tmp_path
+    backend: str, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     schema = "t_counts0013_" + tmp_path.name[-8:].replace("-", "_").lower()
     if backend == "postgresql":
@@ -84,7 +93,8 @@ def test_0013_counts_are_exact_after_upgrade_and_downgrade_restores_0012(
                     "catalog_search_count_delete",
                     "catalog_search_count_update",
                 }
-        with session_scope(factory) as session:
+        with monkeypatch.context() as patch, session_scope(factory) as session:
+            _without_combination_counts(patch)
             CatalogService(session).upsert_entities(entities)
         with engine.begin() as connection:
             # 0012-era rows: SQLite's table held nothing; its writers appended no deltas.
@@ -129,7 +139,9 @@ def test_0013_counts_are_exact_after_upgrade_and_downgrade_restores_0012(
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def test_0016_indexes_existing_rows_and_keeps_up_with_writes(backend: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_0016_indexes_existing_rows_and_keeps_up_with_writes(
+    backend: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     schema = "t_text0016_" + tmp_path.name[-8:].replace("-", "_").lower()
     if backend == "postgresql":
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
@@ -140,7 +152,8 @@ def test_0016_indexes_existing_rows_and_keeps_up_with_writes(backend: str, tmp_p
         upgrade_database(settings, "0015_template_versions_upgrades")
         engine = make_engine(settings.database_url)
         factory = make_session_factory(engine)
-        with session_scope(factory) as session:
+        with monkeypatch.context() as patch, session_scope(factory) as session:
+            _without_combination_counts(patch)
             CatalogService(session).upsert_entities(
                 [
                     component("gateway", title="Edge Gateway"),
@@ -185,6 +198,82 @@ def test_0016_indexes_existing_rows_and_keeps_up_with_writes(backend: str, tmp_p
                 ).scalars()
             )
         assert not {t for t in tables if t.startswith("catalog_search_text")}
+        engine.dispose()
+    finally:
+        if backend == "postgresql":
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _combinations(connection) -> list[tuple]:  # type: ignore[no-untyped-def]
+    columns = ", ".join(combo_counts.COLUMNS)
+    return sorted(
+        (tuple("" if v is None else v for v in r))
+        for r in connection.execute(
+            text(
+                f"SELECT {columns}, sum(n) FROM catalog_combo_counts "
+                f"GROUP BY {columns} HAVING sum(n) <> 0"
+            )
+        )
+    )
+
+
+def test_0018_fills_combination_counts_from_existing_entities(backend: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    schema = "t_combo0018_" + tmp_path.name[-8:].replace("-", "_").lower()
+    if backend == "postgresql":
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        settings = make_settings(backend, tmp_path, schema)
+        upgrade_database(settings)
+        engine = make_engine(settings.database_url)
+        factory = make_session_factory(engine)
+        several_types = {
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "User",
+            "metadata": {"name": "odd", "namespace": "people"},
+            "spec": {"memberOf": [], "type": ["a", "b"], "lifecycle": "x"},
+        }
+        with session_scope(factory) as session:
+            CatalogService(session).upsert_entities(
+                [
+                    component("web"),
+                    component("api"),
+                    component("batch", lifecycle="experimental", type="job"),
+                    component("ops", namespace="platform"),
+                    group("team-a"),
+                    resource("db", type="database", owner="team-a"),
+                    several_types,
+                ]
+            )
+        with engine.connect() as connection:
+            written = _combinations(connection)
+        # What the writers counted, entity by entity (the User: two types, so multi).
+        assert written == [
+            ("component", "default", "experimental", "job", 0, 1),
+            ("component", "default", "production", "service", 0, 2),
+            ("component", "platform", "production", "service", 0, 1),
+            ("group", "default", "", "team", 0, 1),
+            ("resource", "default", "", "database", 0, 1),
+            ("user", "people", "x", "", 1, 1),
+        ]
+
+        downgrade_database(settings, "0017_scorecards")
+        upgrade_database(settings)
+        with engine.connect() as connection:
+            assert _combinations(connection) == written  # the same, counted from the rows
+
+        with session_scope(factory) as session:
+            service = CatalogService(session)
+            assert service.delete_by_ref("user:default/odd") is False
+            assert service.delete_by_ref("user:people/odd")
+            service.upsert_entities([component("web", lifecycle="experimental", type="job")])
+            page = service.query_entities(
+                filters=["kind=component,spec.type=job,spec.lifecycle=experimental"], limit=5
+            )
+        assert page["totalItems"] == 2
+        assert sorted(e["metadata"]["name"] for e in page["items"]) == ["batch", "web"]
         engine.dispose()
     finally:
         if backend == "postgresql":

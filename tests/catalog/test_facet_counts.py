@@ -14,10 +14,10 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from catalog import facet_counts
+from catalog import combo_counts, facet_counts
 from catalog.locations import LocationPolicy
 from catalog.service import CatalogService
-from catalog.tables import COUNTED_KEYS
+from catalog.tables import COMBINED_KEYS, COUNTED_KEYS
 from portal_backend.db import session_scope
 from tests.catalog.factories import component, group, resource
 
@@ -65,7 +65,38 @@ def _check(service: CatalogService) -> None:
         parts = ([f"kind={kind}"] if kind else []) + ([f"{key}={value}"] if key else [])
         got = service.query_entities(filters=[",".join(parts)] if parts else [], limit=1)
         assert got["totalItems"] == matching(kind, key, value), parts
+
+    # Shapes counted from the combination counts: several conditions, several values,
+    # OR of groups, "the key exists"; each total against the entities, and the page's
+    # entities are the ones matching.
+    def meets(entity: dict, group: dict[str, list[str] | None]) -> bool:
+        held = {key: _values(entity, key) for key in group}
+        return all(
+            bool(held[key]) if wanted is None else bool(held[key] & set(wanted))
+            for key, wanted in group.items()
+        )
+
+    for groups in COMBINED_FILTERS:
+        wanted = sum(1 for e in entities if any(meets(e, g) for g in groups))
+        params = [
+            ",".join(f"{k}" if v is None else ",".join(f"{k}={x}" for x in v) for k, v in g.items())
+            for g in groups
+        ]
+        got = service.query_entities(filters=params, limit=50)
+        assert got["totalItems"] == wanted, params
+        assert len(got["items"]) == wanted, params
+        assert all(any(meets(e, g) for g in groups) for e in got["items"]), params
     _check_counts(service, bool(entities))
+
+
+# Filters of kind, namespace, lifecycle and type alone (OR of AND-groups).
+COMBINED_FILTERS: list[list[dict[str, list[str] | None]]] = [
+    [{"kind": ["component"], "spec.type": ["service"], "spec.lifecycle": ["production"]}],
+    [{"kind": ["component", "resource"], "spec.type": ["service", "database", "website"]}],
+    [{"spec.type": ["website"]}, {"kind": ["group"]}],
+    [{"kind": ["component"], "spec.lifecycle": None, "metadata.namespace": ["default"]}],
+    [{"spec.lifecycle": ["experimental"], "spec.type": ["service"]}, {"spec.type": ["library"]}],
+]
 
 
 def _check_counts(service: CatalogService, any_rows: bool) -> None:
@@ -85,6 +116,23 @@ def _check_counts(service: CatalogService, any_rows: bool) -> None:
     ).all()
     assert sorted(map(tuple, counts)) == sorted(map(tuple, rows))
     assert bool(counts) == any_rows, "running counts are kept on both databases"
+
+    # One combination per entity, as its search rows make it.
+    columns = ", ".join(combo_counts.COLUMNS)
+    combos = service.session.execute(
+        text(
+            f"SELECT {columns}, sum(n) FROM catalog_combo_counts "
+            f"GROUP BY {columns} HAVING sum(n) <> 0"
+        )
+    ).all()
+    expected = Counter(
+        combo_counts.combination(
+            e["kind"].lower(),
+            ((key, v) for key in COMBINED_KEYS for v in _values(e, key)),
+        )
+        for e in service.iter_entities()
+    )
+    assert Counter({tuple(r[:-1]): r[-1] for r in combos}) == expected
 
 
 def _write(path: Path, documents: list[dict]) -> None:
@@ -126,9 +174,21 @@ def test_facets_and_totals_follow_every_kind_of_write(
 
     with session_scope(session_factory) as session:
         CatalogService(session).set_status("component:default/api", "slo", {"state": "ok"})
+        # Two types at once: no single combination says which filter it meets, so
+        # totals are counted from the entities while it exists, and stay exact.
+        odd = {
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "User",
+            "metadata": {"name": "odd"},
+            "spec": {"memberOf": [], "type": ["service", "library"]},
+        }
+        CatalogService(session).upsert_entities([odd])
+    with session_scope(session_factory) as session:
+        _check(CatalogService(session))
     with session_scope(session_factory) as session:
         service = CatalogService(session)
         assert service.delete_by_ref("component:default/loose")
+        assert service.delete_by_ref("user:default/odd")
     with session_scope(session_factory) as session:
         _check(CatalogService(session))
 
