@@ -147,6 +147,27 @@ def ended(run_dir: Path, role: str, wait_s: float = 1.0) -> Ended:
     return Ended(data.get("code"), data.get("signal"))
 
 
+def recorded(run_dir: Path) -> list[tuple[str, int, float]]:
+    """(role, pid, start time) of the processes the launcher recorded in ``run_dir`` that
+    still run: a second source besides the database's rows (which a restore, or a
+    careless DELETE, can lose while the processes go on).
+
+    A pid counts only when its process began before its pid file was written (the
+    launcher writes it right after the fork): a later process with a reused pid does not.
+    """
+    found = []
+    for pid_file in sorted(run_dir.glob("*.pid")) if run_dir.is_dir() else []:
+        try:
+            pid = int(json.loads(pid_file.read_text())["pid"])
+            written = pid_file.stat().st_mtime
+            started_ts = psutil.Process(pid).create_time()
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            continue
+        if started_ts <= written + 1.0 and is_alive(pid, started_ts):
+            found.append((pid_file.stem, pid, started_ts))
+    return found
+
+
 def stop(pid: int | None, started_ts: float | None, timeout_s: float = 10.0) -> None:
     """SIGTERM the process's group (launcher and process), SIGKILL after ``timeout_s``."""
     if not is_alive(pid, started_ts):

@@ -878,6 +878,10 @@ class LocalRuntime:
             if processes.is_alive(proc.pid, proc.started_ts):
                 processes.stop(proc.pid, proc.started_ts)
                 stopped.append(f"{proc.role} (pid {proc.pid})")
+        # The launcher's own records too: processes whose rows are gone still stop.
+        for role, pid, started_ts in processes.recorded(self._run_dir(service)):
+            processes.stop(pid, started_ts)
+            stopped.append(f"{role} (pid {pid})")
         with session_scope(self.factory) as session:
             for row in session.scalars(
                 select(RuntimeProcess).where(RuntimeProcess.service == service)

@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+from portal_backend.db import make_engine, make_session_factory, upgrade_database
 from portal_backend.provisioning.local import processes
+from portal_backend.provisioning.local.runtime import LocalRuntime, service_dir
+from tests.conftest import make_settings
 
 
 def _start(tmp_path: Path, role: str, code: str) -> processes.Started:
@@ -83,3 +86,37 @@ def test_ports(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", port))
         taken.listen()
         assert not processes.port_is_free("127.0.0.1", port)
+
+
+def test_the_launchers_records_name_the_processes_that_still_run(tmp_path: Path) -> None:
+    alive = _start(tmp_path, "api", "import time; time.sleep(60)")
+    dead = _start(tmp_path, "job", "pass")
+    _wait_dead(dead)
+    # A pid file written before its pid's process began: the pid was reused since.
+    later = _start(tmp_path / "other", "llm", "import time; time.sleep(60)")
+    stale = tmp_path / "run" / "llm.pid"
+    stale.write_text(f'{{"pid": {later.pid}, "launcher": 1}}')
+    os.utime(stale, (later.started_ts - 100, later.started_ts - 100))
+    try:
+        assert processes.recorded(tmp_path / "run") == [("api", alive.pid, alive.started_ts)]
+        assert processes.recorded(tmp_path / "missing") == []
+    finally:
+        processes.stop(alive.pid, alive.started_ts)
+        processes.stop(later.pid, later.started_ts)
+
+
+def test_remove_stops_a_service_whose_process_rows_are_gone(tmp_path: Path) -> None:
+    settings = make_settings("sqlite", tmp_path, None)
+    upgrade_database(settings)
+    engine = make_engine(settings.database_url)
+    folder = service_dir(settings, "orphaned-bot")
+    started = _start(folder, "api", "import time; time.sleep(60)")
+    try:
+        # No runtime_processes row names it (a restored database, an emptied table).
+        removed = LocalRuntime(settings, make_session_factory(engine)).remove("orphaned-bot")
+        assert removed["stoppedProcesses"] == [f"api (pid {started.pid})"]
+        assert not processes.is_alive(started.pid, started.started_ts)
+        assert not folder.exists()
+    finally:
+        processes.stop(started.pid, started.started_ts)
+        engine.dispose()
