@@ -16,11 +16,11 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from catalog.bulk import insert_rows
-from catalog.tables import COMBINED_KEYS, CatalogComboCount
+from catalog.tables import COMBINED_KEYS, COMBO_COLUMNS, CatalogComboCount
 
-# kind, then COMBINED_KEYS' columns in their order, then multi.
+# A value per COMBO_COLUMNS: kind, then COMBINED_KEYS' columns in their order, then multi.
 Combination = tuple[Any, ...]
-COLUMNS = ("kind", *COMBINED_KEYS.values(), "multi")
+COLUMNS = COMBO_COLUMNS
 _POSITION = {key: index for index, key in enumerate(COMBINED_KEYS)}
 
 

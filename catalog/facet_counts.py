@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
-from catalog.tables import COMBINED_KEYS, COUNTED_KEYS, CatalogFacetCount
+from catalog.tables import COMBO_COLUMNS, COUNTED_KEYS, CatalogFacetCount
 
 # Fold the deltas into one row per group when the table holds more rows than this
 # (an import of 100k entities appends ~25k; reading 30k deltas costs ~5 ms).
@@ -89,7 +89,7 @@ def deltas(rows: Iterable[Sequence[str]], sign: int = 1) -> list[tuple[str, str,
 # Delta tables folded by ``compact_counts``: table -> the columns a group is made of.
 _FOLDED = {
     "catalog_facet_counts": ("key", "value", "kind"),
-    "catalog_combo_counts": ("kind", *COMBINED_KEYS.values(), "multi"),
+    "catalog_combo_counts": COMBO_COLUMNS,
 }
 
 

@@ -177,6 +177,8 @@ COMBINED_KEYS = {
     "spec.lifecycle": "lifecycle",
     "spec.type": "type",
 }
+# A combination row's group columns: kind, one per combined key, and the multi flag.
+COMBO_COLUMNS = ("kind", *COMBINED_KEYS.values(), "multi")
 
 
 class CatalogComboCount(SQLModel, table=True):

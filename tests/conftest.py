@@ -233,3 +233,23 @@ def browser() -> Iterator[Browser]:
         )
         yield browser
         browser.close()
+
+
+def remove_local_services(settings: Settings, logs_to: Path | None = None) -> None:
+    """Removes every service the local runtime runs under ``settings``' data folder (its
+    processes, ports and folder): nothing a test started may outlive it. ``logs_to``
+    keeps a copy of each service's logs (what a failure shows)."""
+    from portal_backend.provisioning.local.runtime import LocalRuntime
+
+    root = settings.data_dir / "runtime" / "services"
+    if not root.exists():
+        return
+    engine = make_engine(settings.database_url)
+    try:
+        runtime = LocalRuntime(settings, make_session_factory(engine))
+        for folder in root.glob("*"):
+            if logs_to is not None and (folder / "logs").exists():
+                shutil.copytree(folder / "logs", logs_to / folder.name)
+            runtime.remove(folder.name)
+    finally:
+        engine.dispose()

@@ -533,11 +533,7 @@ def served_versions_for_form(
     checkpoint_ids = _checkpoint_ids(model, quantization, custom_model_id)
     served = checkpoint_ids[0] if checkpoint_ids else (custom_model_id or model)
     ids = list(dict.fromkeys(i.lower() for i in checkpoint_ids))
-    models = [
-        e
-        for e in catalog.iter_entities(filters=[MODEL_FILTER])
-        if str((e.get("spec") or {}).get("source", "")).lower() in ids
-    ]
+    models = list(catalog.iter_entities(filters=[MODEL_FILTER]))
     model_ref: str | None = None
     for wanted in ids:  # the served checkpoint first, then the one it was quantized from
         same = [e for e in models if str(e["spec"].get("source", "")).lower() == wanted]
@@ -558,7 +554,7 @@ def served_versions_for_form(
         model_ref=model_ref,
     )
     adapters_by_source: dict[str, list[dict[str, Any]]] = {}
-    for adapter in catalog.iter_entities(filters=[ADAPTER_FILTER]):
+    for adapter in catalog.iter_entities(filters=[ADAPTER_FILTER]) if items else ():
         stored = (adapter.get("spec") or {}).get("source")
         if isinstance(stored, str):
             adapters_by_source.setdefault(stored, []).append(adapter)

@@ -25,6 +25,7 @@ from portal_backend.scaffolder import engine, store
 from portal_backend.scaffolder.registration import register_shipped_templates
 from portal_backend.scaffolder.templates import load_template_file
 from portal_backend.web.forms import to_editor_schema
+from tests.catalog.factories import group
 from tests.models.adapters import adapter_entity, model_entity
 
 MODULES = ["q_proj", "v_proj"]
@@ -45,12 +46,7 @@ def _catalog() -> list[dict[str, Any]]:
         )  # fmt: skip
 
     return [
-        {
-            "apiVersion": "backstage.io/v1alpha1",
-            "kind": "Group",
-            "metadata": {"name": "team-a"},
-            "spec": {"type": "team", "children": []},
-        },
+        group("team-a"),
         model_entity("llama-3-8b-v1", "1", "meta-llama/Meta-Llama-3-8B-Instruct"),
         model_entity("llama-3-70b-v1", "1", "meta-llama/Meta-Llama-3-70B-Instruct"),
         adapter("hr-adapter", "1", 8, BASE_8B),
@@ -213,7 +209,7 @@ def test_a_new_service_depends_on_the_versions_it_serves(
         settings,
         session_factory,
         template_ref=TEMPLATE,
-        values=_values("hr-bot", loras),
+        values=_values("picker-bot", loras),
         secrets=None,
         user_ref="user:default/alice",
         dispatch=queue.append,
@@ -224,7 +220,7 @@ def test_a_new_service_depends_on_the_versions_it_serves(
     assert "serves resource:default/hr-adapter-v2 as hr-adapter" in result["log"]
 
     expected = [BASE_8B, "resource:default/hr-adapter-v2", "resource:default/faq-adapter-v1"]
-    bare = local_repos.repo_path(settings, "team-a", "hr-bot")
+    bare = local_repos.repo_path(settings, "team-a", "picker-bot")
     info = subprocess.run(
         ["git", "--git-dir", str(bare), "show", "main:catalog-info.yaml"],
         capture_output=True, text=True, check=True,
@@ -237,4 +233,4 @@ def test_a_new_service_depends_on_the_versions_it_serves(
             "/api/catalog/entities/by-query",
             params={"filter": f"kind=component,relations.dependsOn={ref}"},
         ).json()
-        assert [e["metadata"]["name"] for e in users["items"]] == ["hr-bot"], ref
+        assert [e["metadata"]["name"] for e in users["items"]] == ["picker-bot"], ref

@@ -19,7 +19,6 @@ from sqlalchemy.orm import sessionmaker
 
 from portal_backend.auth.service import create_token
 from portal_backend.db import make_engine, make_session_factory, session_scope, upgrade_database
-from portal_backend.provisioning.local.runtime import LocalRuntime
 from portal_backend.settings import Settings
 from tests.conftest import (
     BOOTSTRAP_TOKEN,
@@ -27,6 +26,7 @@ from tests.conftest import (
     REDIS_URL,
     LiveServer,
     make_settings,
+    remove_local_services,
     start_live_server,
     truncate_all,
 )
@@ -67,7 +67,7 @@ def ui_settings(
     )
     upgrade_database(settings)
     yield settings
-    _remove_local_services(settings)
+    remove_local_services(settings)
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
@@ -83,9 +83,9 @@ def _ui_server(ui_settings: Settings) -> Iterator[LiveServer]:
 @pytest.fixture
 def live_portal(_ui_server: LiveServer) -> LiveServer:
     """The browser suite's portal over real HTTP, every table emptied before the test.
-    Services an earlier test left running are removed first, while their process rows
-    still name them (after the truncate nothing would know their PIDs)."""
-    _remove_local_services(_ui_server.settings)
+    Services an earlier test left running are removed first: a later test's portal would
+    otherwise share the machine with their LLM and API processes until the session ends."""
+    remove_local_services(_ui_server.settings)
     truncate_all(_ui_server.settings)
     return _ui_server
 
@@ -108,14 +108,6 @@ def ui_token(ui_db: sessionmaker):  # type: ignore[no-untyped-def]
             ).token
 
     return make
-
-
-def _remove_local_services(settings: Settings) -> None:
-    """Services created from the form run as processes: none may outlive the session."""
-    root = settings.data_dir / "runtime" / "services"
-    factory = make_session_factory(make_engine(settings.database_url))
-    for folder in root.glob("*") if root.exists() else []:
-        LocalRuntime(settings, factory).remove(folder.name)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ seconds of CPU."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,9 +18,8 @@ import yaml
 
 from catalog.service import CatalogService
 from portal_backend.db import make_engine, make_session_factory, session_scope, upgrade_database
-from portal_backend.provisioning.local.runtime import LocalRuntime
 from portal_backend.settings import Settings
-from tests.conftest import POSTGRES_URL, REDIS_URL, make_settings
+from tests.conftest import POSTGRES_URL, REDIS_URL, make_settings, remove_local_services
 from tests.rag_template.conftest import VENV, generated_venv, render_defaults  # noqa: F401
 from tests.scaffolder.conftest import FAST
 
@@ -64,20 +62,9 @@ def runtime_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator
     try:
         yield settings
     finally:
-        _remove_every_service(settings)
+        remove_local_services(settings, logs_to=settings.data_dir.parent / "logs")
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def _remove_every_service(settings: Settings) -> None:
-    """Nothing a test started may outlive it, whatever the test did."""
-    root = settings.data_dir / "runtime" / "services"
-    factory = make_session_factory(make_engine(settings.database_url))
-    for folder in root.glob("*") if root.exists() else []:
-        # The processes' logs outlive the test in its tmp folder: what a failure shows.
-        if (folder / "logs").exists():
-            shutil.copytree(folder / "logs", settings.data_dir.parent / "logs" / folder.name)
-        LocalRuntime(settings, factory).remove(folder.name)
 
 
 @dataclass

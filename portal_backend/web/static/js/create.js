@@ -508,7 +508,6 @@
   // (GET /api/rag/models/{model}/adapters); choosing one adds an entry filled from it
   // (name = the adapter's family, its source, its rank's slot, the version's ref), in
   // place of an entry of the same family. The server checks the version at Create.
-  const LORA_RANKS = [8, 16, 32, 64, 128, 256, 320, 512];
   const loraPickers = [];
   function adapterFamily(e) {
     const spec = e.spec || {};
@@ -518,8 +517,9 @@
     return name.endsWith(suffix) ? name.slice(0, -suffix.length) : name;
   }
   function adapterRef(e) { return `resource:${e.metadata.namespace || "default"}/${e.metadata.name}`; }
-  function slotRank(rank) { return LORA_RANKS.find((r) => r >= rank) || LORA_RANKS[LORA_RANKS.length - 1]; }
-  function setupLoraPicker(i, key, opts) {
+  // The smallest of the list's rank slots (its items' rank enum) that holds ``rank``.
+  function slotRank(slots, rank) { return slots.find((r) => r >= rank) || slots[slots.length - 1]; }
+  function setupLoraPicker(i, key, opts, slots) {
     const box = fieldBox(`p${i}.${key}`);
     if (!box || !opts.modelField) return;
     const picker = { i, key, opts, seq: 0, items: [], model: null };
@@ -577,7 +577,7 @@
       const spec = e.spec || {};
       const family = adapterFamily(e);
       const rows = (list.getValue() || []).filter((row) => row.name !== family);
-      rows.push({ name: family, source: String(spec.source || ""), rank: slotRank(Number(spec.rank) || 16), version: adapterRef(e) });
+      rows.push({ name: family, source: String(spec.source || ""), rank: slotRank(slots, Number(spec.rank) || 16), version: adapterRef(e) });
       list.setValue(rows);
       touched[i].add(`p${i}.${key}`);
       status.textContent = `Added ${adapterRef(e)} as “${family}”.`;
@@ -591,7 +591,9 @@
       const props = (page.schema && page.schema.properties) || {};
       Object.keys(props).forEach((key) => {
         const opts = props[key].options && props[key].options.lora_picker;
-        if (opts) setupLoraPicker(i, key, opts);
+        const rank = ((props[key].items || {}).properties || {}).rank || {};
+        const slots = (rank.enum || [16]).map(Number).sort((a, b) => a - b);
+        if (opts) setupLoraPicker(i, key, opts, slots);
       });
     });
     editors.forEach((ed) => ed.on("change", () => {
