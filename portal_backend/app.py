@@ -23,6 +23,7 @@ from portal_backend.mcp.http import McpEndpoint
 from portal_backend.mcp.portal import Portal
 from portal_backend.metrics import MetricsMiddleware
 from portal_backend.openapi import ERROR_RESPONSES
+from portal_backend.read_pool import ReadPool
 from portal_backend.routers import catalog as catalog_router
 from portal_backend.routers import health, identity, tokens
 from portal_backend.routers import rag_services as rag_services_router
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, task_queue: TaskQueue | None = 
     # App-wide objects: built here once, read by the HTTP adapters (portal_backend.deps).
     app.state.scaffolder_dispatch = task_queue.dispatch()
     app.state.token_cache = TokenCache(settings.sla_ingest_token_cache_s)
+    app.state.read_pool = ReadPool(settings.catalog_read_threads)
     app.state.access_policy = AccessPolicy(admin_group=settings.admin_group)
     app.state.oidc = oidc.client_from_settings(settings)  # None: token sign-in only
     app.state.usage_push = UsagePush(settings, app.state.session_factory)

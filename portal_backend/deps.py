@@ -16,6 +16,7 @@ from portal_backend.auth.service import ANONYMOUS, Principal, authenticate
 from portal_backend.auth.sessions import session_principal
 from portal_backend.auth.token_cache import TokenCache
 from portal_backend.db import session_scope
+from portal_backend.read_pool import ReadPool
 from portal_backend.scaffolder.engine import Dispatch
 from portal_backend.sla.usage_push import UsagePush
 
@@ -38,6 +39,12 @@ def access_policy(request: Request) -> AccessPolicy:
     """Site-wide rules that turn a user's groups into rights (the admin group)."""
     policy: AccessPolicy = request.app.state.access_policy
     return policy
+
+
+def read_pool(request: Request) -> ReadPool:
+    """The few threads short catalog reads run on (``portal_backend.read_pool``)."""
+    pool: ReadPool = request.app.state.read_pool
+    return pool
 
 
 def usage_push(request: Request) -> UsagePush:

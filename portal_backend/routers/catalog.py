@@ -6,10 +6,10 @@ Thin: parse parameters, check who may do what, call the catalog's services:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -35,11 +35,18 @@ from catalog.validation import validate_entity as validate_entity_document
 from portal_backend.auth.service import Principal
 from portal_backend.catalog_policy import location_policy
 from portal_backend.db import session_scope
-from portal_backend.deps import ReadPrincipal, WritePrincipal, query_model, query_parameters
+from portal_backend.deps import (
+    ReadPrincipal,
+    WritePrincipal,
+    query_model,
+    query_parameters,
+    read_pool,
+)
 from portal_backend.openapi import MAX_INT
 from portal_backend.settings import Settings
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
+Result = TypeVar("Result")
 # Entities in the first chunk of a streamed GET /entities.
 STREAM_FIRST_BATCH = 50
 
@@ -50,6 +57,18 @@ def policy_for(settings: Settings, *, restrict_files: bool = True) -> LocationPo
 
 def _session(request: Request) -> AbstractContextManager[Session]:
     return session_scope(request.app.state.session_factory)
+
+
+async def _read(request: Request, work: Callable[[EntityReads], Result]) -> Result:
+    """``work`` with a new session's ``EntityReads``, on the read pool's few threads
+    (``portal_backend.read_pool``): short catalog reads only; streamed listings and
+    writes keep FastAPI's default pool."""
+
+    def run() -> Result:
+        with _session(request) as session:
+            return work(EntityReads(session))
+
+    return await read_pool(request).run(run)
 
 
 def _split(values: list[str]) -> list[str]:
@@ -169,14 +188,14 @@ def get_entities(
 
 
 @router.get("/entities/by-query", openapi_extra={"parameters": query_parameters(EntityQueryParams)})
-def get_entities_by_query(
+async def get_entities_by_query(
     request: Request,
     # The same model is the MCP server's search_catalog input (one definition for both).
     query: EntityQueryParams = Depends(query_model(EntityQueryParams)),
     _: Principal = ReadPrincipal,
 ) -> Response:
-    with _session(request) as session:
-        return Response(query_json(session, query), media_type="application/json")
+    text = await _read(request, lambda reads: query_json(reads.session, query))
+    return Response(text, media_type="application/json")
 
 
 def _body_list(payload: dict, name: str) -> list[str]:
@@ -221,7 +240,7 @@ def _body_order(payload: dict) -> list[tuple[str, str]]:
 
 
 @router.post("/entities/by-query")
-def query_entities_by_predicate(
+async def query_entities_by_predicate(
     request: Request, payload: Any = Body(default=None), _: Principal = ReadPrincipal
 ) -> Response:
     """``GET /entities/by-query`` with a predicate ``query`` object in a JSON body."""
@@ -250,23 +269,23 @@ def query_entities_by_predicate(
     query = payload.get("query")
     if cursor is None and query is not None:
         compile_predicate(query)  # 400 naming the bad path before any work
-    with _session(request) as session:
-        text = EntityReads(session).query_entities_json(
-            query=query,
-            order_by=order_by,
-            term=full_text.get("term") or None,
-            term_fields=_body_list(full_text, "fields"),
-            cursor=cursor,
-            limit=_body_int(payload, "limit"),
-            offset=_body_int(payload, "offset") or 0,
-            fields=_body_list(payload, "fields"),
-            include_total=total_items != "exclude",
-        )
+    arguments: dict[str, Any] = {
+        "query": query,
+        "order_by": order_by,
+        "term": full_text.get("term") or None,
+        "term_fields": _body_list(full_text, "fields"),
+        "cursor": cursor,
+        "limit": _body_int(payload, "limit"),
+        "offset": _body_int(payload, "offset") or 0,
+        "fields": _body_list(payload, "fields"),
+        "include_total": total_items != "exclude",
+    }
+    text = await _read(request, lambda reads: reads.query_entities_json(**arguments))
     return Response(text, media_type="application/json")
 
 
 @router.post("/entities/by-refs")
-def get_entities_by_refs(
+async def get_entities_by_refs(
     request: Request,
     payload: Any = Body(default=None),
     filter: list[str] = Query(default=[]),
@@ -290,37 +309,39 @@ def get_entities_by_refs(
     query = payload.get("query")
     if query is not None:
         compile_predicate(query)  # 400 naming the bad path
-    with _session(request) as session:
-        items = EntityReads(session).get_by_refs(refs, filters=filter, fields=fields, query=query)
-    return JSONResponse({"items": items})
+    return await _read(
+        request,
+        lambda reads: JSONResponse(
+            {"items": reads.get_by_refs(refs, filters=filter, fields=fields, query=query)}
+        ),
+    )
 
 
 @router.get("/entities/by-name/{kind}/{namespace}/{name}")
-def get_entity_by_name(
+async def get_entity_by_name(
     kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
 ) -> JSONResponse:
-    with _session(request) as session:
-        entity = EntityReads(session).get_by_name(kind, namespace, name)
+    entity = await _read(request, lambda reads: reads.get_by_name(kind, namespace, name))
     if entity is None:
         raise NotFoundError(f"No entity named '{name}' found, with kind '{kind}' in '{namespace}'")
     return JSONResponse(entity)
 
 
 @router.get("/entities/by-name/{kind}/{namespace}/{name}/ancestry")
-def get_entity_ancestry(
+async def get_entity_ancestry(
     kind: str, namespace: str, name: str, request: Request, _: Principal = ReadPrincipal
 ) -> JSONResponse:
-    with _session(request) as session:
-        found = ancestry(EntityReads(session), f"{kind}:{namespace}/{name}")
+    found = await _read(request, lambda reads: ancestry(reads, f"{kind}:{namespace}/{name}"))
     if found is None:
         raise NotFoundError(f"No entity named '{name}' found, with kind '{kind}' in '{namespace}'")
     return JSONResponse(found)
 
 
 @router.get("/entities/by-uid/{uid}")
-def get_entity_by_uid(uid: str, request: Request, _: Principal = ReadPrincipal) -> JSONResponse:
-    with _session(request) as session:
-        entity = EntityReads(session).get_by_uid(uid)
+async def get_entity_by_uid(
+    uid: str, request: Request, _: Principal = ReadPrincipal
+) -> JSONResponse:
+    entity = await _read(request, lambda reads: reads.get_by_uid(uid))
     if entity is None:
         raise NotFoundError(f"No entity with uid {uid}")
     return JSONResponse(entity)
@@ -334,7 +355,7 @@ def delete_entity_by_uid(uid: str, request: Request, principal: Principal = Writ
 
 
 @router.get("/entity-facets")
-def get_entity_facets(
+async def get_entity_facets(
     request: Request,
     facet: list[str] = Query(default=[]),
     filter: list[str] = Query(default=[]),
@@ -346,12 +367,11 @@ def get_entity_facets(
             [ErrorDetail("facet", "required")],
         )
     _check_filters(filter)
-    with _session(request) as session:
-        return JSONResponse(EntityReads(session).facets(facet, filter))
+    return await _read(request, lambda reads: JSONResponse(reads.facets(facet, filter)))
 
 
 @router.post("/entity-facets")
-def query_entity_facets_by_predicate(
+async def query_entity_facets_by_predicate(
     request: Request, payload: Any = Body(default=None), _: Principal = ReadPrincipal
 ) -> JSONResponse:
     """``GET /entity-facets`` with a predicate ``query`` object in a JSON body."""
@@ -366,8 +386,7 @@ def query_entity_facets_by_predicate(
     query = payload.get("query")
     if query is not None:
         compile_predicate(query)
-    with _session(request) as session:
-        return JSONResponse(EntityReads(session).facets(facets, query=query))
+    return await _read(request, lambda reads: JSONResponse(reads.facets(facets, query=query)))
 
 
 def _location_body(payload: Any) -> tuple[str, str]:
