@@ -87,9 +87,9 @@ def create_app(settings: Settings | None = None, task_queue: TaskQueue | None = 
     app.state.session_factory = make_session_factory(app.state.engine)
     # App-wide objects: built here once, read by the HTTP adapters (portal_backend.deps).
     app.state.scaffolder_dispatch = task_queue.dispatch()
-    app.state.token_cache = TokenCache(settings.sla_ingest_token_cache_s)
-    app.state.read_pool = ReadPool(settings.catalog_read_threads)
     app.state.access_policy = AccessPolicy(admin_group=settings.admin_group)
+    app.state.token_cache = TokenCache(settings.token_cache_s, policy=app.state.access_policy)
+    app.state.read_pool = ReadPool(settings.catalog_read_threads)
     app.state.oidc = oidc.client_from_settings(settings)  # None: token sign-in only
     app.state.usage_push = UsagePush(settings, app.state.session_factory)
     app.state.ingest_limiter = ingest_limiter(settings)

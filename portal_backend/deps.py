@@ -3,16 +3,17 @@ whether they may, and the app-wide objects ``create_app`` built."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, get_origin
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from catalog.errors import AuthenticationError, ErrorDetail, InputError, NotAllowedError
 from portal_backend.auth.identity import AccessPolicy
-from portal_backend.auth.service import ANONYMOUS, Principal, authenticate
+from portal_backend.auth.service import ANONYMOUS, Principal
 from portal_backend.auth.sessions import session_principal
 from portal_backend.auth.token_cache import TokenCache
 from portal_backend.db import session_scope
@@ -95,12 +96,12 @@ def current_principal(request: Request) -> Principal | None:
     if token is None and session_id is None:
         return None
     settings = request.app.state.settings
-    policy = access_policy(request)
-    with session_scope(request.app.state.session_factory) as session:
-        if token is not None:
-            principal = authenticate(session, token, settings.bootstrap_token, policy)
-        else:
-            principal = session_principal(session, str(session_id), policy)
+    factory = request.app.state.session_factory
+    if token is not None:
+        principal = token_cache(request).principal(factory, token, settings.bootstrap_token)
+    else:
+        with session_scope(factory) as session:
+            principal = session_principal(session, str(session_id), access_policy(request))
     if principal is None:
         raise AuthenticationError(
             "invalid, expired or revoked token"
@@ -111,11 +112,29 @@ def current_principal(request: Request) -> Principal | None:
     return principal
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
+async def resolve_principal(request: Request) -> Principal | None:
+    """``current_principal`` for the dependencies below: a bearer token this process
+    verified in the last few seconds (``TokenCache``), or no credentials at all, are
+    answered on the event loop; anything else is looked up on a thread."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    token = _bearer(request)
+    if token is not None:
+        principal = token_cache(request).cached(token)
+        if principal is not None:
+            request.state.principal = principal
+            return principal
+    elif not request.scope.get("session"):
+        return None  # no token, no session cookie: anonymous
+    return await run_in_threadpool(current_principal, request)
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     """Dependency factory: the caller must hold ``scope`` (read < write < admin)."""
 
-    def dependency(request: Request, _: BearerDeclared = Depends(BEARER)) -> Principal:
-        principal = current_principal(request)
+    async def dependency(request: Request, _: BearerDeclared = Depends(BEARER)) -> Principal:
+        principal = await resolve_principal(request)
         if principal is None:
             if scope == "read" and request.app.state.settings.anonymous_read:
                 return ANONYMOUS
@@ -133,11 +152,11 @@ def require_scope(scope: str) -> Callable[..., Principal]:
     return dependency
 
 
-def require_principal() -> Callable[..., Principal]:
+def require_principal() -> Callable[..., Awaitable[Principal]]:
     """Any authenticated caller, whatever its purpose (ingest tokens included)."""
 
-    def dependency(request: Request, _: BearerDeclared = Depends(BEARER)) -> Principal:
-        principal = current_principal(request)
+    async def dependency(request: Request, _: BearerDeclared = Depends(BEARER)) -> Principal:
+        principal = await resolve_principal(request)
         if principal is None:
             raise AuthenticationError(
                 "authentication required: send 'Authorization: Bearer <token>'"

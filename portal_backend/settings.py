@@ -135,9 +135,16 @@ class Settings(BaseSettings):
     sla_minute_rollup_retention_days: int = 35
     sla_hour_rollup_retention_days: int = 400
     sla_batch_id_retention_days: int = 7
-    # Usage push: a verified token is reused this long per portal process, so a
-    # revocation takes effect within this many seconds (0 = look it up on every batch).
-    sla_ingest_token_cache_s: float = Field(default=5.0, ge=0)
+    # A verified bearer token (API calls, usage pushes) is reused this long per portal
+    # process, so a revocation made through another process takes effect within this many
+    # seconds (0 = look it up on every request). Formerly RAGPORTAL_SLA_INGEST_TOKEN_CACHE_S.
+    token_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        validation_alias=AliasChoices(
+            "RAGPORTAL_TOKEN_CACHE_S", "RAGPORTAL_SLA_INGEST_TOKEN_CACHE_S"
+        ),
+    )
     # Usage batches stored at once per portal process (0 = the thread pool's limit); see
     # routers/sla_ingest.ingest_limiter for why 2.
     sla_ingest_concurrency: int = Field(default=2, ge=0)

@@ -103,3 +103,15 @@ def test_settings_defaults_need_nothing(monkeypatch, tmp_path) -> None:  # type:
     assert settings.anonymous_read is False
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
     assert Settings().database_url == "postgresql+psycopg://u@h/db"
+
+
+def test_the_token_cache_setting_keeps_its_former_name(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """RAGPORTAL_TOKEN_CACHE_S covers every bearer token now; deployments that set the
+    usage push's former RAGPORTAL_SLA_INGEST_TOKEN_CACHE_S keep their value."""
+    monkeypatch.delenv("RAGPORTAL_TOKEN_CACHE_S", raising=False)
+    monkeypatch.setenv("RAGPORTAL_SLA_INGEST_TOKEN_CACHE_S", "0")
+    assert Settings().token_cache_s == 0
+    monkeypatch.delenv("RAGPORTAL_SLA_INGEST_TOKEN_CACHE_S")
+    monkeypatch.setenv("RAGPORTAL_TOKEN_CACHE_S", "12.5")
+    assert Settings().token_cache_s == 12.5
+    assert Settings(token_cache_s=1).token_cache_s == 1

@@ -45,6 +45,9 @@ class Principal:
     # When the credential stops being valid (None = never), so callers that cache a
     # verified principal never keep it past its token's expiry.
     expires_at: datetime | None = None
+    # Its rights are read from the catalog at each use (a token issued to a user: its
+    # groups, capped scope, the user still being there), so callers never cache it.
+    follows_catalog: bool = False
 
     def has_scope(self, needed: str) -> bool:
         if self.purpose != "api":
@@ -224,6 +227,7 @@ def authenticate(
         purpose=record.purpose,
         service_ref=record.service_ref,
         expires_at=expires_at,
+        follows_catalog=bool(record.acts_as_user),
     )
 
 

@@ -28,7 +28,7 @@ TTL_S = 0.5
 def small_server(migrated_settings: Settings) -> Iterator[LiveServer]:
     """A portal with a 20 kB body limit and a 0.5 s token cache."""
     tuned = migrated_settings.model_copy(
-        update={"max_request_body_bytes": 20_000, "sla_ingest_token_cache_s": TTL_S}
+        update={"max_request_body_bytes": 20_000, "token_cache_s": TTL_S}
     )
     live, server, thread = start_live_server(tuned)
     yield live

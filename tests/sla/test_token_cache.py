@@ -1,5 +1,5 @@
-"""The usage push's token cache: reuse within its TTL, never past the token's expiry,
-and never for unknown tokens (both databases)."""
+"""The bearer-token cache: reuse within its TTL, never past the token's expiry, never for
+unknown tokens nor for tokens issued to users (both databases)."""
 
 from __future__ import annotations
 
@@ -64,3 +64,32 @@ def test_cache_never_outlives_the_tokens_own_expiry(session_factory) -> None:  #
     time.sleep(1.2)  # the database's clock: the token is now expired
     clock.now += 1.2
     assert cache.principal(session_factory, token, None) is None
+
+
+def test_a_verified_token_is_answered_from_memory(session_factory) -> None:  # type: ignore[no-untyped-def]
+    cache = TokenCache(60.0, clock=FakeClock())
+    token, _ = _token(session_factory, f"memory-{time.monotonic_ns()}")
+    assert cache.cached(token) is None  # never looked up: the caller must ask the database
+    verified = cache.principal(session_factory, token, None)
+    assert verified is not None and cache.cached(token) == verified
+
+
+def test_a_token_issued_to_a_user_is_never_cached(session_factory) -> None:  # type: ignore[no-untyped-def]
+    """Its rights follow the catalog at each use: a change of groups applies at once."""
+    from catalog.service import CatalogService
+    from tests.auth.conftest import user
+
+    name = f"cached-{time.monotonic_ns()}"
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities([user(name, f"{name}@example.com", "team-a")])
+        token = create_token(
+            session, name=name, scope="write", subject=f"user:default/{name}", acts_as_user=True
+        ).token
+    cache = TokenCache(3600.0, clock=FakeClock())
+    first = cache.principal(session_factory, token, None)
+    assert first is not None and first.groups == ("group:default/team-a",)
+    assert cache.cached(token) is None
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities([user(name, f"{name}@example.com", "team-b")])
+    second = cache.principal(session_factory, token, None)
+    assert second is not None and second.groups == ("group:default/team-b",)

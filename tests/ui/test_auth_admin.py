@@ -102,7 +102,7 @@ def test_a_token_revoked_on_the_admin_page_is_refused_at_once(
     """The usage push keeps verified tokens in a cache (an hour on this portal): revoking
     on the admin page forgets the token there, as the API's revoke does, so the very next
     push is refused instead of being accepted until the cache entry expires."""
-    cached = ui_settings.model_copy(update={"sla_ingest_token_cache_s": 3600})
+    cached = ui_settings.model_copy(update={"token_cache_s": 3600})
     portal, server, thread = start_live_server(cached)
     context = browser.new_context(base_url=portal.url)
     context.set_default_timeout(15_000)
