@@ -60,6 +60,7 @@ from catalog.entity_reads import EntityReads  # noqa: E402
 from catalog.location_registry import LocationRegistry  # noqa: E402
 from catalog.locations import LocationPolicy  # noqa: E402
 from catalog.tables import CatalogLocation  # noqa: E402
+from portal_backend.auth.service import create_token  # noqa: E402
 from portal_backend.db import (  # noqa: E402
     make_engine,
     make_session_factory,
@@ -505,11 +506,17 @@ def main() -> None:
 
         port = 7900 + rng.randrange(1000)
         server = start_server(settings, port)
+        # Clients authenticate as platform teams' tools do: a read-scope API token, which
+        # the portal verifies (then caches) like any other, not the bootstrap token.
+        with session_scope(factory) as session:
+            token = create_token(
+                session, name="catalog-benchmark", scope="read", subject="catalog-benchmark"
+            ).token
 
         def new_client() -> httpx.Client:
             return httpx.Client(
                 base_url=f"http://127.0.0.1:{port}/api/catalog",
-                headers={"Authorization": f"Bearer {TOKEN}"},
+                headers={"Authorization": f"Bearer {token}"},
                 timeout=600,
             )
 
