@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     # the others wait their turn (retried a few seconds later, holding no worker slot).
     catalog_refresh_concurrency: int = Field(default=1, ge=1, le=64)
     # Threads the short catalog reads (by-query, by-name, by-refs, facets) run on in each
-    # portal process (portal_backend.read_pool); more only contend for the GIL.
-    catalog_read_threads: int = Field(default=2, ge=1, le=64)
+    # portal process (portal_backend.read_pool): more contend for the GIL, fewer let a
+    # few slow reads (broad full text at 1M) hold up the quick ones.
+    catalog_read_threads: int = Field(default=4, ge=1, le=64)
     max_request_body_bytes: int = 10 * 1024 * 1024
     # Templates shipped with the portal, registered in the catalog at start-up.
     templates_dir: Path = Field(
