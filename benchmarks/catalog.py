@@ -70,7 +70,6 @@ from portal_backend.db import (  # noqa: E402
 from portal_backend.settings import Settings  # noqa: E402
 from workers.catalog import background_refresh  # noqa: E402
 
-TOKEN = "bench-bootstrap-token"
 TAGS = [f"tag-{i}" for i in range(30)] + ["python", "go", "java", "rag", "llm", "gpu"]
 TYPES = ["service"] * 6 + ["website"] * 2 + ["library", "rag-service"]
 LIFECYCLES = ["production"] * 4 + ["experimental"]
@@ -322,7 +321,6 @@ def start_server(settings: Settings, port: int) -> subprocess.Popen:
     env = {
         **os.environ,
         "RAGPORTAL_DATA_DIR": str(settings.data_dir),
-        "RAGPORTAL_BOOTSTRAP_TOKEN": TOKEN,
         "RAGPORTAL_LOG_LEVEL": "WARNING",
         "RAGPORTAL_ALLOWED_FILE_ROOTS": f'["{settings.data_dir}"]',
     }

@@ -50,7 +50,8 @@ class TokenCache:
     ) -> Principal | None:
         """The principal for ``token`` (cached or from the database), or None."""
         now = self.clock()
-        hit = self.cached(token)
+        key = hash_token(token)  # plain tokens are not kept in memory
+        hit = self._fresh(key, now)
         if hit is not None:
             return hit
         with factory() as session:
@@ -64,16 +65,17 @@ class TokenCache:
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()  # bounded memory; entries are cheap to rebuild
-            self._entries[hash_token(token)] = (until, principal)
+            self._entries[key] = (until, principal)
         return principal
 
     def cached(self, token: str) -> Principal | None:
         """The cached principal for ``token`` if it is still fresh, else None; never
         reads the database (safe on the event loop)."""
-        entry = self._entries.get(hash_token(token))  # plain tokens are not kept in memory
-        if entry is not None and entry[0] > self.clock():
-            return entry[1]
-        return None
+        return self._fresh(hash_token(token), self.clock())
+
+    def _fresh(self, key: str, now: float) -> Principal | None:
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] > now else None
 
     def forget(self, token_id: str) -> None:
         """Drops every cached entry of a token (called where it is revoked)."""

@@ -43,17 +43,6 @@ ORIGINAL_GET_BY_NAME = EntityReads.get_by_name
 
 
 @pytest.fixture
-def pool_of(live_server: LiveServer) -> Iterator[Any]:
-    previous = live_server.app.state.read_pool  # type: ignore[attr-defined]
-
-    def install(threads: int) -> None:
-        live_server.app.state.read_pool = ReadPool(threads)  # type: ignore[attr-defined]
-
-    yield install
-    live_server.app.state.read_pool = previous  # type: ignore[attr-defined]
-
-
-@pytest.fixture
 def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldReads]:
     reads = HeldReads()
     monkeypatch.setattr(EntityReads, "get_by_name", lambda self, *args: reads(self, *args))
@@ -61,12 +50,18 @@ def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldReads]:
     reads.release.set()
 
 
-def _seed(live_server: LiveServer) -> None:
+@pytest.fixture
+def pool_of(live_server: LiveServer) -> Iterator[Any]:
+    """Installs a read pool of N threads on the live portal (seeded with team-a and web)."""
     from catalog.service import CatalogService
     from portal_backend.db import session_scope
 
-    with session_scope(live_server.app.state.session_factory) as session:  # type: ignore[attr-defined]
+    state = live_server.app.state  # type: ignore[attr-defined]
+    with session_scope(state.session_factory) as session:
         CatalogService(session).upsert_entities([group("team-a"), component("web")])
+    previous = state.read_pool
+    yield lambda threads: setattr(state, "read_pool", ReadPool(threads))
+    state.read_pool = previous
 
 
 def _by_name(client: httpx.Client) -> httpx.Response:
@@ -74,9 +69,8 @@ def _by_name(client: httpx.Client) -> httpx.Response:
 
 
 def test_reads_run_on_at_most_the_pools_threads(
-    live_server: LiveServer, admin_client: httpx.Client, pool_of: Any, held: HeldReads
+    live_server: LiveServer, pool_of: Any, held: HeldReads
 ) -> None:
-    _seed(live_server)
     pool_of(2)
     with ThreadPoolExecutor(6) as requests:
         answers = [requests.submit(_by_name, live_server.client()) for _ in range(6)]
@@ -95,7 +89,6 @@ def test_reads_run_on_at_most_the_pools_threads(
 def test_a_full_pool_holds_neither_listings_nor_writes(
     live_server: LiveServer, admin_client: httpx.Client, pool_of: Any, held: HeldReads
 ) -> None:
-    _seed(live_server)
     pool_of(1)
     with ThreadPoolExecutor(2) as requests:
         blocked = requests.submit(_by_name, live_server.client())
