@@ -64,19 +64,28 @@ def inline_queue(settings: Settings, factory) -> tuple[Callable[[str], None], Ca
     return pending.append, drain
 
 
-def test_first_recorded_version_is_the_template_before_versions() -> None:
-    """history/1.0.0.tar.gz holds exactly scaffolder_templates/rag-service at e486d5f."""
-    shipped = TEMPLATE_DIR / "history" / "1.0.0.tar.gz"
+@pytest.mark.parametrize(
+    ("version", "commit"),
+    [("1.0.0", "e486d5f"), ("1.1.0", "61c58a4")],
+)
+def test_recorded_versions_are_the_template_at_their_commits(version: str, commit: str) -> None:
+    """history/<version>.tar.gz holds exactly scaffolder_templates/rag-service at the commit
+    that shipped it (1.0.0: the template before versions existed)."""
+    shipped = TEMPLATE_DIR / "history" / f"{version}.tar.gz"
     listed = git(
-        "ls-tree", "-r", "--name-only", "e486d5f", "scaffolder_templates/rag-service", cwd=ROOT
+        "ls-tree", "-r", "--name-only", commit, "scaffolder_templates/rag-service", cwd=ROOT
     )
-    names = sorted(p.removeprefix("scaffolder_templates/rag-service/") for p in listed.split())
+    names = sorted(
+        name
+        for name in (p.removeprefix("scaffolder_templates/rag-service/") for p in listed.split())
+        if not name.startswith("history/")  # earlier versions are not part of one
+    )
     with tarfile.open(fileobj=io.BytesIO(shipped.read_bytes())) as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
     assert sorted(members) == names
     for name in names:
         old = subprocess.run(
-            ["git", "show", f"e486d5f:scaffolder_templates/rag-service/{name}"],
+            ["git", "show", f"{commit}:scaffolder_templates/rag-service/{name}"],
             cwd=ROOT,
             capture_output=True,
         ).stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import warnings
 
 from langchain_core.embeddings import Embeddings
@@ -29,6 +30,32 @@ def make_client(settings: Settings) -> QdrantClient:
         return QdrantClient(location=":memory:")
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
     return QdrantClient(path=str(settings.qdrant_path))
+
+
+def write_ahead_local_storage(client: QdrantClient) -> int:
+    """Qdrant local mode keeps each collection's points in SQLite and commits every point
+    on its own. In SQLite's default journal each commit waits for the disk (~0.8 ms: over
+    a third of ingestion's own time, outside the embedding, for 2,000 chunks). With
+    write-ahead logging and synchronous=NORMAL a commit does not wait, and the file stays
+    consistent after a crash: at most the last points are lost, and the next ingestion
+    run writes them again (it compares the indexed chunk ids with the documents').
+
+    qdrant-client has no setting for it, so this reaches into its local mode; a version
+    that stores points differently is left as it is. Returns the collections switched
+    (0 for a Qdrant server or in-memory mode)."""
+    local = getattr(client, "_client", None)
+    switched = 0
+    for collection in dict(getattr(local, "collections", None) or {}).values():
+        storage = getattr(getattr(collection, "storage", None), "storage", None)
+        if not isinstance(storage, sqlite3.Connection):
+            continue
+        try:
+            storage.execute("PRAGMA journal_mode=WAL")
+            storage.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error:
+            continue  # e.g. inside a transaction: slower commits, nothing lost
+        switched += 1
+    return switched
 
 
 def has_lexical(client: QdrantClient, name: str) -> bool:

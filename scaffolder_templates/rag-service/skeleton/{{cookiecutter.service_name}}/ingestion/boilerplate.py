@@ -73,13 +73,32 @@ def _step(tag: Tag) -> str:
     return part
 
 
+_PLACE_ROOTS = ("body", "html", "[document]")
+
+
 def _signature(tag: Tag) -> str:
     steps = []
     node: Tag | None = tag
-    while node is not None and node.name not in ("body", "html", "[document]"):
+    while node is not None and node.name not in _PLACE_ROOTS:
         steps.append(_step(node))
         node = node.parent
     return " > ".join(reversed(steps))
+
+
+def _signatures(root: Tag) -> Iterator[tuple[Tag, str]]:
+    """Every element under ``root`` with its _signature, in document order, each built
+    from its parent's (one step per element, not one walk to <body> per element)."""
+    places: dict[int, str] = {id(root): "" if root.name in _PLACE_ROOTS else _signature(root)}
+    for node in root.descendants:
+        if not isinstance(node, Tag):
+            continue
+        if node.name in _PLACE_ROOTS:
+            place = ""
+        else:
+            above = places.get(id(node.parent), "")
+            place = f"{above} > {_step(node)}" if above else _step(node)
+        places[id(node)] = place
+        yield node, place
 
 
 def content_root(body: Tag, prose: dict[int, int] | None = None) -> Tag:
@@ -150,7 +169,7 @@ class BoilerplateProfile:
         many blocks."""
         if not self.chrome:
             return 0
-        doomed = [tag for tag in body.find_all(True) if _signature(tag) in self.chrome]
+        doomed = [tag for tag, place in _signatures(body) if place in self.chrome]
         removed = 0
         for block in doomed:
             if not block.decomposed:  # not already gone with an enclosing block

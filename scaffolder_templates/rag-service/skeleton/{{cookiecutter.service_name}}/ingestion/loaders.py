@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, Tag
 from markdownify import MarkdownConverter
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
@@ -109,6 +109,43 @@ def load_markdown(data: bytes, source: str) -> LoadResult:
     return LoadResult([LoadedDocument(source, title, text, "markdown")])
 
 
+@dataclass
+class _PageParts:
+    dropped: list[Tag] = field(default_factory=list)
+    scripts: int = 0
+    title: Tag | None = None
+    confluence_title: Tag | None = None
+    main_content: Tag | None = None
+
+
+def _read_page(soup: BeautifulSoup) -> _PageParts:
+    """In one walk over the page (bs4's find_all and CSS selectors walk it once per call):
+    the elements that never carry text (_DROPPED_TAGS, _DROPPED_ROLES), and, outside them,
+    the <title>, Confluence's #title-text and #main-content."""
+    parts = _PageParts()
+    inside_dropped: set[int] = set()
+    for tag in soup.descendants:
+        if not isinstance(tag, Tag):
+            continue
+        if tag.name == "script":
+            parts.scripts += 1
+        if id(tag.parent) in inside_dropped:
+            inside_dropped.add(id(tag))
+            continue
+        if tag.name in _DROPPED_TAGS or tag.get("role") in _DROPPED_ROLES:
+            parts.dropped.append(tag)
+            inside_dropped.add(id(tag))
+            continue
+        if tag.name == "title" and parts.title is None:
+            parts.title = tag
+        ident = tag.get("id")
+        if ident == "title-text" and parts.confluence_title is None:
+            parts.confluence_title = tag
+        elif ident == "main-content" and parts.main_content is None:
+            parts.main_content = tag
+    return parts
+
+
 def load_html(
     data: bytes, source: str, *, boilerplate: BoilerplateProfile | None = None
 ) -> LoadResult:
@@ -118,25 +155,23 @@ def load_html(
     text = _decode_text(data, source)
     soup = BeautifulSoup(text, "html.parser")
     warnings = []
-    dropped = 0
-    for tag in soup.find_all(_DROPPED_TAGS):
-        if tag.name == "script":
-            dropped += 1
-        tag.decompose()
-    for tag in soup.find_all(attrs={"role": list(_DROPPED_ROLES)}):
-        tag.decompose()
-    if dropped:
-        warnings.append(f"removed {dropped} <script> element(s)")
+    page = _read_page(soup)
+    for tag in page.dropped:
+        if not tag.decomposed:  # not already gone with an enclosing element
+            tag.decompose()
+    if page.scripts:
+        warnings.append(f"removed {page.scripts} <script> element(s)")
     # The title before the chrome goes: Confluence keeps it in the page header.
-    confluence_title = soup.select_one("#title-text")
-    title_tag = confluence_title or soup.title
+    title_tag = page.confluence_title or page.title
     title = normalize_title(title_tag.get_text(" ", strip=True)) if title_tag else ""
-    if confluence_title is not None:
+    if page.confluence_title is not None:
         title = re.sub(r"^.*? : ", "", title)  # "Space name : Page title"
     if boilerplate is not None and soup.body is not None:
         boilerplate.strip(soup.body)
     # Confluence exports wrap the page in #main-content and repeat breadcrumbs around it.
-    main = soup.select_one("#main-content") or soup.body or soup
+    main = page.main_content
+    if main is None or main.decomposed:
+        main = soup.body or soup
     markdown = _MARKDOWN.convert_soup(main)
     markdown = re.sub(r"[ \t]+\n", "\n", markdown.replace("\xa0", " "))
     markdown = re.sub(r"\n{3,}", "\n\n", markdown).strip()

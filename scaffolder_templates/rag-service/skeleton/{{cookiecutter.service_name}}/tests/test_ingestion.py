@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -45,6 +46,28 @@ def test_rerun_without_changes_writes_nothing(settings, client, corpus):
     assert second.points_written == 0 and second.chunks_deleted == 0
     assert second.documents_unchanged == first.documents_new
     assert second.chunks_unchanged == first.chunks_added
+
+
+def test_local_mode_commits_through_a_write_ahead_log_and_keeps_every_point(
+    settings, client, corpus
+):
+    """Local mode's SQLite store is switched to write-ahead logging (a commit per point no
+    longer waits for the disk); a new client (the API after ingestion) finds every point,
+    and the next run sees nothing to write. Fails if a qdrant-client upgrade moves the
+    storage write_ahead_local_storage reaches into."""
+    first = run_ingest(settings, client, corpus, DOCS)
+    stores = list(Path(settings.qdrant_path).rglob("storage.sqlite"))
+    assert len(stores) == 1
+    with sqlite3.connect(stores[0]) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    client.close()
+    reopened = QdrantClient(path=str(settings.qdrant_path))
+    try:
+        assert reopened.count(settings.collection_name).count == first.chunks_added
+        second = run_ingest(settings, reopened, corpus, DOCS)
+    finally:
+        reopened.close()
+    assert second.points_written == 0 and second.chunks_unchanged == first.chunks_added
 
 
 def test_changed_and_removed_documents_are_synced(settings, client, corpus):

@@ -74,6 +74,23 @@ def test_html_keeps_identifiers_and_normalises_titles():
     assert "SELECT * FROM t" in document.text and "\u00a0" not in document.text
 
 
+def test_html_chrome_scripts_and_icon_titles_never_reach_the_text_or_the_title():
+    html = (
+        "<html><body><svg><title>icon</title></svg>"
+        "<div role='navigation'>Menu Home Search</div>"
+        "<noscript><script>track()</script></noscript><script>draw()</script>"
+        "<h1>Backups</h1><p>Run pg_dump nightly.</p>"
+        "<footer>Copyright notice</footer></body></html>"
+    )
+    loaded = load_html(html.encode(), "docs/backups.html")
+    document = loaded.documents[0]
+    assert document.title == "Backups"  # not the icon's <title>
+    assert "pg_dump nightly" in document.text
+    for chrome in ("Menu", "track", "draw", "Copyright", "icon"):
+        assert chrome not in document.text
+    assert loaded.warnings == ["removed 2 <script> element(s)"]
+
+
 def test_markdown_front_matter_gives_the_title_and_is_not_indexed():
     text = '---\ntitle: "docker run"\nkeywords: "run, container"\n---\n\n# run\n\nRuns it.\n'
     document = load_markdown(text.encode(), "docs/run.md").documents[0]
