@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import event
 
+from catalog import entity_reads
 from catalog.entity_reads import EntityReads
 from catalog.service import CatalogService
 from portal_backend.db import session_scope
@@ -156,9 +157,14 @@ def test_a_common_value_walks_the_name_order_and_a_rare_one_sorts_its_matches(
     assert not any("EXISTS" in s for s in statements)
 
 
+@pytest.mark.parametrize("listed", [True, False], ids=["match-list", "broad-term-subquery"])
 def test_full_text_totals_count_each_entity_once_and_follow_the_filter(
-    session_factory,
+    session_factory, monkeypatch: pytest.MonkeyPatch, listed: bool
 ) -> None:  # type: ignore[no-untyped-def]
+    """Both ways a term is answered: its matches as a list of uids (up to _FULL_TEXT_LIST),
+    and a term matching more (forced here with a limit of 1) as a subquery."""
+    if not listed:
+        monkeypatch.setattr(entity_reads, "_FULL_TEXT_LIST", 1)
     entities = [
         # "gate" in the name and the title: one entity.
         component("gateway", title="Gateway", description="the edge"),
@@ -184,6 +190,41 @@ def test_full_text_totals_count_each_entity_once_and_follow_the_filter(
         )
         assert [e["metadata"]["name"] for e in typed["items"]] == ["billing", "gateway"]
         assert typed["totalItems"] == 2
+
+
+def test_a_term_or_a_predicate_still_holds_when_the_page_walks_the_name_order(
+    session_factory,
+) -> None:  # type: ignore[no-untyped-def]
+    """A filter matching most entities makes the page walk the entities in name order
+    (the filters' EXISTS form); the full-text term and the predicate must still apply
+    there. (They were dropped: a term with a common filter answered entities without it.)"""
+    entities = [component(f"svc-{i:02d}", tags=["edge"] if i % 2 else []) for i in range(20)]
+    entities += [component(f"other-{i:02d}") for i in range(10)]
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities(entities)
+    statements = _statements(
+        session_factory,
+        lambda reads: reads.query_entities(
+            term="svc", filters=["kind=component,spec.type=service"], limit=2
+        ),
+    )
+    assert any("EXISTS" in s for s in statements)  # 20^2 >= 3 * 30: the walk
+    with session_scope(session_factory) as session:
+        reads = EntityReads(session)
+        page = reads.query_entities(
+            term="svc", filters=["kind=component,spec.type=service"], limit=2
+        )
+        assert [e["metadata"]["name"] for e in page["items"]] == ["svc-00", "svc-01"]
+        assert page["totalItems"] == 20
+        rest = reads.query_entities(cursor=page["pageInfo"]["nextCursor"], limit=2)
+        assert [e["metadata"]["name"] for e in rest["items"]] == ["svc-02", "svc-03"]
+        tagged = reads.query_entities(
+            filters=["kind=component,spec.type=service"],
+            query={"metadata.tags": "edge"},
+            limit=2,
+        )
+        assert [e["metadata"]["name"] for e in tagged["items"]] == ["svc-01", "svc-03"]
+        assert tagged["totalItems"] == 10
 
 
 TEXT_ENTITIES = [
