@@ -278,11 +278,13 @@ class EntityReads:
             matches, population = count(self.session, where, simple, counted_filter)
         if total is None and include_total:
             total = matches
-        # The walk checks every condition on each entity it passes: a term's short list of
-        # matches is a cheap check, a broad term's subquery or a predicate is not (a broad
-        # term beside a common filter took over 2 minutes at 1M entities).
-        walkable = state.query is None and (not narrowing or term_matches is not None)
-        if walkable and self._dense(alternatives, simple, matches, population, size + 1, order_by):
+        # The walk checks every condition on each entity it passes, so only the filters' own
+        # probes: a broad term's subquery per walked row took over 2 minutes at 1M, and a
+        # term's uid list is an array PostgreSQL re-reads per row in a prepared statement's
+        # generic plan. With a term or a predicate the page sorts the matches.
+        if not narrowing and self._dense(
+            alternatives, simple, matches, population, size + 1, order_by
+        ):
             where = and_(compile_filters(alternatives, dense=True), *narrowing)
         rows = page(
             self.session,

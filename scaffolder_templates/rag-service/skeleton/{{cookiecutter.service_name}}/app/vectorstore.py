@@ -50,7 +50,11 @@ def write_ahead_local_storage(client: QdrantClient) -> int:
         if not isinstance(storage, sqlite3.Connection):
             continue
         try:
-            storage.execute("PRAGMA journal_mode=WAL")
+            # SQLite answers the mode it is in: not "wal" where the file system cannot
+            # share memory between processes (some network mounts).
+            mode = storage.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                continue
             storage.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error:
             continue  # e.g. inside a transaction: slower commits, nothing lost
