@@ -250,8 +250,8 @@ class EntityReads:
         alternatives = parse_filters(state.filters)
         simple = None if state.term or state.query is not None else simple_filter(alternatives)
         order_by = state.sort_spec()
-        # What narrows the filters' matches: the full-text term and the predicate. Kept
-        # apart, because the filters take another form below and these must stay.
+        # What narrows the filters' matches: the full-text term and the predicate (a page
+        # with either never walks the name order, below).
         narrowing: list[ColumnElement[bool]] = []
         term_matches = None
         if state.term and state.term.strip():
@@ -285,7 +285,7 @@ class EntityReads:
         if not narrowing and self._dense(
             alternatives, simple, matches, population, size + 1, order_by
         ):
-            where = and_(compile_filters(alternatives, dense=True), *narrowing)
+            where = compile_filters(alternatives, dense=True)
         rows = page(
             self.session,
             where,

@@ -32,7 +32,7 @@ def make_client(settings: Settings) -> QdrantClient:
     return QdrantClient(path=str(settings.qdrant_path))
 
 
-def write_ahead_local_storage(client: QdrantClient) -> int:
+def write_ahead_local_storage(client: QdrantClient) -> None:
     """Qdrant local mode keeps each collection's points in SQLite and commits every point
     on its own. In SQLite's default journal each commit waits for the disk (~0.8 ms: over
     a third of ingestion's own time, outside the embedding, for 2,000 chunks). With
@@ -41,10 +41,9 @@ def write_ahead_local_storage(client: QdrantClient) -> int:
     run writes them again (it compares the indexed chunk ids with the documents').
 
     qdrant-client has no setting for it, so this reaches into its local mode; a version
-    that stores points differently is left as it is. Returns the collections switched
-    (0 for a Qdrant server or in-memory mode)."""
+    that stores points differently, a Qdrant server and in-memory mode are left as they
+    are."""
     local = getattr(client, "_client", None)
-    switched = 0
     for collection in dict(getattr(local, "collections", None) or {}).values():
         storage = getattr(getattr(collection, "storage", None), "storage", None)
         if not isinstance(storage, sqlite3.Connection):
@@ -53,13 +52,10 @@ def write_ahead_local_storage(client: QdrantClient) -> int:
             # SQLite answers the mode it is in: not "wal" where the file system cannot
             # share memory between processes (some network mounts).
             mode = storage.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                continue
-            storage.execute("PRAGMA synchronous=NORMAL")
+            if str(mode).lower() == "wal":
+                storage.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error:
-            continue  # e.g. inside a transaction: slower commits, nothing lost
-        switched += 1
-    return switched
+            pass  # e.g. inside a transaction: slower commits, nothing lost
 
 
 def has_lexical(client: QdrantClient, name: str) -> bool:
