@@ -192,6 +192,54 @@ def test_full_text_totals_count_each_entity_once_and_follow_the_filter(
         assert typed["totalItems"] == 2
 
 
+@pytest.mark.parametrize("listed", [True, False], ids=["match-list", "broad-term-subquery"])
+def test_a_first_page_with_a_term_beside_a_filter_counts_its_matches_in_the_same_pass(
+    session_factory, monkeypatch: pytest.MonkeyPatch, listed: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """The catalog page's search box beside its pickers: the term's matches are checked
+    against the filter (a probe each, not everything the filter matches) and the page
+    that sorts them counts them too, so no separate count runs; the total stays exact,
+    also for an offset past the last match and for a predicate."""
+    if not listed:
+        monkeypatch.setattr(entity_reads, "_FULL_TEXT_LIST", 1)
+    entities = [
+        component(f"gate-{i:02d}", type="service" if i % 3 else "website") for i in range(12)
+    ]
+    entities += [component("billing"), resource("gate-db", type="database", owner="team-a")]
+    with session_scope(session_factory) as session:
+        CatalogService(session).upsert_entities(entities)
+    service = ["kind=component,spec.type=service"]
+    statements = _statements(
+        session_factory, lambda reads: reads.query_entities(term="gate", filters=service, limit=3)
+    )
+    assert not any(s.lstrip().upper().startswith("SELECT COUNT(*)") for s in statements)
+    counted = [s for s in statements if "OVER ()" in s]
+    assert len(counted) == 1 and ("EXISTS" in counted[0]) == listed
+    with session_scope(session_factory) as session:
+        reads = EntityReads(session)
+        page = reads.query_entities(term="gate", filters=service, limit=3)
+        assert [e["metadata"]["name"] for e in page["items"]] == ["gate-01", "gate-02", "gate-04"]
+        assert page["totalItems"] == 8
+        rest = reads.query_entities(cursor=page["pageInfo"]["nextCursor"], limit=10)
+        assert [e["metadata"]["name"] for e in rest["items"]] == [
+            "gate-05",
+            "gate-07",
+            "gate-08",
+            "gate-10",
+            "gate-11",
+        ]
+        assert rest["totalItems"] == 8 and "nextCursor" not in rest["pageInfo"]
+        beyond = reads.query_entities(term="gate", filters=service, limit=3, offset=20)
+        assert beyond["items"] == [] and beyond["totalItems"] == 8
+        none = reads.query_entities(term="gate", filters=["kind=system"], limit=3)
+        assert none["items"] == [] and none["totalItems"] == 0
+        tagged = reads.query_entities(
+            filters=service, query={"metadata.name": {"$in": ["gate-04", "gate-05"]}}, limit=1
+        )
+        assert [e["metadata"]["name"] for e in tagged["items"]] == ["gate-04"]
+        assert tagged["totalItems"] == 2
+
+
 def test_a_term_or_a_predicate_still_holds_when_the_page_walks_the_name_order(
     session_factory,
 ) -> None:  # type: ignore[no-untyped-def]
