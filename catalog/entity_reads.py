@@ -260,6 +260,7 @@ class EntityReads:
         # with either never walks the name order, below).
         narrowing: list[ColumnElement[bool]] = []
         term_matches = None
+        text_condition = None
         if state.term and state.term.strip():
             text_condition, term_matches = self._full_text(state.term, state.term_fields)
             narrowing.append(text_condition)
@@ -281,9 +282,13 @@ class EntityReads:
         # The running counts know the filter alone (no term, no predicate).
         counted_filter = [] if state.term or state.query is not None else alternatives
         cheap = simple is not None or combo_counts.answers(counted_filter)
-        # A term or a predicate makes the first page sort every match: that same pass
-        # counts them (one statement instead of a count and a page, each finding them).
-        count_in_page = matches is None and include_total and bool(narrowing) and not cursor
+        # A term makes the first page sort every match: that same pass counts them (one
+        # statement instead of a count and a page, each finding them through the term).
+        # Not a predicate alone: it can match most of the catalog, which a count reads
+        # from an index while the page stops after its rows.
+        count_in_page = (
+            matches is None and include_total and text_condition is not None and not cursor
+        )
         if matches is None and (include_total or cheap) and not count_in_page:
             # Exact, and cheap for the common shapes (simple filters, filters of counted
             # keys): the plan below needs it even when the caller does not.

@@ -215,6 +215,13 @@ def test_a_first_page_with_a_term_beside_a_filter_counts_its_matches_in_the_same
     assert not any(s.lstrip().upper().startswith("SELECT COUNT(*)") for s in statements)
     counted = [s for s in statements if "OVER ()" in s]
     assert len(counted) == 1 and ("EXISTS" in counted[0]) == listed
+    # A predicate alone may match most of the catalog: its count stays a statement of
+    # its own (from an index) and the page stops after its rows.
+    predicate = _statements(
+        session_factory,
+        lambda reads: reads.query_entities(query={"spec.type": "service"}, limit=3),
+    )
+    assert not any("OVER ()" in s for s in predicate)
     with session_scope(session_factory) as session:
         reads = EntityReads(session)
         page = reads.query_entities(term="gate", filters=service, limit=3)
@@ -229,6 +236,19 @@ def test_a_first_page_with_a_term_beside_a_filter_counts_its_matches_in_the_same
             "gate-11",
         ]
         assert rest["totalItems"] == 8 and "nextCursor" not in rest["pageInfo"]
+        inside = reads.query_entities(term="gate", filters=service, limit=3, offset=2)
+        assert [e["metadata"]["name"] for e in inside["items"]] == ["gate-04", "gate-05", "gate-07"]
+        assert inside["totalItems"] == 8
+        both = reads.query_entities(
+            term="gate", query={"spec.type": "website"}, order_by=[("metadata.name", "desc")]
+        )
+        assert [e["metadata"]["name"] for e in both["items"]] == [
+            "gate-09",
+            "gate-06",
+            "gate-03",
+            "gate-00",
+        ]
+        assert both["totalItems"] == 4
         beyond = reads.query_entities(term="gate", filters=service, limit=3, offset=20)
         assert beyond["items"] == [] and beyond["totalItems"] == 8
         none = reads.query_entities(term="gate", filters=["kind=system"], limit=3)
