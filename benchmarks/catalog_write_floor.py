@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import queue
+import sys
 import threading
 import time
 from pathlib import Path
 
 import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import scratch  # noqa: E402
+from benchmarks.catalog import cpu_seconds  # noqa: E402
 
 # Each table the import writes, with the column naming the entity a row belongs to.
 ENTITY_COLUMN = {
@@ -35,11 +40,6 @@ ENTITY_COLUMN = {
     "catalog_search": "entity_uid",
     "catalog_relations": "originating_uid",
 }
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def export_batches(
@@ -148,8 +148,7 @@ def main() -> None:
         f"{args.tables}: {total:,} entities in {wall:.1f} s = {total / wall:,.0f} entities/s; "
         f"database CPU {sum(used) * 1e6 / total:.0f} us/entity ({args.writers} writers)"
     )
-    with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{target}" CASCADE')
+    scratch.drop_schema(args.postgres_url, target)
 
 
 if __name__ == "__main__":
